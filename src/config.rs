@@ -1,0 +1,274 @@
+//! Typed configuration, read once from the environment at start-up.
+//!
+//! Every variable is documented here, where it is read, and in the README.
+//! A value that does not parse stops start-up with a message naming the
+//! variable; nothing falls back silently.
+
+use std::{net::IpAddr, path::PathBuf, str::FromStr, time::Duration};
+
+use anyhow::{Context, bail};
+
+/// Where the server runs: `development` is friendly, `production` is strict.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AppEnv {
+    Development,
+    Production,
+}
+
+impl FromStr for AppEnv {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "development" | "dev" => Ok(Self::Development),
+            "production" | "prod" => Ok(Self::Production),
+            other => Err(format!(
+                "expected `development` or `production`, got `{other}`"
+            )),
+        }
+    }
+}
+
+/// How log lines are written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogFormat {
+    /// Human-readable lines for a terminal.
+    Pretty,
+    /// One JSON object per line for log collectors.
+    Json,
+}
+
+impl FromStr for LogFormat {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "pretty" | "text" => Ok(Self::Pretty),
+            "json" => Ok(Self::Json),
+            other => Err(format!("expected `pretty` or `json`, got `{other}`")),
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// `HOST` (default `127.0.0.1`): address the HTTP server binds.
+    pub host: IpAddr,
+    /// `PORT` (default `8080`): port the HTTP server binds; `0` picks a free one.
+    pub port: u16,
+    /// `APP_ENV` (default `development`).
+    pub app_env: AppEnv,
+    /// `DATABASE_URL` (default unset): PostgreSQL to use. Unset starts the
+    /// embedded PostgreSQL described by `embedded_database`.
+    pub database_url: Option<String>,
+    /// `DATABASE_POOL_SIZE` (default `10`): connections in the pool.
+    pub database_pool_size: u32,
+    /// `DATABASE_ACQUIRE_TIMEOUT_MS` (default `3000`): how long a request waits
+    /// for a free connection before failing with `TIMEOUT`.
+    pub database_acquire_timeout: Duration,
+    /// `DATABASE_STATEMENT_TIMEOUT_MS` (default `5000`): PostgreSQL
+    /// `statement_timeout` set on every pooled connection.
+    pub database_statement_timeout: Duration,
+    /// `EMBEDDED_DATABASE_DIR` (default `./data`) and `EMBEDDED_DATABASE_PORT`
+    /// (default `54329`): where the embedded PostgreSQL keeps its files and
+    /// which local port it listens on.
+    pub embedded_database: EmbeddedDatabase,
+    /// `JWT_SECRET`: HMAC key for access tokens. Required in production (at
+    /// least 32 bytes); in development a random key is made at start, so
+    /// access tokens do not survive a restart (refresh tokens do).
+    pub jwt_secret: String,
+    /// `JWT_PREVIOUS_SECRETS` (default empty): comma-separated keys that still
+    /// verify tokens after a rotation; tokens are always signed with `JWT_SECRET`.
+    pub jwt_previous_secrets: Vec<String>,
+    /// `ACCESS_TOKEN_TTL_SECS` (default `900`, 15 minutes).
+    pub access_token_ttl: Duration,
+    /// `REFRESH_TOKEN_TTL_SECS` (default `2592000`, 30 days).
+    pub refresh_token_ttl: Duration,
+    /// `LOG_FORMAT` (default `pretty` in development, `json` in production).
+    /// The level filter is `RUST_LOG` (default `info`).
+    pub log_format: LogFormat,
+    /// `REQUEST_TIMEOUT_SECS` (default `30`): longest a request may run.
+    pub request_timeout: Duration,
+    /// `MAX_BODY_BYTES` (default `1048576`): largest accepted request body.
+    pub max_body_bytes: usize,
+}
+
+#[derive(Debug, Clone)]
+pub struct EmbeddedDatabase {
+    pub dir: PathBuf,
+    pub port: u16,
+}
+
+const MIN_PRODUCTION_SECRET_BYTES: usize = 32;
+
+impl Config {
+    /// Reads the process environment (after loading `.env` when present).
+    pub fn from_env() -> anyhow::Result<Self> {
+        Self::from_lookup(|key| std::env::var(key).ok())
+    }
+
+    /// Reads configuration through `lookup`, so tests can supply their own.
+    pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> anyhow::Result<Self> {
+        let var = |key: &str| lookup(key).filter(|v| !v.trim().is_empty());
+        let app_env: AppEnv = parse(&var, "APP_ENV", AppEnv::Development)?;
+
+        let jwt_secret = match var("JWT_SECRET") {
+            Some(secret) => {
+                if app_env == AppEnv::Production && !is_strong_secret(&secret) {
+                    bail!(
+                        "JWT_SECRET is too weak for APP_ENV=production: use at least {MIN_PRODUCTION_SECRET_BYTES} random bytes (for example `openssl rand -base64 48`)"
+                    );
+                }
+                secret
+            }
+            None if app_env == AppEnv::Production => {
+                bail!("JWT_SECRET must be set when APP_ENV=production")
+            }
+            None => crate::auth::refresh::generate_token(),
+        };
+
+        let default_log = match app_env {
+            AppEnv::Development => LogFormat::Pretty,
+            AppEnv::Production => LogFormat::Json,
+        };
+
+        let config = Self {
+            host: parse(&var, "HOST", IpAddr::from([127, 0, 0, 1]))?,
+            port: parse(&var, "PORT", 8080)?,
+            app_env,
+            database_url: var("DATABASE_URL"),
+            database_pool_size: parse(&var, "DATABASE_POOL_SIZE", 10)?,
+            database_acquire_timeout: Duration::from_millis(parse(
+                &var,
+                "DATABASE_ACQUIRE_TIMEOUT_MS",
+                3000,
+            )?),
+            database_statement_timeout: Duration::from_millis(parse(
+                &var,
+                "DATABASE_STATEMENT_TIMEOUT_MS",
+                5000,
+            )?),
+            embedded_database: EmbeddedDatabase {
+                dir: parse(&var, "EMBEDDED_DATABASE_DIR", PathBuf::from("data"))?,
+                port: parse(&var, "EMBEDDED_DATABASE_PORT", 54329)?,
+            },
+            jwt_secret,
+            jwt_previous_secrets: var("JWT_PREVIOUS_SECRETS")
+                .map(|v| {
+                    v.split(',')
+                        .map(str::trim)
+                        .filter(|s| !s.is_empty())
+                        .map(String::from)
+                        .collect()
+                })
+                .unwrap_or_default(),
+            access_token_ttl: Duration::from_secs(parse(&var, "ACCESS_TOKEN_TTL_SECS", 900)?),
+            refresh_token_ttl: Duration::from_secs(parse(
+                &var,
+                "REFRESH_TOKEN_TTL_SECS",
+                30 * 24 * 3600,
+            )?),
+            log_format: parse(&var, "LOG_FORMAT", default_log)?,
+            request_timeout: Duration::from_secs(parse(&var, "REQUEST_TIMEOUT_SECS", 30)?),
+            max_body_bytes: parse(&var, "MAX_BODY_BYTES", 1024 * 1024)?,
+        };
+        config.check()?;
+        Ok(config)
+    }
+
+    fn check(&self) -> anyhow::Result<()> {
+        if self.database_pool_size == 0 {
+            bail!("DATABASE_POOL_SIZE must be at least 1");
+        }
+        if self.access_token_ttl.is_zero() || self.refresh_token_ttl.is_zero() {
+            bail!("ACCESS_TOKEN_TTL_SECS and REFRESH_TOKEN_TTL_SECS must be positive");
+        }
+        if self.access_token_ttl >= self.refresh_token_ttl {
+            bail!("ACCESS_TOKEN_TTL_SECS must be shorter than REFRESH_TOKEN_TTL_SECS");
+        }
+        if self.request_timeout.is_zero() {
+            bail!("REQUEST_TIMEOUT_SECS must be positive");
+        }
+        Ok(())
+    }
+
+    pub fn is_production(&self) -> bool {
+        self.app_env == AppEnv::Production
+    }
+}
+
+fn parse<T>(var: &impl Fn(&str) -> Option<String>, key: &str, default: T) -> anyhow::Result<T>
+where
+    T: FromStr,
+    T::Err: std::fmt::Display,
+{
+    match var(key) {
+        None => Ok(default),
+        Some(raw) => raw
+            .trim()
+            .parse()
+            .map_err(|e| anyhow::anyhow!("{e}"))
+            .with_context(|| format!("invalid value for {key}: `{raw}`")),
+    }
+}
+
+/// A production secret must be long and not an obvious placeholder.
+fn is_strong_secret(secret: &str) -> bool {
+    const PLACEHOLDERS: [&str; 4] = ["secret", "changeme", "change-me", "jwt_secret"];
+    let lowered = secret.to_ascii_lowercase();
+    let distinct = secret
+        .bytes()
+        .collect::<std::collections::HashSet<_>>()
+        .len();
+    secret.len() >= MIN_PRODUCTION_SECRET_BYTES
+        && distinct >= 10
+        && !PLACEHOLDERS.iter().any(|p| lowered.contains(p))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn config(pairs: &[(&str, &str)]) -> anyhow::Result<Config> {
+        let pairs: Vec<(String, String)> = pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        Config::from_lookup(|key| pairs.iter().find(|(k, _)| k == key).map(|(_, v)| v.clone()))
+    }
+
+    #[test]
+    fn defaults_are_development_on_localhost() {
+        let c = config(&[]).unwrap();
+        assert_eq!(c.app_env, AppEnv::Development);
+        assert_eq!(c.port, 8080);
+        assert_eq!(c.host.to_string(), "127.0.0.1");
+        assert!(c.database_url.is_none());
+        assert_eq!(c.access_token_ttl, Duration::from_secs(900));
+    }
+
+    #[test]
+    fn a_bad_value_names_its_variable() {
+        let err = config(&[("PORT", "eighty")]).unwrap_err();
+        assert!(format!("{err:#}").contains("PORT"), "{err:#}");
+        let err = config(&[("APP_ENV", "staging")]).unwrap_err();
+        assert!(format!("{err:#}").contains("APP_ENV"), "{err:#}");
+    }
+
+    #[test]
+    fn production_refuses_missing_or_weak_secret() {
+        assert!(config(&[("APP_ENV", "production")]).is_err());
+        assert!(config(&[("APP_ENV", "production"), ("JWT_SECRET", "secret")]).is_err());
+        assert!(
+            config(&[
+                ("APP_ENV", "production"),
+                ("JWT_SECRET", "changeme-changeme-changeme-changeme")
+            ])
+            .is_err()
+        );
+        let ok = config(&[
+            ("APP_ENV", "production"),
+            ("JWT_SECRET", "q8Vd1kP0x7rT2mN9bW4yZ6cH3jL5sA0eF1gK8uR2"),
+        ])
+        .unwrap();
+        assert_eq!(ok.log_format, LogFormat::Json);
+    }
+}

@@ -1,0 +1,130 @@
+//! PostgreSQL access: the bb8 pool of diesel-async connections, embedded
+//! migrations, and the embedded server used when no `DATABASE_URL` is set.
+
+pub mod embedded;
+pub mod models;
+pub mod schema;
+
+use std::time::Duration;
+
+use anyhow::Context;
+use diesel::{Connection, RunQueryDsl as _};
+use diesel_async::{
+    AsyncConnection, AsyncPgConnection, SimpleAsyncConnection,
+    async_connection_wrapper::AsyncConnectionWrapper,
+    pooled_connection::{AsyncDieselConnectionManager, ManagerConfig},
+};
+use diesel_migrations::{EmbeddedMigrations, MigrationHarness, embed_migrations};
+use futures_util::FutureExt;
+
+use crate::error::AppResult;
+
+pub const MIGRATIONS: EmbeddedMigrations = embed_migrations!("migrations");
+
+/// Serialises migrations when several instances start at once.
+const MIGRATION_LOCK_KEY: i64 = 0x636f_6e64_7569_74;
+
+pub type PgManager = AsyncDieselConnectionManager<AsyncPgConnection>;
+pub type PooledConn<'a> = bb8::PooledConnection<'a, PgManager>;
+
+#[derive(Debug, Clone)]
+pub struct PoolSettings {
+    pub size: u32,
+    pub acquire_timeout: Duration,
+    pub statement_timeout: Duration,
+}
+
+/// The connection pool. Cheap to clone.
+#[derive(Clone)]
+pub struct Database {
+    pool: bb8::Pool<PgManager>,
+}
+
+impl Database {
+    /// Builds the pool. Every new connection gets `statement_timeout`, so a
+    /// runaway query is cancelled by PostgreSQL rather than holding a
+    /// connection forever.
+    pub async fn connect(url: &str, settings: &PoolSettings) -> anyhow::Result<Self> {
+        let statement_ms = settings.statement_timeout.as_millis();
+        let mut config = ManagerConfig::<AsyncPgConnection>::default();
+        config.custom_setup = Box::new(move |url| {
+            let url = url.to_owned();
+            async move {
+                let mut conn = AsyncPgConnection::establish(&url).await?;
+                conn.batch_execute(&format!(
+                    "SET statement_timeout = {statement_ms}; \
+                     SET idle_in_transaction_session_timeout = {}; \
+                     SET application_name = 'conduit'",
+                    statement_ms * 2
+                ))
+                .await
+                .map_err(diesel::ConnectionError::CouldntSetupConfiguration)?;
+                Ok(conn)
+            }
+            .boxed()
+        });
+        let manager = PgManager::new_with_config(url, config);
+        let pool = bb8::Pool::builder()
+            .max_size(settings.size)
+            .connection_timeout(settings.acquire_timeout)
+            // A broken connection is detected by its first failing query and
+            // dropped; a test query on every checkout would double the
+            // statements of every request.
+            .test_on_check_out(false)
+            .build(manager)
+            .await
+            .context("failed to build the database pool")?;
+        // Fail start-up now, with a clear message, if the database is unreachable.
+        drop(
+            pool.get()
+                .await
+                .context("failed to connect to the database")?,
+        );
+        Ok(Self { pool })
+    }
+
+    /// A pooled connection; waits at most the acquire timeout, then fails
+    /// with `TIMEOUT` instead of hanging.
+    pub async fn conn(&self) -> AppResult<PooledConn<'_>> {
+        Ok(self.pool.get().await?)
+    }
+
+    /// True when a connection can be had and answers a query.
+    pub async fn is_ready(&self) -> bool {
+        let Ok(mut conn) = self.pool.get().await else {
+            return false;
+        };
+        conn.batch_execute("SELECT 1").await.is_ok()
+    }
+
+    pub fn state(&self) -> bb8::State {
+        self.pool.state()
+    }
+}
+
+/// Applies pending migrations, holding an advisory lock so that instances
+/// starting together take turns.
+pub async fn run_migrations(url: &str) -> anyhow::Result<()> {
+    let url = url.to_owned();
+    tokio::task::spawn_blocking(move || -> anyhow::Result<()> {
+        let mut conn = <AsyncConnectionWrapper<AsyncPgConnection> as Connection>::establish(&url)
+            .context("failed to connect to the database to migrate it")?;
+        diesel::sql_query(format!("SELECT pg_advisory_lock({MIGRATION_LOCK_KEY})"))
+            .execute(&mut conn)
+            .context("failed to take the migration lock")?;
+        let applied: anyhow::Result<Vec<String>> = conn
+            .run_pending_migrations(MIGRATIONS)
+            .map(|versions| versions.iter().map(ToString::to_string).collect())
+            .map_err(|e| anyhow::anyhow!("{e}"))
+            .context("failed to run migrations");
+        diesel::sql_query(format!("SELECT pg_advisory_unlock({MIGRATION_LOCK_KEY})"))
+            .execute(&mut conn)
+            .context("failed to release the migration lock")?;
+        for version in applied? {
+            tracing::info!(%version, "applied migration");
+        }
+        Ok(())
+    })
+    .await
+    .context("migration task failed")?
+}

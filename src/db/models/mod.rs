@@ -1,0 +1,12 @@
+//! Row structs, insert forms and changesets, each beside the small query
+//! functions that use them. Query functions take a connection; transactions
+//! belong to the services.
+
+pub mod session;
+pub mod user;
+
+diesel::define_sql_function! {
+    /// PostgreSQL `lower(text)`, for case-insensitive lookups that use the
+    /// `lower(...)` unique indexes.
+    fn lower(x: diesel::sql_types::Text) -> diesel::sql_types::Text;
+}

@@ -1,0 +1,235 @@
+//! The service layer's one error type and its single conversion to GraphQL.
+//!
+//! Services return [`AppResult`]. Resolvers turn [`AppError::Invalid`] into
+//! payload `errors` (an expected outcome is data); every other variant
+//! becomes a GraphQL error here, through `From<AppError> for
+//! async_graphql::Error`, with `extensions.code` from a short fixed list.
+
+use std::fmt;
+
+use async_graphql::ErrorExtensions as _;
+
+/// Machine-readable reason a field of a mutation's input was refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum UserErrorCode {
+    /// The value is required but empty.
+    Blank,
+    /// The value is malformed (bad email, forbidden characters).
+    Invalid,
+    TooShort,
+    TooLong,
+    /// Another account already uses the value.
+    Taken,
+    /// Email and password do not match an account.
+    InvalidCredentials,
+}
+
+/// One refused input field: what the client sees in a payload's `errors`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FieldError {
+    /// Input field name as the client spelled it (`email`, `password`), or
+    /// `None` when the error is about the input as a whole.
+    pub path: Option<&'static str>,
+    pub code: UserErrorCode,
+    pub message: String,
+}
+
+impl FieldError {
+    pub fn new(path: &'static str, code: UserErrorCode, message: impl Into<String>) -> Self {
+        Self {
+            path: Some(path),
+            code,
+            message: message.into(),
+        }
+    }
+}
+
+/// A service failure. Deliberately not `Display`: async-graphql converts
+/// any `Display` type into an error with that text and no code, so a
+/// `Display` impl would let `?` bypass [`From<AppError> for
+/// async_graphql::Error`] and leak internal causes.
+#[derive(Debug)]
+pub enum AppError {
+    /// `UNAUTHENTICATED` with this message: no valid credentials for an
+    /// operation that needs them, or a token that was presented but is bad.
+    Unauthenticated(&'static str),
+    /// `FORBIDDEN` with this message: signed in, but not allowed.
+    Forbidden(&'static str),
+    /// `NOT_FOUND`: "<what> not found".
+    NotFound(&'static str),
+    /// `BAD_USER_INPUT` with this message: an argument that can never be
+    /// valid (a malformed id or cursor), as opposed to a refused field.
+    BadUserInput(String),
+    /// Payload `errors` of the mutation that produced them. Should one reach
+    /// the GraphQL boundary, the client sees `BAD_USER_INPUT` with the
+    /// messages joined.
+    Invalid(Vec<FieldError>),
+    /// `TIMEOUT` with this message: the server was too busy to answer in time.
+    Timeout(&'static str),
+    /// `INTERNAL_SERVER_ERROR`: the client sees only "internal server error"
+    /// and the request id; the cause is logged, never sent.
+    Internal(anyhow::Error),
+}
+
+impl From<anyhow::Error> for AppError {
+    fn from(e: anyhow::Error) -> Self {
+        Self::Internal(e)
+    }
+}
+
+pub type AppResult<T> = Result<T, AppError>;
+
+fn join_messages(errors: &[FieldError]) -> String {
+    errors
+        .iter()
+        .map(|e| e.message.as_str())
+        .collect::<Vec<_>>()
+        .join("; ")
+}
+
+/// The codes a client can find in `extensions.code`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ErrorCode {
+    Unauthenticated,
+    Forbidden,
+    NotFound,
+    BadUserInput,
+    Timeout,
+    InternalServerError,
+}
+
+impl ErrorCode {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Unauthenticated => "UNAUTHENTICATED",
+            Self::Forbidden => "FORBIDDEN",
+            Self::NotFound => "NOT_FOUND",
+            Self::BadUserInput => "BAD_USER_INPUT",
+            Self::Timeout => "TIMEOUT",
+            Self::InternalServerError => "INTERNAL_SERVER_ERROR",
+        }
+    }
+}
+
+impl fmt::Display for ErrorCode {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Message a client sees for any internal failure.
+pub const INTERNAL_MESSAGE: &str = "internal server error";
+
+impl AppError {
+    pub fn code(&self) -> ErrorCode {
+        match self {
+            Self::Unauthenticated(_) => ErrorCode::Unauthenticated,
+            Self::Forbidden(_) => ErrorCode::Forbidden,
+            Self::NotFound(_) => ErrorCode::NotFound,
+            Self::BadUserInput(_) | Self::Invalid(_) => ErrorCode::BadUserInput,
+            Self::Timeout(_) => ErrorCode::Timeout,
+            Self::Internal(_) => ErrorCode::InternalServerError,
+        }
+    }
+
+    /// The message the client sees: never an internal cause.
+    pub fn client_message(&self) -> String {
+        match self {
+            Self::Unauthenticated(m) | Self::Forbidden(m) | Self::Timeout(m) => (*m).to_owned(),
+            Self::NotFound(what) => format!("{what} not found"),
+            Self::BadUserInput(m) => m.clone(),
+            Self::Invalid(errors) => join_messages(errors),
+            Self::Internal(_) => INTERNAL_MESSAGE.to_owned(),
+        }
+    }
+}
+
+impl From<diesel::result::Error> for AppError {
+    fn from(e: diesel::result::Error) -> Self {
+        Self::Internal(anyhow::Error::new(e).context("database query failed"))
+    }
+}
+
+impl From<bb8::RunError<diesel_async::pooled_connection::PoolError>> for AppError {
+    fn from(e: bb8::RunError<diesel_async::pooled_connection::PoolError>) -> Self {
+        match e {
+            bb8::RunError::TimedOut => Self::Timeout("the database is busy; try again in a moment"),
+            bb8::RunError::User(e) => Self::Internal(
+                anyhow::Error::new(e).context("failed to open a database connection"),
+            ),
+        }
+    }
+}
+
+impl AppError {
+    /// Maps a unique violation of a named constraint to a refused field
+    /// (`field_for` returns it); any other database error is internal.
+    pub fn on_constraint(
+        e: diesel::result::Error,
+        field_for: impl Fn(&str) -> Option<FieldError>,
+    ) -> Self {
+        use diesel::result::{DatabaseErrorKind, Error};
+        if let Error::DatabaseError(DatabaseErrorKind::UniqueViolation, info) = &e
+            && let Some(field) = info.constraint_name().and_then(&field_for)
+        {
+            return Self::Invalid(vec![field]);
+        }
+        e.into()
+    }
+}
+
+/// The single boundary between services and GraphQL.
+impl From<AppError> for async_graphql::Error {
+    fn from(e: AppError) -> Self {
+        if let AppError::Internal(cause) = &e {
+            tracing::error!(error = format!("{cause:#}"), "internal error");
+        }
+        let code = e.code();
+        async_graphql::Error::new(e.client_message())
+            .extend_with(|_, ext| ext.set("code", code.as_str()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn code_of(e: AppError) -> String {
+        let err: async_graphql::Error = e.into();
+        let ext = err.extensions.expect("extensions");
+        match ext.get("code") {
+            Some(async_graphql::Value::String(s)) => s.clone(),
+            other => panic!("no code: {other:?}"),
+        }
+    }
+
+    #[test]
+    fn each_variant_maps_to_its_code() {
+        assert_eq!(code_of(AppError::Unauthenticated("x")), "UNAUTHENTICATED");
+        assert_eq!(code_of(AppError::Forbidden("x")), "FORBIDDEN");
+        assert_eq!(code_of(AppError::NotFound("article")), "NOT_FOUND");
+        assert_eq!(
+            code_of(AppError::BadUserInput("x".into())),
+            "BAD_USER_INPUT"
+        );
+        assert_eq!(code_of(AppError::Invalid(vec![])), "BAD_USER_INPUT");
+        assert_eq!(code_of(AppError::Timeout("x")), "TIMEOUT");
+        assert_eq!(
+            code_of(AppError::Internal(anyhow::anyhow!("boom"))),
+            "INTERNAL_SERVER_ERROR"
+        );
+    }
+
+    #[test]
+    fn internal_causes_never_reach_the_client() {
+        let e = AppError::Internal(anyhow::anyhow!("relation \"users\" does not exist"));
+        let err: async_graphql::Error = e.into();
+        assert_eq!(err.message, INTERNAL_MESSAGE);
+    }
+
+    #[test]
+    fn a_saturated_pool_is_a_timeout() {
+        let e: AppError = bb8::RunError::TimedOut.into();
+        assert_eq!(e.code(), ErrorCode::Timeout);
+    }
+}

@@ -1,0 +1,64 @@
+//! The GraphQL schema: roots, types, loaders and guards. Resolvers stay
+//! thin: they parse arguments, call a service and map the result.
+
+pub mod guards;
+pub mod loaders;
+pub mod mutation;
+pub mod query;
+pub mod types;
+
+use async_graphql::{Context, EmptySubscription, Schema};
+
+use crate::{auth::Viewer, error::AppError, state::AppState};
+
+pub type ConduitSchema = Schema<query::QueryRoot, mutation::MutationRoot, EmptySubscription>;
+
+/// Builds the schema. `state` is absent only when printing the SDL.
+pub fn build_schema(state: Option<AppState>, production: bool) -> ConduitSchema {
+    let mut builder = Schema::build(
+        query::QueryRoot,
+        mutation::MutationRoot::default(),
+        EmptySubscription,
+    );
+    if let Some(state) = state {
+        builder = builder.data(state);
+    }
+    if production {
+        // "Did you mean ...?" hints map the schema for anyone who asks.
+        builder = builder.disable_suggestions();
+    }
+    builder.finish()
+}
+
+/// The SDL that the committed `schema.graphql` must equal.
+pub fn sdl() -> String {
+    build_schema(None, false).sdl()
+}
+
+/// Request-scoped values every resolver may need.
+pub(crate) trait ContextExt {
+    fn app(&self) -> &AppState;
+    fn viewer(&self) -> Option<&Viewer>;
+    fn loaders(&self) -> &loaders::Loaders;
+    /// The viewer, or `UNAUTHENTICATED`.
+    fn require_viewer(&self) -> async_graphql::Result<&Viewer>;
+}
+
+impl ContextExt for Context<'_> {
+    fn app(&self) -> &AppState {
+        self.data_unchecked::<AppState>()
+    }
+
+    fn viewer(&self) -> Option<&Viewer> {
+        self.data_opt::<Viewer>()
+    }
+
+    fn loaders(&self) -> &loaders::Loaders {
+        self.data_unchecked::<loaders::Loaders>()
+    }
+
+    fn require_viewer(&self) -> async_graphql::Result<&Viewer> {
+        self.viewer()
+            .ok_or_else(|| AppError::Unauthenticated("sign in to do this").into())
+    }
+}

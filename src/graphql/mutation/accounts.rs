@@ -1,0 +1,218 @@
+use async_graphql::{Context, InputObject, MaybeUndefined, Object, SimpleObject};
+use chrono::{DateTime, Utc};
+
+use crate::{
+    graphql::{
+        ContextExt,
+        guards::SignedIn,
+        types::{
+            user::User,
+            user_error::{UserError, refusals},
+            viewer::Viewer,
+        },
+    },
+    services::accounts::{self, ChangePassword, ProfileUpdate, SignIn, SignUp},
+};
+
+#[derive(Default)]
+pub struct AccountMutations;
+
+#[derive(InputObject)]
+pub struct CreateUserInput {
+    pub username: String,
+    pub email: String,
+    pub password: String,
+    /// A unique identifier for the client performing the mutation.
+    pub client_mutation_id: Option<String>,
+}
+
+#[derive(SimpleObject)]
+pub struct CreateUserPayload {
+    pub user: Option<User>,
+    pub errors: Vec<UserError>,
+    /// A unique identifier for the client performing the mutation.
+    pub client_mutation_id: Option<String>,
+}
+
+#[derive(InputObject)]
+pub struct SignInUserInput {
+    pub email: String,
+    pub password: String,
+    /// A unique identifier for the client performing the mutation.
+    pub client_mutation_id: Option<String>,
+}
+
+#[derive(SimpleObject)]
+pub struct SignInUserPayload {
+    /// Short-lived access token: send it as `Authorization: Token <token>`.
+    pub token: Option<String>,
+    /// Long-lived, single-use token for `refreshSession`.
+    pub refresh_token: Option<String>,
+    /// When `token` expires.
+    pub token_expires_at: Option<DateTime<Utc>>,
+    pub viewer: Option<Viewer>,
+    pub errors: Vec<UserError>,
+    /// A unique identifier for the client performing the mutation.
+    pub client_mutation_id: Option<String>,
+}
+
+/// Omitted fields keep their value; `bio` or `image` set to null or "" clear it.
+#[derive(InputObject)]
+pub struct UpdateUserInput {
+    pub username: Option<String>,
+    pub email: Option<String>,
+    pub bio: MaybeUndefined<String>,
+    pub image: MaybeUndefined<String>,
+    /// A new password; the viewer's other sessions end.
+    pub password: Option<String>,
+    /// A unique identifier for the client performing the mutation.
+    pub client_mutation_id: Option<String>,
+}
+
+#[derive(SimpleObject)]
+pub struct UpdateUserPayload {
+    pub user: Option<User>,
+    pub errors: Vec<UserError>,
+    /// A unique identifier for the client performing the mutation.
+    pub client_mutation_id: Option<String>,
+}
+
+#[derive(InputObject)]
+pub struct ChangePasswordInput {
+    pub current_password: String,
+    pub new_password: String,
+    /// A unique identifier for the client performing the mutation.
+    pub client_mutation_id: Option<String>,
+}
+
+#[derive(SimpleObject)]
+pub struct ChangePasswordPayload {
+    pub user: Option<User>,
+    pub errors: Vec<UserError>,
+    /// A unique identifier for the client performing the mutation.
+    pub client_mutation_id: Option<String>,
+}
+
+fn patch(value: MaybeUndefined<String>) -> Option<Option<String>> {
+    match value {
+        MaybeUndefined::Undefined => None,
+        MaybeUndefined::Null => Some(None),
+        MaybeUndefined::Value(v) => Some(Some(v)),
+    }
+}
+
+#[Object]
+impl AccountMutations {
+    /// Registers an account. Sign in afterwards to get tokens.
+    async fn create_user(
+        &self,
+        ctx: &Context<'_>,
+        input: CreateUserInput,
+    ) -> async_graphql::Result<CreateUserPayload> {
+        let outcome = accounts::sign_up(
+            ctx.app(),
+            SignUp {
+                username: input.username,
+                email: input.email,
+                password: input.password,
+            },
+        )
+        .await;
+        let (user, errors) = match refusals(outcome)? {
+            Ok(user) => (Some(User::own(user)), Vec::new()),
+            Err(errors) => (None, errors),
+        };
+        Ok(CreateUserPayload {
+            user,
+            errors,
+            client_mutation_id: input.client_mutation_id,
+        })
+    }
+
+    /// Checks credentials and starts a session.
+    async fn sign_in_user(
+        &self,
+        ctx: &Context<'_>,
+        input: SignInUserInput,
+    ) -> async_graphql::Result<SignInUserPayload> {
+        let outcome = accounts::sign_in(
+            ctx.app(),
+            SignIn {
+                email: input.email,
+                password: input.password,
+            },
+        )
+        .await;
+        Ok(match refusals(outcome)? {
+            Ok((user, tokens)) => SignInUserPayload {
+                token: Some(tokens.access_token),
+                refresh_token: Some(tokens.refresh_token),
+                token_expires_at: Some(tokens.access_token_expires_at),
+                viewer: Some(Viewer { user_id: user.id }),
+                errors: Vec::new(),
+                client_mutation_id: input.client_mutation_id,
+            },
+            Err(errors) => SignInUserPayload {
+                token: None,
+                refresh_token: None,
+                token_expires_at: None,
+                viewer: None,
+                errors,
+                client_mutation_id: input.client_mutation_id,
+            },
+        })
+    }
+
+    /// Edits the viewer's profile.
+    #[graphql(guard = "SignedIn")]
+    async fn update_user(
+        &self,
+        ctx: &Context<'_>,
+        input: UpdateUserInput,
+    ) -> async_graphql::Result<UpdateUserPayload> {
+        let update = ProfileUpdate {
+            username: input.username,
+            email: input.email,
+            bio: patch(input.bio),
+            image: patch(input.image),
+            password: input.password,
+        };
+        let outcome = accounts::update_profile(ctx.app(), ctx.require_viewer()?, update).await;
+        let (user, errors) = match refusals(outcome)? {
+            Ok(user) => (Some(User::own(user)), Vec::new()),
+            Err(errors) => (None, errors),
+        };
+        Ok(UpdateUserPayload {
+            user,
+            errors,
+            client_mutation_id: input.client_mutation_id,
+        })
+    }
+
+    /// Replaces the viewer's password; every other session of the viewer ends.
+    #[graphql(guard = "SignedIn")]
+    async fn change_password(
+        &self,
+        ctx: &Context<'_>,
+        input: ChangePasswordInput,
+    ) -> async_graphql::Result<ChangePasswordPayload> {
+        let outcome = accounts::change_password(
+            ctx.app(),
+            ctx.require_viewer()?,
+            ChangePassword {
+                current_password: input.current_password,
+                new_password: input.new_password,
+            },
+        )
+        .await;
+        let (user, errors) = match refusals(outcome)? {
+            Ok(user) => (Some(User::own(user)), Vec::new()),
+            Err(errors) => (None, errors),
+        };
+        Ok(ChangePasswordPayload {
+            user,
+            errors,
+            client_mutation_id: input.client_mutation_id,
+        })
+    }
+}

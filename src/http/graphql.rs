@@ -1,0 +1,207 @@
+//! `/graphql`: POST for any operation, GET for queries (GraphQL over HTTP)
+//! and for GraphiQL in a browser.
+
+use async_graphql::{
+    BatchRequest, BatchResponse, Request, ServerError,
+    http::GraphiQLSource,
+    parser::types::{DocumentOperations, OperationType},
+};
+use async_graphql_axum::{GraphQLBatchRequest, GraphQLResponse};
+use axum::{
+    Extension,
+    extract::{RawQuery, State},
+    http::{HeaderMap, HeaderValue, StatusCode, header},
+    response::{Html, IntoResponse, Response},
+};
+use tracing::Instrument;
+
+use super::{HttpState, request_id::RequestId};
+use crate::{
+    auth::Viewer,
+    error::{AppError, ErrorCode},
+    graphql::loaders::Loaders,
+    services::sessions,
+};
+
+pub async fn post(
+    State(state): State<HttpState>,
+    Extension(request_id): Extension<RequestId>,
+    headers: HeaderMap,
+    batch: GraphQLBatchRequest,
+) -> Response {
+    execute(&state, &request_id, &headers, batch.into_inner()).await
+}
+
+pub async fn get(
+    State(state): State<HttpState>,
+    Extension(request_id): Extension<RequestId>,
+    headers: HeaderMap,
+    RawQuery(query): RawQuery,
+) -> Response {
+    let query = query.unwrap_or_default();
+    let has_document = query.split('&').any(|pair| pair.starts_with("query="));
+    if !has_document && !state.production && accepts_html(&headers) {
+        return Html(
+            GraphiQLSource::build()
+                .endpoint("/graphql")
+                .title("Conduit GraphQL API")
+                .finish(),
+        )
+        .into_response();
+    }
+    let request = match async_graphql::http::parse_query_string(&query) {
+        Ok(request) => request,
+        Err(e) => {
+            return error_response(
+                AppError::BadUserInput(format!("invalid GraphQL GET request: {e}")),
+                &request_id,
+            );
+        }
+    };
+    if !is_query(&request) {
+        let mut response = error_response(
+            AppError::BadUserInput("only queries may be sent with GET; use POST".into()),
+            &request_id,
+        );
+        *response.status_mut() = StatusCode::METHOD_NOT_ALLOWED;
+        response
+            .headers_mut()
+            .insert(header::ALLOW, HeaderValue::from_static("POST"));
+        return response;
+    }
+    execute(&state, &request_id, &headers, BatchRequest::Single(request)).await
+}
+
+async fn execute(
+    state: &HttpState,
+    request_id: &RequestId,
+    headers: &HeaderMap,
+    batch: BatchRequest,
+) -> Response {
+    let viewer = match viewer(state, headers).await {
+        Ok(viewer) => viewer,
+        Err(e) => return error_response(e, request_id),
+    };
+    let batch = prepare(state, viewer, batch);
+    match tokio::time::timeout(state.request_timeout, state.schema.execute_batch(batch)).await {
+        Ok(mut response) => {
+            tag_internal_errors(&mut response, request_id);
+            GraphQLResponse::from(response).into_response()
+        }
+        Err(_) => error_response(
+            AppError::Timeout("the request took too long and was cancelled"),
+            request_id,
+        ),
+    }
+}
+
+/// Attaches what each operation of the batch needs: the viewer and a fresh
+/// set of loaders (they cache per request and know the viewer).
+fn prepare(state: &HttpState, viewer: Option<Viewer>, batch: BatchRequest) -> BatchRequest {
+    let span = tracing::Span::current();
+    let with_data = |mut request: Request| {
+        let span = span.clone();
+        let loaders = Loaders::new(&state.app, move |batch| {
+            tokio::spawn(batch.instrument(span.clone()))
+        });
+        request = request.data(loaders);
+        match viewer {
+            Some(viewer) => request.data(viewer),
+            // Production hides the schema from anonymous clients.
+            None if state.production => request.disable_introspection(),
+            None => request,
+        }
+    };
+    match batch {
+        BatchRequest::Single(request) => BatchRequest::Single(with_data(request)),
+        BatchRequest::Batch(requests) => {
+            BatchRequest::Batch(requests.into_iter().map(with_data).collect())
+        }
+    }
+}
+
+/// The viewer named by the `Authorization` header. No header is anonymous;
+/// a header that does not verify is an error, never anonymous.
+async fn viewer(state: &HttpState, headers: &HeaderMap) -> Result<Option<Viewer>, AppError> {
+    let Some(value) = headers.get(header::AUTHORIZATION) else {
+        return Ok(None);
+    };
+    let malformed =
+        || AppError::Unauthenticated("Authorization must be `Token <jwt>` or `Bearer <jwt>`");
+    let value = value.to_str().map_err(|_| malformed())?;
+    let (scheme, token) = value.trim().split_once(' ').ok_or_else(malformed)?;
+    let token = token.trim();
+    if !(scheme.eq_ignore_ascii_case("token") || scheme.eq_ignore_ascii_case("bearer"))
+        || token.is_empty()
+    {
+        return Err(malformed());
+    }
+    sessions::authenticate(&state.app, token).await.map(Some)
+}
+
+fn accepts_html(headers: &HeaderMap) -> bool {
+    headers
+        .get(header::ACCEPT)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.contains("text/html"))
+}
+
+/// Whether the operation a GET would run is a query. A document that does
+/// not parse is left to the executor, which reports the syntax error.
+fn is_query(request: &Request) -> bool {
+    let Ok(document) = async_graphql::parser::parse_query(&request.query) else {
+        return true;
+    };
+    let operation = match (&document.operations, request.operation_name.as_deref()) {
+        (DocumentOperations::Single(op), _) => Some(op),
+        (DocumentOperations::Multiple(ops), Some(name)) => ops.get(name),
+        (DocumentOperations::Multiple(ops), None) if ops.len() == 1 => ops.values().next(),
+        (DocumentOperations::Multiple(_), None) => None,
+    };
+    operation.is_none_or(|op| op.node.ty == OperationType::Query)
+}
+
+const REQUEST_ID_KEY: &str = "requestId";
+
+/// Internal errors carry only the request id, which finds the logged cause.
+fn tag_internal_errors(response: &mut BatchResponse, request_id: &RequestId) {
+    let responses: Vec<&mut async_graphql::Response> = match response {
+        BatchResponse::Single(r) => vec![r],
+        BatchResponse::Batch(rs) => rs.iter_mut().collect(),
+    };
+    for error in responses.into_iter().flat_map(|r| r.errors.iter_mut()) {
+        let extensions = error.extensions.get_or_insert_with(Default::default);
+        let internal = matches!(
+            extensions.get("code"),
+            Some(async_graphql::Value::String(code)) if code == ErrorCode::InternalServerError.as_str()
+        );
+        if internal {
+            extensions.set(REQUEST_ID_KEY, request_id.0.as_str());
+        }
+    }
+}
+
+/// A response for an error raised before (or instead of) execution.
+fn error_response(error: AppError, request_id: &RequestId) -> Response {
+    let status = match error.code() {
+        ErrorCode::Unauthenticated => StatusCode::UNAUTHORIZED,
+        ErrorCode::Forbidden => StatusCode::FORBIDDEN,
+        ErrorCode::NotFound => StatusCode::NOT_FOUND,
+        ErrorCode::BadUserInput => StatusCode::BAD_REQUEST,
+        ErrorCode::Timeout => StatusCode::SERVICE_UNAVAILABLE,
+        ErrorCode::InternalServerError => StatusCode::INTERNAL_SERVER_ERROR,
+    };
+    let error: async_graphql::Error = error.into();
+    let mut server_error = ServerError::new(error.message, None);
+    server_error.extensions = error.extensions;
+    let mut response =
+        BatchResponse::Single(async_graphql::Response::from_errors(vec![server_error]));
+    tag_internal_errors(&mut response, request_id);
+    let mut http = GraphQLResponse::from(response).into_response();
+    *http.status_mut() = status;
+    if status == StatusCode::UNAUTHORIZED {
+        http.headers_mut()
+            .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Token"));
+    }
+    http
+}

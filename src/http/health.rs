@@ -1,0 +1,51 @@
+use std::{any::Any, time::Duration};
+
+use axum::{
+    Json,
+    extract::State,
+    http::StatusCode,
+    response::{IntoResponse, Response},
+};
+use serde_json::json;
+
+use super::HttpState;
+
+/// The process is up.
+pub async fn healthz() -> impl IntoResponse {
+    Json(json!({ "status": "ok" }))
+}
+
+/// The process can serve: a database connection answers a query.
+pub async fn readyz(State(state): State<HttpState>) -> impl IntoResponse {
+    let ready = tokio::time::timeout(Duration::from_secs(2), state.app.db.is_ready())
+        .await
+        .unwrap_or(false);
+    if ready {
+        (StatusCode::OK, Json(json!({ "status": "ready" })))
+    } else {
+        (
+            StatusCode::SERVICE_UNAVAILABLE,
+            Json(json!({ "status": "unavailable", "reason": "database unreachable" })),
+        )
+    }
+}
+
+/// A panic becomes a generic GraphQL-shaped 500; the panic is logged.
+pub fn panic_response(panic: Box<dyn Any + Send + 'static>) -> Response {
+    let detail = panic
+        .downcast_ref::<&str>()
+        .map(|s| s.to_string())
+        .or_else(|| panic.downcast_ref::<String>().cloned())
+        .unwrap_or_default();
+    tracing::error!(panic = detail, "handler panicked");
+    (
+        StatusCode::INTERNAL_SERVER_ERROR,
+        Json(json!({
+            "errors": [{
+                "message": crate::error::INTERNAL_MESSAGE,
+                "extensions": { "code": "INTERNAL_SERVER_ERROR" }
+            }]
+        })),
+    )
+        .into_response()
+}

@@ -1,0 +1,35 @@
+//! Axum routes and middleware.
+
+mod graphql;
+mod health;
+pub mod request_id;
+
+use axum::{Router, middleware, routing::get};
+use tower_http::{catch_panic::CatchPanicLayer, limit::RequestBodyLimitLayer};
+
+use crate::{config::Config, graphql::ConduitSchema, state::AppState};
+
+#[derive(Clone)]
+pub struct HttpState {
+    pub app: AppState,
+    pub schema: ConduitSchema,
+    pub production: bool,
+    pub request_timeout: std::time::Duration,
+}
+
+pub fn router(app: AppState, schema: ConduitSchema, config: &Config) -> Router {
+    let state = HttpState {
+        app,
+        schema,
+        production: config.is_production(),
+        request_timeout: config.request_timeout,
+    };
+    Router::new()
+        .route("/graphql", get(graphql::get).post(graphql::post))
+        .route("/healthz", get(health::healthz))
+        .route("/readyz", get(health::readyz))
+        .with_state(state)
+        .layer(RequestBodyLimitLayer::new(config.max_body_bytes))
+        .layer(CatchPanicLayer::custom(health::panic_response))
+        .layer(middleware::from_fn(request_id::request_id))
+}

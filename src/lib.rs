@@ -1,0 +1,12 @@
+//! Conduit GraphQL API: the RealWorld "Conduit" backend over GraphQL.
+
+pub mod auth;
+pub mod config;
+pub mod db;
+pub mod error;
+pub mod graphql;
+pub mod http;
+pub mod services;
+pub mod startup;
+pub mod state;
+pub mod telemetry;

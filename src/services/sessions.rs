@@ -1,0 +1,158 @@
+//! Sessions: signing in creates one, refreshing rotates its token, signing
+//! out revokes it. An access token is honoured only while its session lives.
+
+use chrono::{DateTime, Utc};
+use diesel_async::{AsyncConnection, AsyncPgConnection};
+use uuid::Uuid;
+
+use crate::{
+    auth::{Viewer, refresh},
+    db::models::session::{self, NewRefreshToken, NewSession, RefreshTokenState},
+    error::{AppError, AppResult, FieldError, UserErrorCode},
+    state::AppState,
+};
+
+/// What a client keeps after signing in or refreshing.
+#[derive(Debug, Clone)]
+pub struct SessionTokens {
+    pub user_id: Uuid,
+    pub access_token: String,
+    pub access_token_expires_at: DateTime<Utc>,
+    pub refresh_token: String,
+}
+
+/// Starts a session for `user_id` on `conn` (inside the caller's transaction).
+pub(crate) async fn start(
+    state: &AppState,
+    conn: &mut AsyncPgConnection,
+    user_id: Uuid,
+) -> AppResult<SessionTokens> {
+    let now = Utc::now();
+    let expires_at = now + state.refresh_token_ttl;
+    let session_id = session::insert_session(
+        conn,
+        &NewSession {
+            user_id,
+            expires_at,
+        },
+    )
+    .await?;
+    issue(state, conn, user_id, session_id, now, expires_at).await
+}
+
+async fn issue(
+    state: &AppState,
+    conn: &mut AsyncPgConnection,
+    user_id: Uuid,
+    session_id: Uuid,
+    now: DateTime<Utc>,
+    refresh_expires_at: DateTime<Utc>,
+) -> AppResult<SessionTokens> {
+    let refresh_token = refresh::generate_token();
+    session::insert_refresh_token(
+        conn,
+        &NewRefreshToken {
+            session_id,
+            token_hash: &refresh::digest(&refresh_token),
+            expires_at: refresh_expires_at,
+        },
+    )
+    .await?;
+    let (access_token, access_token_expires_at) = state.jwt.issue(user_id, session_id, now)?;
+    Ok(SessionTokens {
+        user_id,
+        access_token,
+        access_token_expires_at,
+        refresh_token,
+    })
+}
+
+fn refused() -> AppError {
+    AppError::Invalid(vec![FieldError::new(
+        "refreshToken",
+        UserErrorCode::Invalid,
+        "refresh token is invalid or expired; sign in again",
+    )])
+}
+
+enum RefreshOutcome {
+    Issued(SessionTokens),
+    Refused,
+    Reused(Uuid),
+}
+
+/// Exchanges a refresh token for a new access token and a new refresh
+/// token. The presented token is spent; presenting a spent token again
+/// revokes its whole session, since only a thief would do that.
+pub async fn refresh(state: &AppState, refresh_token: &str) -> AppResult<SessionTokens> {
+    let digest = refresh::digest(refresh_token);
+    let now = Utc::now();
+    let mut conn = state.db.conn().await?;
+    let outcome = conn
+        .transaction(async |conn| -> AppResult<RefreshOutcome> {
+            match session::claim_refresh_token(conn, &digest).await? {
+                RefreshTokenState::Unknown => Ok(RefreshOutcome::Refused),
+                RefreshTokenState::AlreadyUsed { session_id } => {
+                    session::revoke(conn, session_id).await?;
+                    Ok(RefreshOutcome::Reused(session_id))
+                }
+                RefreshTokenState::Claimed {
+                    session_id,
+                    expires_at,
+                } => {
+                    if expires_at <= now {
+                        return Ok(RefreshOutcome::Refused);
+                    }
+                    let new_expiry = now + state.refresh_token_ttl;
+                    let Some(user_id) =
+                        session::extend_live_session(conn, session_id, new_expiry).await?
+                    else {
+                        return Ok(RefreshOutcome::Refused);
+                    };
+                    let tokens = issue(state, conn, user_id, session_id, now, new_expiry).await?;
+                    Ok(RefreshOutcome::Issued(tokens))
+                }
+            }
+        })
+        .await?;
+    match outcome {
+        RefreshOutcome::Issued(tokens) => Ok(tokens),
+        RefreshOutcome::Refused => Err(refused()),
+        RefreshOutcome::Reused(session_id) => {
+            tracing::warn!(%session_id, "spent refresh token presented again; session revoked");
+            Err(refused())
+        }
+    }
+}
+
+/// The viewer named by a bearer access token, if the token verifies and its
+/// session and user are still live.
+pub async fn authenticate(state: &AppState, access_token: &str) -> AppResult<Viewer> {
+    let claims = state.jwt.verify(access_token).map_err(|reason| {
+        tracing::debug!(%reason, "access token refused");
+        AppError::Unauthenticated("invalid or expired access token")
+    })?;
+    let mut conn = state.db.conn().await?;
+    if !session::is_live(&mut conn, claims.sid, claims.sub).await? {
+        return Err(AppError::Unauthenticated(
+            "this session has ended; sign in again",
+        ));
+    }
+    Ok(Viewer {
+        user_id: claims.sub,
+        session_id: claims.sid,
+    })
+}
+
+/// Ends the viewer's current session.
+pub async fn sign_out(state: &AppState, viewer: &Viewer) -> AppResult<()> {
+    let mut conn = state.db.conn().await?;
+    session::revoke(&mut conn, viewer.session_id).await?;
+    Ok(())
+}
+
+/// Ends every session of the viewer, this one included.
+pub async fn sign_out_everywhere(state: &AppState, viewer: &Viewer) -> AppResult<usize> {
+    let mut conn = state.db.conn().await?;
+    Ok(session::revoke_all_for_user(&mut conn, viewer.user_id, None).await?)
+}

@@ -1,0 +1,147 @@
+//! Builds the application (database, schema, router, listener) and serves
+//! it until told to stop, then drains requests and closes what it opened.
+
+use std::{future::Future, net::SocketAddr, sync::Arc};
+
+use anyhow::Context;
+use axum::Router;
+use tokio::net::TcpListener;
+
+use crate::{
+    auth::{jwt::JwtKeys, password::PasswordHasher},
+    config::Config,
+    db::{self, Database, PoolSettings, embedded::EmbeddedPostgres},
+    graphql, http,
+    state::AppState,
+};
+
+pub struct Application {
+    listener: TcpListener,
+    router: Router,
+    state: AppState,
+    embedded: Option<EmbeddedPostgres>,
+}
+
+/// The database to use: `DATABASE_URL`, or the embedded server.
+pub async fn resolve_database(
+    config: &Config,
+) -> anyhow::Result<(String, Option<EmbeddedPostgres>)> {
+    match &config.database_url {
+        Some(url) => Ok((url.clone(), None)),
+        None => {
+            tracing::info!(
+                dir = %config.embedded_database.dir.display(),
+                "DATABASE_URL is not set; using the embedded PostgreSQL"
+            );
+            let embedded = EmbeddedPostgres::start(
+                &config.embedded_database.dir,
+                config.embedded_database.port,
+            )
+            .await
+            .context("failed to start the embedded PostgreSQL")?;
+            Ok((embedded.url(), Some(embedded)))
+        }
+    }
+}
+
+impl Application {
+    pub async fn build(config: &Config) -> anyhow::Result<Self> {
+        let (url, embedded) = resolve_database(config).await?;
+        db::run_migrations(&url).await?;
+        let db = Database::connect(
+            &url,
+            &PoolSettings {
+                size: config.database_pool_size,
+                acquire_timeout: config.database_acquire_timeout,
+                statement_timeout: config.database_statement_timeout,
+            },
+        )
+        .await?;
+        let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+        let state = AppState {
+            db,
+            passwords: PasswordHasher::new(cores)?,
+            jwt: Arc::new(JwtKeys::new(
+                &config.jwt_secret,
+                &config.jwt_previous_secrets,
+                config.access_token_ttl,
+            )),
+            refresh_token_ttl: config.refresh_token_ttl,
+        };
+        let schema = graphql::build_schema(Some(state.clone()), config.is_production());
+        let router = http::router(state.clone(), schema, config);
+        let address = SocketAddr::new(config.host, config.port);
+        let listener = TcpListener::bind(address)
+            .await
+            .with_context(|| format!("failed to bind {address}"))?;
+        Ok(Self {
+            listener,
+            router,
+            state,
+            embedded,
+        })
+    }
+
+    pub fn local_addr(&self) -> SocketAddr {
+        self.listener
+            .local_addr()
+            .expect("a bound listener has an address")
+    }
+
+    pub fn state(&self) -> &AppState {
+        &self.state
+    }
+
+    /// Serves until `shutdown` resolves; then stops accepting, lets
+    /// in-flight requests finish, closes the pool and the embedded database.
+    pub async fn run_until(
+        self,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> anyhow::Result<()> {
+        let Self {
+            listener,
+            router,
+            state,
+            embedded,
+        } = self;
+        tracing::info!(address = %listener.local_addr()?, "serving GraphQL at /graphql");
+        axum::serve(
+            listener,
+            router.into_make_service_with_connect_info::<SocketAddr>(),
+        )
+        .with_graceful_shutdown(shutdown)
+        .await
+        .context("server failed")?;
+        tracing::info!("stopped accepting; in-flight requests finished");
+        drop(state);
+        if let Some(embedded) = embedded {
+            embedded.stop().await?;
+        }
+        Ok(())
+    }
+}
+
+/// Resolves on SIGINT (Ctrl-C) or SIGTERM.
+pub async fn shutdown_signal() {
+    let interrupt = async {
+        if let Err(e) = tokio::signal::ctrl_c().await {
+            tracing::error!(error = %e, "failed to listen for SIGINT");
+            std::future::pending::<()>().await;
+        }
+    };
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "failed to listen for SIGTERM");
+                std::future::pending::<()>().await;
+            }
+        }
+    };
+    tokio::select! {
+        () = interrupt => tracing::info!("SIGINT received; shutting down"),
+        () = terminate => tracing::info!("SIGTERM received; shutting down"),
+    }
+}

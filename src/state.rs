@@ -1,0 +1,16 @@
+//! What every service needs, built once at start-up and shared.
+
+use std::{sync::Arc, time::Duration};
+
+use crate::{
+    auth::{jwt::JwtKeys, password::PasswordHasher},
+    db::Database,
+};
+
+#[derive(Clone)]
+pub struct AppState {
+    pub db: Database,
+    pub passwords: PasswordHasher,
+    pub jwt: Arc<JwtKeys>,
+    pub refresh_token_ttl: Duration,
+}
