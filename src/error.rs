@@ -146,6 +146,15 @@ impl AppError {
 
 impl From<diesel::result::Error> for AppError {
     fn from(e: diesel::result::Error) -> Self {
+        // PostgreSQL's message for SQLSTATE 57014 under `statement_timeout`;
+        // diesel does not expose the SQLSTATE itself.
+        if let diesel::result::Error::DatabaseError(_, info) = &e
+            && info
+                .message()
+                .starts_with("canceling statement due to statement timeout")
+        {
+            return Self::Timeout("the query took too long and was cancelled");
+        }
         Self::Internal(anyhow::Error::new(e).context("database query failed"))
     }
 }

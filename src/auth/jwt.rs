@@ -48,7 +48,7 @@ pub struct JwtKeys {
 }
 
 /// A key id derived from the secret: stable across instances, reveals nothing.
-fn key_id(secret: &str) -> String {
+pub fn key_id(secret: &str) -> String {
     let digest = Sha256::digest(format!("conduit-jwt-kid:{secret}").as_bytes());
     digest[..8].iter().map(|b| format!("{b:02x}")).collect()
 }

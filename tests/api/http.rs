@@ -1,0 +1,303 @@
+//! The HTTP surface: request ids, health, GET rules, error masking, pool
+//! saturation and graceful shutdown.
+
+use std::time::Duration;
+
+use diesel_async::{AsyncConnection, AsyncPgConnection, SimpleAsyncConnection};
+use serde_json::{Value, json};
+use tokio::{
+    io::{AsyncReadExt, AsyncWriteExt},
+    net::TcpStream,
+};
+
+use crate::helpers::TestApp;
+
+#[tokio::test]
+async fn every_response_has_a_request_id_and_plain_incoming_ids_are_kept() {
+    let app = TestApp::spawn().await;
+    let generated = app.client.get(app.url("/healthz")).send().await.unwrap();
+    let id = generated.headers()["x-request-id"]
+        .to_str()
+        .unwrap()
+        .to_owned();
+    assert!(uuid::Uuid::parse_str(&id).is_ok(), "{id}");
+
+    let kept = app
+        .client
+        .get(app.url("/healthz"))
+        .header("x-request-id", "client-trace-42")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(kept.headers()["x-request-id"], "client-trace-42");
+
+    let replaced = app
+        .client
+        .get(app.url("/healthz"))
+        .header("x-request-id", "has spaces <and> symbols")
+        .send()
+        .await
+        .unwrap();
+    let id = replaced.headers()["x-request-id"].to_str().unwrap();
+    assert!(uuid::Uuid::parse_str(id).is_ok(), "{id}");
+}
+
+#[tokio::test]
+async fn readyz_fails_when_the_database_is_gone() {
+    let app = TestApp::spawn().await;
+    let health = app.client.get(app.url("/healthz")).send().await.unwrap();
+    assert_eq!(health.status(), 200);
+    let ready = app.client.get(app.url("/readyz")).send().await.unwrap();
+    assert_eq!(ready.status(), 200);
+    assert_eq!(ready.json::<Value>().await.unwrap()["status"], "ready");
+
+    app.db.drop_now().await;
+    let ready = app.client.get(app.url("/readyz")).send().await.unwrap();
+    assert_eq!(ready.status(), 503);
+    assert_eq!(
+        ready.json::<Value>().await.unwrap()["status"],
+        "unavailable"
+    );
+    // The process itself is still up.
+    let health = app.client.get(app.url("/healthz")).send().await.unwrap();
+    assert_eq!(health.status(), 200);
+}
+
+#[tokio::test]
+async fn get_runs_queries_and_refuses_mutations() {
+    let app = TestApp::spawn().await;
+    let response = app
+        .client
+        .get(app.url("/graphql"))
+        .query(&[("query", "{ viewer { user { username } } }")])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    assert_eq!(
+        response.json::<Value>().await.unwrap(),
+        json!({ "data": { "viewer": null } })
+    );
+
+    let response = app
+        .client
+        .get(app.url("/graphql"))
+        .query(&[(
+            "query",
+            "mutation { createUser(input: {username: \"x\", email: \"x@example.com\", password: \"password1\"}) { errors { code } } }",
+        )])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 405);
+    assert_eq!(response.headers()["allow"], "POST");
+    let body: Value = response.json().await.unwrap();
+    assert_eq!(body["errors"][0]["extensions"]["code"], "BAD_USER_INPUT");
+    assert_eq!(app.db.count("SELECT count(*) FROM users").await, 0);
+}
+
+#[tokio::test]
+async fn browsers_get_graphiql() {
+    let app = TestApp::spawn().await;
+    let response = app
+        .client
+        .get(app.url("/graphql"))
+        .header("accept", "text/html,application/xhtml+xml")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    assert!(
+        response.headers()["content-type"]
+            .to_str()
+            .unwrap()
+            .starts_with("text/html")
+    );
+    let html = response.text().await.unwrap();
+    assert!(html.to_lowercase().contains("graphiql"));
+    assert!(html.contains("/graphql"));
+}
+
+#[tokio::test]
+async fn production_hides_graphiql_and_the_schema_from_anonymous_clients() {
+    let app = TestApp::spawn_with(&[
+        ("APP_ENV", "production"),
+        ("JWT_SECRET", "Zq4v8N2wXk7Lp1Rt6Ym3Hs9Bd5Gf0Jc-prod"),
+    ])
+    .await;
+    let page = app
+        .client
+        .get(app.url("/graphql"))
+        .header("accept", "text/html")
+        .send()
+        .await
+        .unwrap();
+    assert!(
+        !page
+            .text()
+            .await
+            .unwrap()
+            .to_lowercase()
+            .contains("graphiql")
+    );
+
+    let introspection = app
+        .query(
+            "{ __schema { queryType { name } } __type(name: \"User\") { name } }",
+            json!({}),
+        )
+        .await;
+    assert_eq!(
+        introspection.body["data"],
+        json!({ "__schema": null, "__type": null }),
+        "{:?}",
+        introspection.body
+    );
+
+    let typo = app
+        .query("{ viewr { user { username } } }", json!({}))
+        .await;
+    let message = typo.body["errors"][0]["message"].as_str().unwrap();
+    assert!(!message.contains("Did you mean"), "{message}");
+
+    let session = app.signed_in_user("jake").await;
+    let introspection = app
+        .query_as(
+            &session.token,
+            "{ __schema { queryType { name } } }",
+            json!({}),
+        )
+        .await;
+    assert_eq!(
+        introspection.body["data"]["__schema"]["queryType"]["name"],
+        "QueryRoot"
+    );
+}
+
+#[tokio::test]
+async fn internal_errors_are_masked_and_carry_the_request_id() {
+    let app = TestApp::spawn().await;
+    app.db
+        .execute("ALTER TABLE users RENAME TO users_moved")
+        .await;
+    let response = app
+        .client
+        .post(app.url("/graphql"))
+        .json(&json!({ "query": "{ user(username: \"jake\") { username } }" }))
+        .send()
+        .await
+        .unwrap();
+    let request_id = response.headers()["x-request-id"]
+        .to_str()
+        .unwrap()
+        .to_owned();
+    let text = response.text().await.unwrap();
+    assert!(
+        !text.contains("users") && !text.contains("relation"),
+        "{text}"
+    );
+    let body: Value = serde_json::from_str(&text).unwrap();
+    assert_eq!(
+        body,
+        json!({
+            "data": null,
+            "errors": [{
+                "message": "internal server error",
+                "locations": [{ "line": 1, "column": 3 }],
+                "path": ["user"],
+                "extensions": { "code": "INTERNAL_SERVER_ERROR", "requestId": request_id }
+            }]
+        })
+    );
+}
+
+#[tokio::test]
+async fn a_saturated_pool_answers_timeout_instead_of_hanging() {
+    let app = TestApp::spawn_with(&[
+        ("DATABASE_POOL_SIZE", "1"),
+        ("DATABASE_ACQUIRE_TIMEOUT_MS", "300"),
+    ])
+    .await;
+    // Hold a lock so the one pooled connection blocks inside a query.
+    let mut locker = AsyncPgConnection::establish(&app.db.url).await.unwrap();
+    locker
+        .batch_execute("BEGIN; LOCK TABLE users IN ACCESS EXCLUSIVE MODE")
+        .await
+        .unwrap();
+    let query = "{ user(username: \"jake\") { username } }";
+    let blocked = app.query(query, json!({}));
+    let waiting = async {
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        let started = std::time::Instant::now();
+        let response = app.query(query, json!({})).await;
+        (response, started.elapsed())
+    };
+    let release = async {
+        tokio::time::sleep(Duration::from_millis(1500)).await;
+        locker.batch_execute("ROLLBACK").await.unwrap();
+    };
+    let (blocked, (waiting, waited), ()) = tokio::join!(blocked, waiting, release);
+    assert_eq!(waiting.error_code(), Some("TIMEOUT"), "{:?}", waiting.body);
+    assert!(waited < Duration::from_millis(1200), "waited {waited:?}");
+    assert_eq!(blocked.body, json!({ "data": { "user": null } }));
+}
+
+#[tokio::test]
+async fn a_query_past_the_statement_timeout_is_cancelled() {
+    let app = TestApp::spawn_with(&[("DATABASE_STATEMENT_TIMEOUT_MS", "300")]).await;
+    let mut locker = AsyncPgConnection::establish(&app.db.url).await.unwrap();
+    locker
+        .batch_execute("BEGIN; LOCK TABLE users IN ACCESS EXCLUSIVE MODE")
+        .await
+        .unwrap();
+    let started = std::time::Instant::now();
+    let response = app
+        .query("{ user(username: \"jake\") { username } }", json!({}))
+        .await;
+    assert!(started.elapsed() < Duration::from_secs(3));
+    assert_eq!(
+        response.error_code(),
+        Some("TIMEOUT"),
+        "{:?}",
+        response.body
+    );
+    locker.batch_execute("ROLLBACK").await.unwrap();
+}
+
+#[tokio::test]
+async fn graceful_shutdown_finishes_the_request_in_flight() {
+    let mut app = TestApp::spawn().await;
+    let address = app.address.trim_start_matches("http://").to_owned();
+    let body = json!({ "query": "{ viewer { user { username } } }" }).to_string();
+    let (first, rest) = body.split_at(10);
+
+    let mut stream = TcpStream::connect(&address).await.unwrap();
+    let head = format!(
+        "POST /graphql HTTP/1.1\r\nhost: {address}\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n",
+        body.len()
+    );
+    stream.write_all(head.as_bytes()).await.unwrap();
+    stream.write_all(first.as_bytes()).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(200)).await;
+
+    app.trigger_shutdown();
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    stream.write_all(rest.as_bytes()).await.unwrap();
+
+    let mut response = String::new();
+    tokio::time::timeout(Duration::from_secs(5), stream.read_to_string(&mut response))
+        .await
+        .expect("response within 5s")
+        .unwrap();
+    assert!(response.starts_with("HTTP/1.1 200"), "{response}");
+    assert!(
+        response.ends_with(r#"{"data":{"viewer":null}}"#),
+        "{response}"
+    );
+
+    app.shut_down().await;
+    assert!(
+        TcpStream::connect(&address).await.is_err(),
+        "new connections are refused"
+    );
+}
