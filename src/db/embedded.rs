@@ -61,6 +61,10 @@ impl EmbeddedPostgres {
             None => download_binaries(&dir).await?,
         };
         let run_as = run_as()?;
+        let dir = match &run_as {
+            Some(user) if !reachable(&dir, user)? => relocate_for(&dir, user)?,
+            _ => dir,
+        };
         let pgdata = dir.join("postgres");
         let log_path = dir.join("postgres.log");
 
@@ -273,6 +277,54 @@ fn run_as() -> anyhow::Result<Option<RunAs>> {
         }
     }
     bail!("running as root and found neither a `postgres` nor a `nobody` user to run PostgreSQL as")
+}
+
+/// Whether the server's user can traverse every directory down to `dir`.
+fn reachable(dir: &Path, user: &RunAs) -> anyhow::Result<bool> {
+    use std::os::unix::fs::MetadataExt;
+    for ancestor in dir.ancestors() {
+        let meta = std::fs::metadata(ancestor)?;
+        let searchable = if meta.uid() == user.uid {
+            meta.mode() & 0o100 != 0
+        } else if meta.gid() == user.gid {
+            meta.mode() & 0o010 != 0
+        } else {
+            meta.mode() & 0o001 != 0
+        };
+        if !searchable {
+            return Ok(false);
+        }
+    }
+    Ok(true)
+}
+
+/// When root runs the app from a directory the server's user cannot enter
+/// (a checkout under `/root`, say), the cluster lives under
+/// `/var/lib/conduit` instead, in a folder named after `dir`.
+fn relocate_for(dir: &Path, user: &RunAs) -> anyhow::Result<PathBuf> {
+    use sha2::{Digest, Sha256};
+    let digest = Sha256::digest(dir.as_os_str().as_encoded_bytes());
+    let name: String = digest[..6].iter().map(|b| format!("{b:02x}")).collect();
+    let relocated = Path::new("/var/lib/conduit").join(name);
+    std::fs::create_dir_all(&relocated)
+        .with_context(|| format!("failed to create {}", relocated.display()))?;
+    for path in [Path::new("/var/lib/conduit"), relocated.as_path()] {
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o755))?;
+    }
+    if !reachable(&relocated, user)? {
+        bail!(
+            "PostgreSQL refuses to run as root and uid {} cannot reach {} or {}; set DATABASE_URL",
+            user.uid,
+            dir.display(),
+            relocated.display()
+        );
+    }
+    tracing::warn!(
+        requested = %dir.display(),
+        data = %relocated.display(),
+        "the postgres user cannot enter the data directory; keeping PostgreSQL's files here instead"
+    );
+    Ok(relocated)
 }
 
 async fn init_cluster(bin: &Path, pgdata: &Path, run_as: Option<&RunAs>) -> anyhow::Result<()> {

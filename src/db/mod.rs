@@ -22,7 +22,7 @@ use crate::error::AppResult;
 pub const MIGRATIONS: EmbeddedMigrations = embed_migrations!("migrations");
 
 /// Serialises migrations when several instances start at once.
-const MIGRATION_LOCK_KEY: i64 = 0x636f_6e64_7569_74;
+const MIGRATION_LOCK_KEY: i64 = 0x0063_6f6e_6475_6974; // "conduit" in ASCII
 
 pub type PgManager = AsyncDieselConnectionManager<AsyncPgConnection>;
 pub type PooledConn<'a> = bb8::PooledConnection<'a, PgManager>;
