@@ -3,16 +3,24 @@ use std::process::ExitCode;
 use anyhow::Context;
 use conduit::{
     config::Config,
-    db, graphql,
+    db::{self, seed::SeedSize},
+    graphql,
     startup::{self, Application},
     telemetry,
 };
 
-const USAGE: &str = "usage: conduit [serve | migrate | schema]
+const USAGE: &str = "usage: conduit [serve | migrate | schema | seed [OPTIONS]]
 
   serve    run the HTTP server (default)
   migrate  apply pending database migrations and exit
   schema   print the GraphQL SDL (the content of schema.graphql)
+  seed     fill an empty database with a deterministic demo data set:
+             --users N      (default 10000)
+             --articles N   (default 100000)
+             --favorites N  (default 500000)
+             --comments N   (default 300000)
+             --follows N    (default 50000)
+           every seeded user signs in as userN@example.com / password123
 
 Configuration comes from environment variables (and .env); see README.md.";
 
@@ -20,6 +28,29 @@ enum Command {
     Serve,
     Migrate,
     Schema,
+    Seed(SeedSize),
+}
+
+fn parse_seed(options: &[&str]) -> Result<SeedSize, String> {
+    let mut size = SeedSize::default();
+    let mut rest = options.iter();
+    while let Some(flag) = rest.next() {
+        let value = rest
+            .next()
+            .ok_or_else(|| format!("{flag} needs a number"))?;
+        let n: i64 = value
+            .parse()
+            .map_err(|_| format!("{flag} needs a number, got `{value}`"))?;
+        match *flag {
+            "--users" => size.users = n,
+            "--articles" => size.articles = n,
+            "--favorites" => size.favorites = n,
+            "--comments" => size.comments = n,
+            "--follows" => size.follows = n,
+            other => return Err(format!("unknown seed option {other}")),
+        }
+    }
+    Ok(size)
 }
 
 fn parse_args() -> Result<Command, String> {
@@ -33,6 +64,7 @@ fn parse_args() -> Result<Command, String> {
         [] | ["serve"] => Ok(Command::Serve),
         ["migrate"] => Ok(Command::Migrate),
         ["schema"] => Ok(Command::Schema),
+        ["seed", options @ ..] => parse_seed(options).map(Command::Seed),
         ["-h" | "--help" | "help"] => Err(String::new()),
         other => Err(format!("unknown arguments: {}", other.join(" "))),
     }
@@ -84,6 +116,30 @@ async fn run(command: Command) -> anyhow::Result<()> {
                 embedded.stop().await?;
             }
             migrated
+        }
+        Command::Seed(size) => {
+            let (url, embedded) = startup::resolve_database(&config).await?;
+            let seeded = async {
+                db::run_migrations(&url).await?;
+                db::seed::seed(&url, size).await
+            }
+            .await;
+            if let Some(embedded) = embedded {
+                embedded.stop().await?;
+            }
+            let report = seeded?;
+            tracing::info!(?report, "seeded");
+            println!(
+                "seeded {} users, {} articles ({} tag links), {} follows, {} favorites, {} comments in {:.1}s",
+                report.users,
+                report.articles,
+                report.tags_on_articles,
+                report.follows,
+                report.favorites,
+                report.comments,
+                report.seconds
+            );
+            Ok(())
         }
         Command::Schema => unreachable!("handled before configuration is read"),
     }

@@ -4,11 +4,21 @@
 pub mod embedded;
 pub mod models;
 pub mod schema;
+pub mod seed;
 
-use std::time::Duration;
+use std::{
+    sync::{
+        Arc,
+        atomic::{AtomicU64, Ordering},
+    },
+    time::Duration,
+};
 
 use anyhow::Context;
-use diesel::{Connection, RunQueryDsl as _};
+use diesel::{
+    Connection, RunQueryDsl as _,
+    connection::{Instrumentation, InstrumentationEvent},
+};
 use diesel_async::{
     AsyncConnection, AsyncPgConnection, SimpleAsyncConnection,
     async_connection_wrapper::AsyncConnectionWrapper,
@@ -38,6 +48,19 @@ pub struct PoolSettings {
 #[derive(Clone)]
 pub struct Database {
     pool: bb8::Pool<PgManager>,
+    statements: Arc<AtomicU64>,
+}
+
+/// Counts every statement a pooled connection sends, through diesel's
+/// instrumentation hook: the ground truth for "queries per request".
+struct CountStatements(Arc<AtomicU64>);
+
+impl Instrumentation for CountStatements {
+    fn on_connection_event(&mut self, event: InstrumentationEvent<'_>) {
+        if let InstrumentationEvent::StartQuery { .. } = event {
+            self.0.fetch_add(1, Ordering::Relaxed);
+        }
+    }
 }
 
 impl Database {
@@ -46,9 +69,12 @@ impl Database {
     /// connection forever.
     pub async fn connect(url: &str, settings: &PoolSettings) -> anyhow::Result<Self> {
         let statement_ms = settings.statement_timeout.as_millis();
+        let statements = Arc::new(AtomicU64::new(0));
+        let counter = statements.clone();
         let mut config = ManagerConfig::<AsyncPgConnection>::default();
         config.custom_setup = Box::new(move |url| {
             let url = url.to_owned();
+            let counter = counter.clone();
             async move {
                 let mut conn = AsyncPgConnection::establish(&url).await?;
                 conn.batch_execute(&format!(
@@ -59,6 +85,7 @@ impl Database {
                 ))
                 .await
                 .map_err(diesel::ConnectionError::CouldntSetupConfiguration)?;
+                conn.set_instrumentation(CountStatements(counter));
                 Ok(conn)
             }
             .boxed()
@@ -80,7 +107,7 @@ impl Database {
                 .await
                 .context("failed to connect to the database")?,
         );
-        Ok(Self { pool })
+        Ok(Self { pool, statements })
     }
 
     /// A pooled connection; waits at most the acquire timeout, then fails
@@ -95,6 +122,11 @@ impl Database {
             return false;
         };
         conn.batch_execute("SELECT 1").await.is_ok()
+    }
+
+    /// Statements sent so far by this pool's connections.
+    pub fn statements_executed(&self) -> u64 {
+        self.statements.load(Ordering::Relaxed)
     }
 
     pub fn state(&self) -> bb8::State {

@@ -1,6 +1,61 @@
 // @generated automatically by Diesel CLI.
 
 diesel::table! {
+    article_tags (article_id, tag_id) {
+        article_id -> Uuid,
+        tag_id -> Uuid,
+        position -> Int2,
+        created_at -> Timestamptz,
+        updated_at -> Timestamptz,
+    }
+}
+
+diesel::table! {
+    articles (id) {
+        id -> Uuid,
+        author_id -> Uuid,
+        slug -> Text,
+        title -> Text,
+        description -> Text,
+        body -> Text,
+        favorites_count -> Int4,
+        created_at -> Timestamptz,
+        updated_at -> Timestamptz,
+        deleted_at -> Nullable<Timestamptz>,
+    }
+}
+
+diesel::table! {
+    comments (id) {
+        id -> Uuid,
+        article_id -> Uuid,
+        author_id -> Uuid,
+        body -> Text,
+        created_at -> Timestamptz,
+        updated_at -> Timestamptz,
+        deleted_at -> Nullable<Timestamptz>,
+    }
+}
+
+diesel::table! {
+    favorites (user_id, article_id) {
+        user_id -> Uuid,
+        article_id -> Uuid,
+        created_at -> Timestamptz,
+        updated_at -> Timestamptz,
+    }
+}
+
+diesel::table! {
+    follows (follower_id, followee_id) {
+        follower_id -> Uuid,
+        followee_id -> Uuid,
+        created_at -> Timestamptz,
+        updated_at -> Timestamptz,
+    }
+}
+
+diesel::table! {
     refresh_tokens (id) {
         id -> Uuid,
         session_id -> Uuid,
@@ -24,6 +79,15 @@ diesel::table! {
 }
 
 diesel::table! {
+    tags (id) {
+        id -> Uuid,
+        name -> Text,
+        created_at -> Timestamptz,
+        updated_at -> Timestamptz,
+    }
+}
+
+diesel::table! {
     users (id) {
         id -> Uuid,
         username -> Text,
@@ -34,10 +98,28 @@ diesel::table! {
         created_at -> Timestamptz,
         updated_at -> Timestamptz,
         deleted_at -> Nullable<Timestamptz>,
+        followers_count -> Int4,
     }
 }
 
+diesel::joinable!(article_tags -> articles (article_id));
+diesel::joinable!(article_tags -> tags (tag_id));
+diesel::joinable!(articles -> users (author_id));
+diesel::joinable!(comments -> articles (article_id));
+diesel::joinable!(comments -> users (author_id));
+diesel::joinable!(favorites -> articles (article_id));
+diesel::joinable!(favorites -> users (user_id));
 diesel::joinable!(refresh_tokens -> sessions (session_id));
 diesel::joinable!(sessions -> users (user_id));
 
-diesel::allow_tables_to_appear_in_same_query!(refresh_tokens, sessions, users,);
+diesel::allow_tables_to_appear_in_same_query!(
+    article_tags,
+    articles,
+    comments,
+    favorites,
+    follows,
+    refresh_tokens,
+    sessions,
+    tags,
+    users,
+);

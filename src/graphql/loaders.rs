@@ -1,51 +1,163 @@
-//! DataLoaders, built per request. Each batches its keys into one `= ANY`
-//! query, so relationship fields never cost a query per parent row.
+//! The request's DataLoader. Built per request because some answers depend
+//! on the viewer; each key type batches into one `= ANY` query, so
+//! relationship fields never cost a query per parent row.
 
 use std::collections::HashMap;
 
 use async_graphql::dataloader::{DataLoader, Loader};
+use futures_util::future::BoxFuture;
 use uuid::Uuid;
 
-use crate::{db::models::user::User, services::accounts, state::AppState};
+use crate::{
+    auth::Viewer,
+    db::models::{article::Article, comment::Comment, user::User},
+    services::{accounts, articles, comments, favorites, profiles},
+    state::AppState,
+};
 
-/// A user looked up by primary key.
+/// A user by id.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct UserById(pub Uuid);
+/// A live article by id.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct ArticleById(pub Uuid);
+/// A live comment by id.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct CommentById(pub Uuid);
+/// An article's tag names, in order.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct TagsOfArticle(pub Uuid);
+/// Whether the viewer has favorited an article.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct FavoritedByViewer(pub Uuid);
+/// Whether the viewer follows a user.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct FollowedByViewer(pub Uuid);
+/// An article's newest comments (the spec's plain list).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct NewestComments(pub Uuid);
 
-pub struct UserLoader {
+pub struct ConduitLoader {
     state: AppState,
+    viewer: Option<Viewer>,
 }
 
-impl Loader<UserById> for UserLoader {
+pub type Loaders = DataLoader<ConduitLoader>;
+
+/// `spawn` runs each batch; the HTTP layer passes one that keeps the
+/// request's tracing span, so batch log lines carry the request id.
+pub fn for_request<S, R>(state: &AppState, viewer: Option<Viewer>, spawn: S) -> Loaders
+where
+    S: Fn(BoxFuture<'static, ()>) -> R + Send + Sync + 'static,
+{
+    DataLoader::new(
+        ConduitLoader {
+            state: state.clone(),
+            viewer,
+        },
+        spawn,
+    )
+}
+
+type LoadResult<K, V> = Result<HashMap<K, V>, async_graphql::Error>;
+
+fn ids<K: Copy>(keys: &[K], id: impl Fn(K) -> Uuid) -> Vec<Uuid> {
+    keys.iter().map(|k| id(*k)).collect()
+}
+
+/// Every key gets an answer: `answer(id)` for each.
+fn for_every_key<K, V>(
+    keys: &[K],
+    id: impl Fn(K) -> Uuid,
+    mut answer: impl FnMut(Uuid) -> V,
+) -> HashMap<K, V>
+where
+    K: Copy + Eq + std::hash::Hash,
+{
+    keys.iter().map(|k| (*k, answer(id(*k)))).collect()
+}
+
+impl Loader<UserById> for ConduitLoader {
     type Value = User;
     type Error = async_graphql::Error;
 
-    async fn load(&self, keys: &[UserById]) -> Result<HashMap<UserById, User>, Self::Error> {
-        let ids: Vec<Uuid> = keys.iter().map(|k| k.0).collect();
-        let users = accounts::find_many(&self.state, &ids).await?;
+    async fn load(&self, keys: &[UserById]) -> LoadResult<UserById, User> {
+        let users = accounts::find_many(&self.state, &ids(keys, |k| k.0)).await?;
         Ok(users.into_iter().map(|u| (UserById(u.id), u)).collect())
     }
 }
 
-/// All loaders of one request.
-pub struct Loaders {
-    pub users: DataLoader<UserLoader>,
+impl Loader<ArticleById> for ConduitLoader {
+    type Value = Article;
+    type Error = async_graphql::Error;
+
+    async fn load(&self, keys: &[ArticleById]) -> LoadResult<ArticleById, Article> {
+        let found = articles::find_many(&self.state, &ids(keys, |k| k.0)).await?;
+        Ok(found.into_iter().map(|a| (ArticleById(a.id), a)).collect())
+    }
 }
 
-impl Loaders {
-    /// `spawn` runs each batch; the HTTP layer passes one that keeps the
-    /// request's tracing span, so batch log lines carry the request id.
-    pub fn new<S, R>(state: &AppState, spawn: S) -> Self
-    where
-        S: Fn(futures_util::future::BoxFuture<'static, ()>) -> R + Send + Sync + Clone + 'static,
-    {
-        Self {
-            users: DataLoader::new(
-                UserLoader {
-                    state: state.clone(),
-                },
-                spawn,
-            ),
-        }
+impl Loader<CommentById> for ConduitLoader {
+    type Value = Comment;
+    type Error = async_graphql::Error;
+
+    async fn load(&self, keys: &[CommentById]) -> LoadResult<CommentById, Comment> {
+        let found = comments::find_many(&self.state, &ids(keys, |k| k.0)).await?;
+        Ok(found.into_iter().map(|c| (CommentById(c.id), c)).collect())
+    }
+}
+
+impl Loader<TagsOfArticle> for ConduitLoader {
+    type Value = Vec<String>;
+    type Error = async_graphql::Error;
+
+    async fn load(&self, keys: &[TagsOfArticle]) -> LoadResult<TagsOfArticle, Vec<String>> {
+        let mut tags = articles::tags_of(&self.state, &ids(keys, |k| k.0)).await?;
+        Ok(for_every_key(
+            keys,
+            |k| k.0,
+            |id| tags.remove(&id).unwrap_or_default(),
+        ))
+    }
+}
+
+impl Loader<NewestComments> for ConduitLoader {
+    type Value = Vec<Comment>;
+    type Error = async_graphql::Error;
+
+    async fn load(&self, keys: &[NewestComments]) -> LoadResult<NewestComments, Vec<Comment>> {
+        let mut newest = comments::newest_of_articles(&self.state, &ids(keys, |k| k.0)).await?;
+        Ok(for_every_key(
+            keys,
+            |k| k.0,
+            |id| newest.remove(&id).unwrap_or_default(),
+        ))
+    }
+}
+
+impl Loader<FavoritedByViewer> for ConduitLoader {
+    type Value = bool;
+    type Error = async_graphql::Error;
+
+    async fn load(&self, keys: &[FavoritedByViewer]) -> LoadResult<FavoritedByViewer, bool> {
+        let Some(viewer) = &self.viewer else {
+            return Ok(for_every_key(keys, |k| k.0, |_| false));
+        };
+        let favorited =
+            favorites::favorited_among(&self.state, viewer, &ids(keys, |k| k.0)).await?;
+        Ok(for_every_key(keys, |k| k.0, |id| favorited.contains(&id)))
+    }
+}
+
+impl Loader<FollowedByViewer> for ConduitLoader {
+    type Value = bool;
+    type Error = async_graphql::Error;
+
+    async fn load(&self, keys: &[FollowedByViewer]) -> LoadResult<FollowedByViewer, bool> {
+        let Some(viewer) = &self.viewer else {
+            return Ok(for_every_key(keys, |k| k.0, |_| false));
+        };
+        let followed = profiles::followed_among(&self.state, viewer, &ids(keys, |k| k.0)).await?;
+        Ok(for_every_key(keys, |k| k.0, |id| followed.contains(&id)))
     }
 }

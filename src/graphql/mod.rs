@@ -1,6 +1,7 @@
 //! The GraphQL schema: roots, types, loaders and guards. Resolvers stay
 //! thin: they parse arguments, call a service and map the result.
 
+pub mod connection;
 pub mod guards;
 pub mod loaders;
 pub mod mutation;

@@ -1,12 +1,27 @@
-use async_graphql::{Context, Object};
+use async_graphql::{Context, ID, Object};
 
 use super::{
     ContextExt,
-    types::{user::User, viewer::Viewer},
+    connection::PageArgs,
+    types::{
+        article::{Article, ArticleConnection, article_connection},
+        node::{self, MAX_NODES, Node},
+        user::User,
+        viewer::Viewer,
+    },
 };
-use crate::services::accounts;
+use crate::{
+    error::AppError,
+    services::{
+        accounts,
+        articles::{self, ArticleQuery},
+    },
+};
 
 pub struct QueryRoot;
+
+/// Most tags `tags` returns.
+const MAX_TAGS: i32 = 100;
 
 #[Object]
 impl QueryRoot {
@@ -24,5 +39,72 @@ impl QueryRoot {
         Ok(accounts::find_by_username(ctx.app(), &username)
             .await?
             .map(User::public))
+    }
+
+    /// Live articles, newest first. Filters combine: `tag` (any letter
+    /// case), `author` and `favoritedBy` (usernames).
+    #[allow(clippy::too_many_arguments)]
+    async fn articles(
+        &self,
+        ctx: &Context<'_>,
+        first: Option<i32>,
+        after: Option<String>,
+        last: Option<i32>,
+        before: Option<String>,
+        tag: Option<String>,
+        author: Option<String>,
+        favorited_by: Option<String>,
+    ) -> async_graphql::Result<ArticleConnection> {
+        let args = PageArgs::new(first, after, last, before)?;
+        let query = ArticleQuery {
+            tag,
+            author,
+            favorited_by,
+        };
+        let page = articles::list(ctx.app(), &query, &args.request).await?;
+        Ok(article_connection(&args, page))
+    }
+
+    /// An article by slug, or null.
+    async fn article(
+        &self,
+        ctx: &Context<'_>,
+        slug: String,
+    ) -> async_graphql::Result<Option<Article>> {
+        Ok(articles::find_by_slug(ctx.app(), &slug).await?.map(Article))
+    }
+
+    /// Tags of live articles, most used first (at most 100).
+    async fn tags(
+        &self,
+        ctx: &Context<'_>,
+        #[graphql(default = 100)] first: i32,
+    ) -> async_graphql::Result<Vec<String>> {
+        if !(0..=MAX_TAGS).contains(&first) {
+            return Err(AppError::BadUserInput(format!(
+                "`first` must be between 0 and {MAX_TAGS}"
+            ))
+            .into());
+        }
+        Ok(articles::most_used_tags(ctx.app(), i64::from(first)).await?)
+    }
+
+    /// The object with this global id, or null if it is unknown or deleted.
+    async fn node(&self, ctx: &Context<'_>, id: ID) -> async_graphql::Result<Option<Node>> {
+        node::resolve(ctx, &id).await
+    }
+
+    /// The objects with these global ids (at most 100), null for each
+    /// unknown or deleted one.
+    async fn nodes(
+        &self,
+        ctx: &Context<'_>,
+        ids: Vec<ID>,
+    ) -> async_graphql::Result<Vec<Option<Node>>> {
+        if ids.len() > MAX_NODES {
+            return Err(AppError::BadUserInput(format!("at most {MAX_NODES} ids at once")).into());
+        }
+        let resolved = ids.iter().map(|id| node::resolve(ctx, id));
+        futures_util::future::try_join_all(resolved).await
     }
 }

@@ -19,7 +19,7 @@ use super::{HttpState, request_id::RequestId};
 use crate::{
     auth::Viewer,
     error::{AppError, ErrorCode},
-    graphql::loaders::Loaders,
+    graphql::loaders,
     services::sessions,
 };
 
@@ -101,7 +101,7 @@ fn prepare(state: &HttpState, viewer: Option<Viewer>, batch: BatchRequest) -> Ba
     let span = tracing::Span::current();
     let with_data = |mut request: Request| {
         let span = span.clone();
-        let loaders = Loaders::new(&state.app, move |batch| {
+        let loaders = loaders::for_request(&state.app, viewer, move |batch| {
             tokio::spawn(batch.instrument(span.clone()))
         });
         request = request.data(loaders);

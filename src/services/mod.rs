@@ -2,5 +2,9 @@
 //! inputs and return [`crate::error::AppResult`].
 
 pub mod accounts;
+pub mod articles;
+pub mod comments;
+pub mod favorites;
+pub mod profiles;
 pub mod sessions;
 pub mod validation;

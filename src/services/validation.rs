@@ -102,6 +102,64 @@ pub fn image(value: &str, errors: &mut Errors) {
     }
 }
 
+pub const TITLE_MAX: usize = 200;
+pub const DESCRIPTION_MAX: usize = 1000;
+pub const BODY_MAX: usize = 100_000;
+pub const COMMENT_MAX: usize = 10_000;
+pub const TAGS_MAX: usize = 10;
+pub const TAG_MAX: usize = 32;
+
+/// Required text: not blank, at most `max` characters.
+pub fn required_text(path: &'static str, value: &str, max: usize, errors: &mut Errors) {
+    if value.trim().is_empty() {
+        errors.push(FieldError::new(
+            path,
+            UserErrorCode::Blank,
+            format!("{path} can't be blank"),
+        ));
+    } else if value.chars().count() > max {
+        errors.push(too_long(path, max));
+    }
+}
+
+/// Optional text: at most `max` characters.
+pub fn text(path: &'static str, value: &str, max: usize, errors: &mut Errors) {
+    if value.chars().count() > max {
+        errors.push(too_long(path, max));
+    }
+}
+
+/// Tags trimmed, inner whitespace collapsed, lower-cased, de-duplicated in
+/// order, blanks dropped; too many or too long ones are refused.
+pub fn tags(raw: &[String], errors: &mut Errors) -> Vec<String> {
+    let mut tags: Vec<String> = Vec::new();
+    for tag in raw {
+        let tag = tag
+            .split_whitespace()
+            .collect::<Vec<_>>()
+            .join(" ")
+            .to_lowercase();
+        if !tag.is_empty() && !tags.contains(&tag) {
+            tags.push(tag);
+        }
+    }
+    if tags.len() > TAGS_MAX {
+        errors.push(FieldError::new(
+            "tagList",
+            UserErrorCode::TooLong,
+            format!("an article can have at most {TAGS_MAX} tags"),
+        ));
+    }
+    if tags.iter().any(|t| t.chars().count() > TAG_MAX) {
+        errors.push(FieldError::new(
+            "tagList",
+            UserErrorCode::TooLong,
+            format!("each tag must be at most {TAG_MAX} characters"),
+        ));
+    }
+    tags
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -158,6 +216,25 @@ mod tests {
         assert_eq!(
             codes(|e| password("password", &"x".repeat(129), e)),
             [UserErrorCode::TooLong]
+        );
+    }
+
+    #[test]
+    fn tags_are_normalised_and_bounded() {
+        let mut errors = Vec::new();
+        let raw = ["  Rust ", "rust", "", "Web   Dev", "  "].map(String::from);
+        assert_eq!(tags(&raw, &mut errors), ["rust", "web dev"]);
+        assert!(errors.is_empty());
+        let many: Vec<String> = (0..11).map(|i| format!("t{i}")).collect();
+        tags(&many, &mut errors);
+        tags(&["x".repeat(33)], &mut errors);
+        let codes: Vec<_> = errors.iter().map(|e| (e.path, e.code)).collect();
+        assert_eq!(
+            codes,
+            [
+                (Some("tagList"), UserErrorCode::TooLong),
+                (Some("tagList"), UserErrorCode::TooLong)
+            ]
         );
     }
 

@@ -2,7 +2,13 @@
 //! functions that use them. Query functions take a connection; transactions
 //! belong to the services.
 
+pub mod article;
+pub mod comment;
+pub mod favorite;
+pub mod follow;
+pub mod page;
 pub mod session;
+pub mod tag;
 pub mod user;
 
 diesel::define_sql_function! {

@@ -15,6 +15,8 @@ pub struct User {
     pub email: String,
     pub bio: Option<String>,
     pub image: Option<String>,
+    /// Live followers, kept exact by triggers on `follows`.
+    pub followers_count: i32,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
 }

@@ -1,7 +1,16 @@
 mod accounts;
+mod articles;
+mod comments;
+mod profiles;
 mod sessions;
 
 use async_graphql::MergedObject;
 
 #[derive(MergedObject, Default)]
-pub struct MutationRoot(accounts::AccountMutations, sessions::SessionMutations);
+pub struct MutationRoot(
+    accounts::AccountMutations,
+    sessions::SessionMutations,
+    profiles::ProfileMutations,
+    articles::ArticleMutations,
+    comments::CommentMutations,
+);

@@ -12,18 +12,27 @@ pub fn encode(type_name: &str, id: Uuid) -> ID {
     ID(URL_SAFE_NO_PAD.encode(format!("{type_name}:{id}")))
 }
 
-/// The UUID inside `id`, which must name an object of `type_name`.
-pub fn decode(id: &ID, type_name: &str) -> Result<Uuid, AppError> {
-    let malformed = || AppError::BadUserInput(format!("`{}` is not a valid {type_name} id", id.0));
+/// The type name and UUID inside a global id.
+pub fn decode_any(id: &ID) -> Result<(String, Uuid), AppError> {
+    let malformed = || AppError::BadUserInput(format!("`{}` is not a valid id", id.0));
     let raw = URL_SAFE_NO_PAD
         .decode(id.0.as_bytes())
         .map_err(|_| malformed())?;
     let text = String::from_utf8(raw).map_err(|_| malformed())?;
     let (kind, uuid) = text.split_once(':').ok_or_else(malformed)?;
-    if kind != type_name {
-        return Err(malformed());
+    let uuid = Uuid::parse_str(uuid).map_err(|_| malformed())?;
+    Ok((kind.to_owned(), uuid))
+}
+
+/// The UUID inside `id`, which must name an object of `type_name`.
+pub fn decode(id: &ID, type_name: &str) -> Result<Uuid, AppError> {
+    match decode_any(id) {
+        Ok((kind, uuid)) if kind == type_name => Ok(uuid),
+        _ => Err(AppError::BadUserInput(format!(
+            "`{}` is not a valid {type_name} id",
+            id.0
+        ))),
     }
-    Uuid::parse_str(uuid).map_err(|_| malformed())
 }
 
 #[cfg(test)]

@@ -1,7 +1,41 @@
-use async_graphql::{Context, ID, Object};
+use async_graphql::{
+    Context, ID, Object, SimpleObject,
+    connection::{Connection, ConnectionNameType, EdgeNameType, EmptyFields},
+};
 
-use super::global_id;
-use crate::{db::models::user::User as UserRow, graphql::ContextExt};
+use super::{
+    article::{ArticleConnection, article_connection},
+    global_id,
+};
+use crate::{
+    db::models::user::User as UserRow,
+    graphql::{ContextExt, connection::PageArgs, loaders::FollowedByViewer},
+    services::{articles, profiles},
+};
+
+/// Extra fields of a followers connection.
+#[derive(SimpleObject)]
+pub struct FollowersFields {
+    /// How many live users follow this user.
+    pub total_count: i32,
+}
+
+pub struct FollowersConnectionName;
+impl ConnectionNameType for FollowersConnectionName {
+    fn type_name<T: async_graphql::OutputType>() -> String {
+        "FollowersConnection".into()
+    }
+}
+
+pub struct UserEdgeName;
+impl EdgeNameType for UserEdgeName {
+    fn type_name<T: async_graphql::OutputType>() -> String {
+        "UserEdge".into()
+    }
+}
+
+pub type FollowersConnection =
+    Connection<String, User, FollowersFields, EmptyFields, FollowersConnectionName, UserEdgeName>;
 
 /// A Conduit account.
 pub struct User {
@@ -33,7 +67,7 @@ impl User {
 #[Object]
 impl User {
     /// Opaque global id.
-    async fn id(&self) -> ID {
+    pub async fn id(&self) -> ID {
         global_id::encode("User", self.row.id)
     }
 
@@ -54,5 +88,70 @@ impl User {
     /// URL of the avatar.
     async fn image(&self) -> Option<&str> {
         self.row.image.as_deref()
+    }
+
+    /// False for anonymous viewers.
+    async fn followed_by_viewer(&self, ctx: &Context<'_>) -> async_graphql::Result<bool> {
+        if ctx.viewer().is_none() {
+            return Ok(false);
+        }
+        Ok(ctx
+            .loaders()
+            .load_one(FollowedByViewer(self.row.id))
+            .await?
+            .unwrap_or(false))
+    }
+
+    /// Who follows this user, most recent first. `totalCount` alone costs
+    /// no query.
+    async fn followers(
+        &self,
+        ctx: &Context<'_>,
+        first: Option<i32>,
+        after: Option<String>,
+        last: Option<i32>,
+        before: Option<String>,
+    ) -> async_graphql::Result<FollowersConnection> {
+        let args = PageArgs::new(first, after, last, before)?;
+        let fields = FollowersFields {
+            total_count: self.row.followers_count,
+        };
+        let look_ahead = ctx.look_ahead();
+        let wants_list = ["edges", "nodes", "pageInfo"]
+            .iter()
+            .any(|f| look_ahead.field(f).exists());
+        if !wants_list {
+            return Ok(Connection::with_additional_fields(false, false, fields));
+        }
+        let page = profiles::followers(ctx.app(), self.row.id, &args.request).await?;
+        Ok(args.connection(page, fields, |(user, keyset)| (keyset, User::public(user))))
+    }
+
+    /// Articles this user wrote, newest first.
+    async fn articles(
+        &self,
+        ctx: &Context<'_>,
+        first: Option<i32>,
+        after: Option<String>,
+        last: Option<i32>,
+        before: Option<String>,
+    ) -> async_graphql::Result<ArticleConnection> {
+        let args = PageArgs::new(first, after, last, before)?;
+        let page = articles::by_author(ctx.app(), self.row.id, &args.request).await?;
+        Ok(article_connection(&args, page))
+    }
+
+    /// Articles this user favorited, newest article first.
+    async fn favorite_articles(
+        &self,
+        ctx: &Context<'_>,
+        first: Option<i32>,
+        after: Option<String>,
+        last: Option<i32>,
+        before: Option<String>,
+    ) -> async_graphql::Result<ArticleConnection> {
+        let args = PageArgs::new(first, after, last, before)?;
+        let page = articles::favorited_by(ctx.app(), self.row.id, &args.request).await?;
+        Ok(article_connection(&args, page))
     }
 }

@@ -1,10 +1,14 @@
 use async_graphql::{Context, Object};
 use uuid::Uuid;
 
-use super::user::User;
+use super::{
+    article::{ArticleConnection, article_connection},
+    user::User,
+};
 use crate::{
     error::AppError,
-    graphql::{ContextExt, loaders::UserById},
+    graphql::{ContextExt, connection::PageArgs, loaders::UserById},
+    services::articles,
 };
 
 /// The signed-in user's own view of the API.
@@ -16,10 +20,23 @@ pub struct Viewer {
 impl Viewer {
     async fn user(&self, ctx: &Context<'_>) -> async_graphql::Result<User> {
         ctx.loaders()
-            .users
             .load_one(UserById(self.user_id))
             .await?
             .map(User::own)
             .ok_or_else(|| AppError::Unauthenticated("this account no longer exists").into())
+    }
+
+    /// Articles by the people the viewer follows, newest first.
+    async fn feed(
+        &self,
+        ctx: &Context<'_>,
+        first: Option<i32>,
+        after: Option<String>,
+        last: Option<i32>,
+        before: Option<String>,
+    ) -> async_graphql::Result<ArticleConnection> {
+        let args = PageArgs::new(first, after, last, before)?;
+        let page = articles::feed(ctx.app(), self.user_id, &args.request).await?;
+        Ok(article_connection(&args, page))
     }
 }

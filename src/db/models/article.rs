@@ -1,0 +1,179 @@
+use chrono::{DateTime, Utc};
+use diesel::prelude::*;
+use diesel_async::{AsyncPgConnection, RunQueryDsl};
+use uuid::Uuid;
+
+use super::page::{Page, PageRequest};
+use crate::{
+    db::schema::{article_tags, articles, favorites, follows, tags},
+    paginate,
+};
+
+/// A live article.
+#[derive(Debug, Clone, Queryable, Selectable, Identifiable)]
+#[diesel(table_name = articles, check_for_backend(diesel::pg::Pg))]
+pub struct Article {
+    pub id: Uuid,
+    pub author_id: Uuid,
+    pub slug: String,
+    pub title: String,
+    pub description: String,
+    pub body: String,
+    /// Kept exact by triggers on `favorites`.
+    pub favorites_count: i32,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+}
+
+#[derive(Debug, Insertable)]
+#[diesel(table_name = articles)]
+pub struct NewArticle<'a> {
+    pub author_id: Uuid,
+    pub slug: &'a str,
+    pub title: &'a str,
+    pub description: &'a str,
+    pub body: &'a str,
+}
+
+#[derive(Debug, Default, AsChangeset)]
+#[diesel(table_name = articles)]
+pub struct ArticleChanges<'a> {
+    pub slug: Option<&'a str>,
+    pub title: Option<&'a str>,
+    pub description: Option<&'a str>,
+    pub body: Option<&'a str>,
+}
+
+/// Which articles a list shows; every filter given must hold.
+#[derive(Debug, Default, Clone)]
+pub struct ArticleFilter {
+    pub tag: Option<String>,
+    pub author_id: Option<Uuid>,
+    pub favorited_by: Option<Uuid>,
+    /// Articles by the people this user follows.
+    pub feed_of: Option<Uuid>,
+}
+
+pub const SLUG_KEY: &str = "articles_slug_key";
+
+pub async fn insert(conn: &mut AsyncPgConnection, new: &NewArticle<'_>) -> QueryResult<Article> {
+    diesel::insert_into(articles::table)
+        .values(new)
+        .returning(Article::as_returning())
+        .get_result(conn)
+        .await
+}
+
+pub async fn find(conn: &mut AsyncPgConnection, id: Uuid) -> QueryResult<Option<Article>> {
+    articles::table
+        .filter(articles::id.eq(id))
+        .filter(articles::deleted_at.is_null())
+        .select(Article::as_select())
+        .first(conn)
+        .await
+        .optional()
+}
+
+pub async fn find_many(conn: &mut AsyncPgConnection, ids: &[Uuid]) -> QueryResult<Vec<Article>> {
+    if ids.is_empty() {
+        return Ok(Vec::new());
+    }
+    articles::table
+        .filter(articles::id.eq_any(ids))
+        .filter(articles::deleted_at.is_null())
+        .select(Article::as_select())
+        .load(conn)
+        .await
+}
+
+pub async fn find_by_slug(
+    conn: &mut AsyncPgConnection,
+    slug: &str,
+) -> QueryResult<Option<Article>> {
+    articles::table
+        .filter(articles::slug.eq(slug))
+        .filter(articles::deleted_at.is_null())
+        .select(Article::as_select())
+        .first(conn)
+        .await
+        .optional()
+}
+
+pub async fn update(
+    conn: &mut AsyncPgConnection,
+    id: Uuid,
+    changes: &ArticleChanges<'_>,
+) -> QueryResult<Article> {
+    diesel::update(articles::table)
+        .filter(articles::id.eq(id))
+        .filter(articles::deleted_at.is_null())
+        .set(changes)
+        .returning(Article::as_returning())
+        .get_result(conn)
+        .await
+}
+
+/// Soft-deletes; returns the article as it was, or `None` if already gone.
+pub async fn soft_delete(conn: &mut AsyncPgConnection, id: Uuid) -> QueryResult<Option<Article>> {
+    diesel::update(articles::table)
+        .filter(articles::id.eq(id))
+        .filter(articles::deleted_at.is_null())
+        .set(articles::deleted_at.eq(diesel::dsl::now))
+        .returning(Article::as_returning())
+        .get_result(conn)
+        .await
+        .optional()
+}
+
+/// One page of live articles matching `filter`, newest first.
+pub async fn list(
+    conn: &mut AsyncPgConnection,
+    filter: &ArticleFilter,
+    page: &PageRequest,
+) -> QueryResult<Page<Article>> {
+    let mut query = articles::table
+        .filter(articles::deleted_at.is_null())
+        .select(Article::as_select())
+        .into_boxed();
+    if let Some(tag) = &filter.tag {
+        query = query.filter(
+            articles::id.eq_any(
+                article_tags::table
+                    .inner_join(tags::table)
+                    .filter(tags::name.eq(tag.clone()))
+                    .select(article_tags::article_id),
+            ),
+        );
+    }
+    if let Some(author) = filter.author_id {
+        query = query.filter(articles::author_id.eq(author));
+    }
+    if let Some(user) = filter.favorited_by {
+        query = query.filter(
+            articles::id.eq_any(
+                favorites::table
+                    .filter(favorites::user_id.eq(user))
+                    .select(favorites::article_id),
+            ),
+        );
+    }
+    if let Some(viewer) = filter.feed_of {
+        query = query.filter(
+            articles::author_id.eq_any(
+                follows::table
+                    .filter(follows::follower_id.eq(viewer))
+                    .select(follows::followee_id),
+            ),
+        );
+    }
+    let rows = paginate!(
+        query,
+        page,
+        "articles.created_at, articles.id",
+        articles::created_at,
+        articles::id
+    )
+    .load(conn)
+    .await?;
+    Ok(page.finish(rows))
+}

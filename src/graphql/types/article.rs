@@ -1,0 +1,137 @@
+use async_graphql::{
+    Context, ID, Object,
+    connection::{Connection, EmptyFields},
+};
+use chrono::{DateTime, Utc};
+
+use super::{comment::Comment, global_id, user::User};
+use crate::{
+    db::models::{article::Article as ArticleRow, page::Keyset},
+    graphql::{
+        ContextExt,
+        connection::PageArgs,
+        loaders::{FavoritedByViewer, NewestComments, TagsOfArticle, UserById},
+    },
+    services::comments,
+};
+
+pub type ArticleConnection = Connection<String, Article, EmptyFields, EmptyFields>;
+pub type CommentConnection = Connection<String, Comment, EmptyFields, EmptyFields>;
+
+pub struct Article(pub ArticleRow);
+
+impl Article {
+    pub fn keyset(&self) -> Keyset {
+        Keyset {
+            created_at: self.0.created_at,
+            id: self.0.id,
+        }
+    }
+}
+
+/// Builds an article connection from a fetched page.
+pub fn article_connection(
+    args: &PageArgs,
+    page: crate::db::models::page::Page<ArticleRow>,
+) -> ArticleConnection {
+    args.connection(page, EmptyFields, |row| {
+        let article = Article(row);
+        (article.keyset(), article)
+    })
+}
+
+#[Object]
+impl Article {
+    /// Opaque global id.
+    pub async fn id(&self) -> ID {
+        global_id::encode("Article", self.0.id)
+    }
+
+    /// URL-safe, unique; changes when the title changes.
+    async fn slug(&self) -> &str {
+        &self.0.slug
+    }
+
+    async fn title(&self) -> &str {
+        &self.0.title
+    }
+
+    async fn description(&self) -> &str {
+        &self.0.description
+    }
+
+    async fn body(&self) -> &str {
+        &self.0.body
+    }
+
+    /// Lower-case tags in the author's order.
+    async fn tag_list(&self, ctx: &Context<'_>) -> async_graphql::Result<Vec<String>> {
+        Ok(ctx
+            .loaders()
+            .load_one(TagsOfArticle(self.0.id))
+            .await?
+            .unwrap_or_default())
+    }
+
+    async fn created_at(&self) -> DateTime<Utc> {
+        self.0.created_at
+    }
+
+    async fn updated_at(&self) -> DateTime<Utc> {
+        self.0.updated_at
+    }
+
+    async fn favorites_count(&self) -> i32 {
+        self.0.favorites_count
+    }
+
+    /// False for anonymous viewers.
+    async fn viewer_has_favorited(&self, ctx: &Context<'_>) -> async_graphql::Result<bool> {
+        if ctx.viewer().is_none() {
+            return Ok(false);
+        }
+        Ok(ctx
+            .loaders()
+            .load_one(FavoritedByViewer(self.0.id))
+            .await?
+            .unwrap_or(false))
+    }
+
+    async fn author(&self, ctx: &Context<'_>) -> async_graphql::Result<Option<User>> {
+        Ok(ctx
+            .loaders()
+            .load_one(UserById(self.0.author_id))
+            .await?
+            .map(User::public))
+    }
+
+    /// The newest comments, newest first, at most 100; page through all of
+    /// them with `commentsConnection`.
+    async fn comments(&self, ctx: &Context<'_>) -> async_graphql::Result<Vec<Comment>> {
+        Ok(ctx
+            .loaders()
+            .load_one(NewestComments(self.0.id))
+            .await?
+            .unwrap_or_default()
+            .into_iter()
+            .map(Comment)
+            .collect())
+    }
+
+    /// All comments, newest first, as a connection.
+    async fn comments_connection(
+        &self,
+        ctx: &Context<'_>,
+        first: Option<i32>,
+        after: Option<String>,
+        last: Option<i32>,
+        before: Option<String>,
+    ) -> async_graphql::Result<CommentConnection> {
+        let args = PageArgs::new(first, after, last, before)?;
+        let page = comments::list(ctx.app(), self.0.id, &args.request).await?;
+        Ok(args.connection(page, EmptyFields, |row| {
+            let comment = Comment(row);
+            (comment.keyset(), comment)
+        }))
+    }
+}
