@@ -4,7 +4,7 @@
 
 use std::collections::HashMap;
 
-use async_graphql::dataloader::{DataLoader, Loader};
+use async_graphql::dataloader::{DataLoader, HashMapCache, Loader};
 use futures_util::future::BoxFuture;
 use uuid::Uuid;
 
@@ -42,21 +42,41 @@ pub struct ConduitLoader {
     viewer: Option<Viewer>,
 }
 
-pub type Loaders = DataLoader<ConduitLoader>;
+pub type Loaders = DataLoader<ConduitLoader, HashMapCache>;
 
 /// `spawn` runs each batch; the HTTP layer passes one that keeps the
 /// request's tracing span, so batch log lines carry the request id.
+///
+/// Answers are cached for the request, so a list can prefetch what its
+/// rows will ask for (see `types::article::prefetch`) in one batch per
+/// relationship, whatever the timing of the rows' own lookups.
 pub fn for_request<S, R>(state: &AppState, viewer: Option<Viewer>, spawn: S) -> Loaders
 where
     S: Fn(BoxFuture<'static, ()>) -> R + Send + Sync + 'static,
 {
-    DataLoader::new(
+    let loaders = DataLoader::with_cache(
         ConduitLoader {
             state: state.clone(),
             viewer,
         },
         spawn,
-    )
+        HashMapCache::default(),
+    );
+    loaders.enable_all_cache(true);
+    loaders
+}
+
+/// Forgets every cached answer. Each mutation that changes data calls it
+/// first: mutations of one request run in turn, and a later one must not
+/// see what an earlier one's payload cached.
+pub fn forget_all(loaders: &Loaders) {
+    loaders.clear::<UserById>();
+    loaders.clear::<ArticleById>();
+    loaders.clear::<CommentById>();
+    loaders.clear::<TagsOfArticle>();
+    loaders.clear::<NewestComments>();
+    loaders.clear::<FavoritedByViewer>();
+    loaders.clear::<FollowedByViewer>();
 }
 
 type LoadResult<K, V> = Result<HashMap<K, V>, async_graphql::Error>;

@@ -62,7 +62,7 @@ impl QueryRoot {
             favorited_by,
         };
         let page = articles::list(ctx.app(), &query, &args.request).await?;
-        Ok(article_connection(&args, page))
+        article_connection(ctx, &args, page).await
     }
 
     /// An article by slug, or null.

@@ -255,6 +255,7 @@ pub struct TestApp {
     pub address: String,
     pub client: reqwest::Client,
     pub db: TestDatabase,
+    pub state: conduit::state::AppState,
     shutdown: Option<oneshot::Sender<()>>,
     server: Option<JoinHandle<anyhow::Result<()>>>,
 }
@@ -291,6 +292,7 @@ impl TestApp {
         let config = test_config(&db.url, overrides);
         let app = Application::build(&config).await.expect("app builds");
         let address = format!("http://{}", app.local_addr());
+        let state = app.state().clone();
         let (tx, rx) = oneshot::channel();
         let server = tokio::spawn(app.run_until(async {
             let _ = rx.await;
@@ -299,6 +301,7 @@ impl TestApp {
             address,
             client: reqwest::Client::new(),
             db,
+            state,
             shutdown: Some(tx),
             server: Some(server),
         }
@@ -422,6 +425,65 @@ impl TestApp {
     pub async fn viewer_username(&self, token: &str) -> GraphQLResponse {
         self.query_as(token, "{ viewer { user { username } } }", json!({}))
             .await
+    }
+}
+
+impl TestApp {
+    /// Creates an article as the session's user; returns `{ id slug title tagList }`.
+    pub async fn create_article(&self, token: &str, title: &str, tags: &[&str]) -> Value {
+        let response = self
+            .query_as(
+                token,
+                "mutation($input: CreateArticleInput!) {
+                    createArticle(input: $input) { article { id slug title tagList } errors { path code } }
+                }",
+                json!({ "input": {
+                    "title": title, "description": format!("About {title}"),
+                    "body": format!("The body of {title}."), "tagList": tags
+                }}),
+            )
+            .await;
+        let payload = &response.body["data"]["createArticle"];
+        assert_eq!(payload["errors"], json!([]), "{:?}", response.body);
+        payload["article"].clone()
+    }
+
+    /// The global id of a user.
+    pub async fn user_id(&self, username: &str) -> String {
+        let response = self
+            .query(
+                "query($u: String!) { user(username: $u) { id } }",
+                json!({ "u": username }),
+            )
+            .await;
+        response.body["data"]["user"]["id"]
+            .as_str()
+            .expect("user exists")
+            .to_owned()
+    }
+
+    pub async fn follow(&self, token: &str, username: &str) -> GraphQLResponse {
+        let id = self.user_id(username).await;
+        self.query_as(
+            token,
+            "mutation($id: ID!) { followUser(input: { id: $id }) { user { username followedByViewer followers { totalCount } } errors { path code } } }",
+            json!({ "id": id }),
+        )
+        .await
+    }
+
+    pub async fn favorite(&self, token: &str, article_id: &str) -> GraphQLResponse {
+        self.query_as(
+            token,
+            "mutation($id: ID!) { favoriteArticle(input: { id: $id }) { article { favoritesCount viewerHasFavorited } } }",
+            json!({ "id": article_id }),
+        )
+        .await
+    }
+
+    /// Statements the server has sent to PostgreSQL so far.
+    pub fn statements(&self) -> u64 {
+        self.state.db.statements_executed()
     }
 }
 

@@ -1,8 +1,15 @@
 //! Contract tests: GraphQL documents over HTTP against a real PostgreSQL.
 
 mod accounts;
+mod articles;
+mod comments;
 mod helpers;
 mod http;
+mod nodes;
+mod pagination;
+mod profiles;
+mod query_count;
 mod schema;
 mod sessions;
+mod spec_replay;
 mod tokens;

@@ -5,6 +5,7 @@ use crate::{
     graphql::{
         ContextExt,
         guards::SignedIn,
+        loaders,
         types::{
             user::User,
             user_error::{UserError, refusals},
@@ -109,6 +110,7 @@ impl AccountMutations {
         ctx: &Context<'_>,
         input: CreateUserInput,
     ) -> async_graphql::Result<CreateUserPayload> {
+        loaders::forget_all(ctx.loaders());
         let outcome = accounts::sign_up(
             ctx.app(),
             SignUp {
@@ -135,6 +137,7 @@ impl AccountMutations {
         ctx: &Context<'_>,
         input: SignInUserInput,
     ) -> async_graphql::Result<SignInUserPayload> {
+        loaders::forget_all(ctx.loaders());
         let outcome = accounts::sign_in(
             ctx.app(),
             SignIn {
@@ -170,6 +173,7 @@ impl AccountMutations {
         ctx: &Context<'_>,
         input: UpdateUserInput,
     ) -> async_graphql::Result<UpdateUserPayload> {
+        loaders::forget_all(ctx.loaders());
         let update = ProfileUpdate {
             username: input.username,
             email: input.email,
@@ -196,6 +200,7 @@ impl AccountMutations {
         ctx: &Context<'_>,
         input: ChangePasswordInput,
     ) -> async_graphql::Result<ChangePasswordPayload> {
+        loaders::forget_all(ctx.loaders());
         let outcome = accounts::change_password(
             ctx.app(),
             ctx.require_viewer()?,

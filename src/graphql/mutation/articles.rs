@@ -4,6 +4,7 @@ use crate::{
     graphql::{
         ContextExt,
         guards::SignedIn,
+        loaders,
         types::{
             article::Article,
             global_id,
@@ -116,6 +117,7 @@ impl ArticleMutations {
         ctx: &Context<'_>,
         input: CreateArticleInput,
     ) -> async_graphql::Result<CreateArticlePayload> {
+        loaders::forget_all(ctx.loaders());
         let draft = ArticleDraft {
             title: input.title,
             description: input.description,
@@ -142,6 +144,7 @@ impl ArticleMutations {
         ctx: &Context<'_>,
         input: UpdateArticleInput,
     ) -> async_graphql::Result<UpdateArticlePayload> {
+        loaders::forget_all(ctx.loaders());
         let id = global_id::decode(&input.id, "Article")?;
         let edit = ArticleEdit {
             title: input.title,
@@ -169,6 +172,7 @@ impl ArticleMutations {
         ctx: &Context<'_>,
         input: DeleteArticleInput,
     ) -> async_graphql::Result<DeleteArticlePayload> {
+        loaders::forget_all(ctx.loaders());
         let id = global_id::decode(&input.id, "Article")?;
         let article = articles::delete(ctx.app(), ctx.require_viewer()?, id).await?;
         Ok(DeleteArticlePayload {
@@ -184,6 +188,7 @@ impl ArticleMutations {
         ctx: &Context<'_>,
         input: FavoriteArticleInput,
     ) -> async_graphql::Result<FavoriteArticlePayload> {
+        loaders::forget_all(ctx.loaders());
         let id = global_id::decode(&input.id, "Article")?;
         let article = favorites::favorite(ctx.app(), ctx.require_viewer()?, id).await?;
         Ok(FavoriteArticlePayload {
@@ -199,6 +204,7 @@ impl ArticleMutations {
         ctx: &Context<'_>,
         input: UnfavoriteArticleInput,
     ) -> async_graphql::Result<UnfavoriteArticlePayload> {
+        loaders::forget_all(ctx.loaders());
         let id = global_id::decode(&input.id, "Article")?;
         let article = favorites::unfavorite(ctx.app(), ctx.require_viewer()?, id).await?;
         Ok(UnfavoriteArticlePayload {

@@ -4,6 +4,7 @@ use crate::{
     graphql::{
         ContextExt,
         guards::SignedIn,
+        loaders,
         types::{
             global_id,
             user::User,
@@ -59,6 +60,7 @@ impl ProfileMutations {
         ctx: &Context<'_>,
         input: FollowUserInput,
     ) -> async_graphql::Result<FollowUserPayload> {
+        loaders::forget_all(ctx.loaders());
         let id = global_id::decode(&input.id, "User")?;
         let outcome = profiles::follow(ctx.app(), ctx.require_viewer()?, id).await;
         let (user, errors) = match refusals(outcome)? {
@@ -79,6 +81,7 @@ impl ProfileMutations {
         ctx: &Context<'_>,
         input: UnfollowUserInput,
     ) -> async_graphql::Result<UnfollowUserPayload> {
+        loaders::forget_all(ctx.loaders());
         let id = global_id::decode(&input.id, "User")?;
         let user = profiles::unfollow(ctx.app(), ctx.require_viewer()?, id).await?;
         Ok(UnfollowUserPayload {

@@ -10,7 +10,7 @@ use crate::{
     graphql::{
         ContextExt,
         connection::PageArgs,
-        loaders::{FavoritedByViewer, NewestComments, TagsOfArticle, UserById},
+        loaders::{FavoritedByViewer, FollowedByViewer, NewestComments, TagsOfArticle, UserById},
     },
     services::comments,
 };
@@ -29,15 +29,72 @@ impl Article {
     }
 }
 
-/// Builds an article connection from a fetched page.
-pub fn article_connection(
+/// Builds an article connection from a fetched page, prefetching what its
+/// nodes ask for.
+pub async fn article_connection(
+    ctx: &Context<'_>,
     args: &PageArgs,
     page: crate::db::models::page::Page<ArticleRow>,
-) -> ArticleConnection {
-    args.connection(page, EmptyFields, |row| {
+) -> async_graphql::Result<ArticleConnection> {
+    prefetch(ctx, &page.rows).await?;
+    Ok(args.connection(page, EmptyFields, |row| {
         let article = Article(row);
         (article.keyset(), article)
-    })
+    }))
+}
+
+/// Loads, for all `rows` at once, each relationship the selection asks of
+/// them (tags, favorite state, authors and whether the viewer follows
+/// them): one query per relationship, however many rows.
+async fn prefetch(ctx: &Context<'_>, rows: &[ArticleRow]) -> async_graphql::Result<()> {
+    if rows.is_empty() {
+        return Ok(());
+    }
+    let look_ahead = ctx.look_ahead();
+    let selections = [
+        look_ahead.field("edges").field("node"),
+        look_ahead.field("nodes"),
+    ];
+    let wants = |field: &str| selections.iter().any(|s| s.field(field).exists());
+    let wants_author = |field: &str| {
+        selections
+            .iter()
+            .any(|s| s.field("author").field(field).exists())
+    };
+    let signed_in = ctx.viewer().is_some();
+    let loaders = ctx.loaders();
+    let article_ids = || rows.iter().map(|r| r.id);
+    let author_ids = || rows.iter().map(|r| r.author_id);
+    let tags = async {
+        if wants("tagList") {
+            loaders.load_many(article_ids().map(TagsOfArticle)).await?;
+        }
+        Ok::<_, async_graphql::Error>(())
+    };
+    let favorited = async {
+        if signed_in && wants("viewerHasFavorited") {
+            loaders
+                .load_many(article_ids().map(FavoritedByViewer))
+                .await?;
+        }
+        Ok(())
+    };
+    let authors = async {
+        if wants("author") {
+            loaders.load_many(author_ids().map(UserById)).await?;
+        }
+        Ok(())
+    };
+    let followed = async {
+        if signed_in && wants_author("followedByViewer") {
+            loaders
+                .load_many(author_ids().map(FollowedByViewer))
+                .await?;
+        }
+        Ok(())
+    };
+    futures_util::try_join!(tags, favorited, authors, followed)?;
+    Ok(())
 }
 
 #[Object]

@@ -138,7 +138,7 @@ impl User {
     ) -> async_graphql::Result<ArticleConnection> {
         let args = PageArgs::new(first, after, last, before)?;
         let page = articles::by_author(ctx.app(), self.row.id, &args.request).await?;
-        Ok(article_connection(&args, page))
+        article_connection(ctx, &args, page).await
     }
 
     /// Articles this user favorited, newest article first.
@@ -152,6 +152,6 @@ impl User {
     ) -> async_graphql::Result<ArticleConnection> {
         let args = PageArgs::new(first, after, last, before)?;
         let page = articles::favorited_by(ctx.app(), self.row.id, &args.request).await?;
-        Ok(article_connection(&args, page))
+        article_connection(ctx, &args, page).await
     }
 }

@@ -37,6 +37,6 @@ impl Viewer {
     ) -> async_graphql::Result<ArticleConnection> {
         let args = PageArgs::new(first, after, last, before)?;
         let page = articles::feed(ctx.app(), self.user_id, &args.request).await?;
-        Ok(article_connection(&args, page))
+        article_connection(ctx, &args, page).await
     }
 }

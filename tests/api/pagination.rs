@@ -1,0 +1,165 @@
+//! Keyset pagination both ways, through ties in `created_at`.
+
+use serde_json::{Value, json};
+
+use crate::helpers::TestApp;
+
+const PAGE: &str = "query($first: Int, $after: String, $last: Int, $before: String) {
+    articles(first: $first, after: $after, last: $last, before: $before) {
+        edges { cursor node { title } }
+        pageInfo { hasNextPage hasPreviousPage startCursor endCursor }
+    }
+}";
+
+fn titles(connection: &Value) -> Vec<String> {
+    connection["edges"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["node"]["title"].as_str().unwrap().to_owned())
+        .collect()
+}
+
+async fn seven_articles_with_equal_timestamps(app: &TestApp) -> Vec<String> {
+    let jake = app.signed_in_user("jake").await;
+    for i in 0..7 {
+        app.create_article(&jake.token, &format!("A{i}"), &[]).await;
+    }
+    // Ties on created_at: only the id orders these.
+    app.db
+        .execute("UPDATE articles SET created_at = '2025-01-01T00:00:00Z' WHERE title IN ('A1', 'A2', 'A3', 'A4')")
+        .await;
+    let all = app.query(PAGE, json!({ "first": 100 })).await;
+    titles(&all.body["data"]["articles"])
+}
+
+#[tokio::test]
+async fn paging_forward_visits_every_article_once() {
+    let app = TestApp::spawn().await;
+    let everything = seven_articles_with_equal_timestamps(&app).await;
+    assert_eq!(everything.len(), 7);
+
+    let mut seen = Vec::new();
+    let mut after: Option<String> = None;
+    let mut pages = 0;
+    loop {
+        let response = app.query(PAGE, json!({ "first": 3, "after": after })).await;
+        let connection = &response.body["data"]["articles"];
+        seen.extend(titles(connection));
+        pages += 1;
+        let info = &connection["pageInfo"];
+        assert_eq!(info["hasPreviousPage"], json!(pages > 1));
+        assert_eq!(info["startCursor"], connection["edges"][0]["cursor"]);
+        if info["hasNextPage"] == json!(false) {
+            break;
+        }
+        after = info["endCursor"].as_str().map(String::from);
+    }
+    assert_eq!(pages, 3);
+    assert_eq!(seen, everything);
+}
+
+#[tokio::test]
+async fn paging_backward_visits_every_article_once() {
+    let app = TestApp::spawn().await;
+    let everything = seven_articles_with_equal_timestamps(&app).await;
+
+    let mut pages: Vec<Vec<String>> = Vec::new();
+    let mut before: Option<String> = None;
+    loop {
+        let response = app
+            .query(PAGE, json!({ "last": 3, "before": before }))
+            .await;
+        let connection = &response.body["data"]["articles"];
+        pages.push(titles(connection));
+        let info = &connection["pageInfo"];
+        assert_eq!(info["hasNextPage"], json!(pages.len() > 1));
+        if info["hasPreviousPage"] == json!(false) {
+            break;
+        }
+        before = info["startCursor"].as_str().map(String::from);
+    }
+    assert_eq!(pages.len(), 3);
+    assert_eq!(
+        pages[0],
+        everything[4..].to_vec(),
+        "the last page is the oldest three"
+    );
+    let seen: Vec<String> = pages.into_iter().rev().flatten().collect();
+    assert_eq!(seen, everything);
+}
+
+#[tokio::test]
+async fn a_window_between_two_cursors() {
+    let app = TestApp::spawn().await;
+    let everything = seven_articles_with_equal_timestamps(&app).await;
+    let all = app.query(PAGE, json!({ "first": 7 })).await;
+    let cursors: Vec<Value> = all.body["data"]["articles"]["edges"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["cursor"].clone())
+        .collect();
+    let window = app
+        .query(
+            PAGE,
+            json!({ "first": 10, "after": cursors[1], "before": cursors[5] }),
+        )
+        .await;
+    assert_eq!(
+        titles(&window.body["data"]["articles"]),
+        everything[2..5].to_vec()
+    );
+}
+
+#[tokio::test]
+async fn page_sizes_and_cursors_are_checked() {
+    let app = TestApp::spawn().await;
+    app.signed_in_user("jake").await;
+    let cases = [
+        json!({ "first": 101 }),
+        json!({ "last": 101 }),
+        json!({ "first": -1 }),
+        json!({ "first": 1, "last": 1 }),
+        json!({ "after": "not-a-cursor" }),
+        json!({ "before": "MTIzOmFiYw" }),
+    ];
+    for vars in cases {
+        let response = app.query(PAGE, vars.clone()).await;
+        assert_eq!(
+            response.error_code(),
+            Some("BAD_USER_INPUT"),
+            "{vars}: {:?}",
+            response.body
+        );
+        assert_eq!(response.body["data"], json!(null));
+    }
+    let response = app
+        .query(
+            "{ user(username: \"jake\") { followers(first: 1000) { totalCount } } }",
+            json!({}),
+        )
+        .await;
+    assert_eq!(response.error_code(), Some("BAD_USER_INPUT"));
+    let empty = app.query(PAGE, json!({ "first": 0 })).await;
+    assert_eq!(
+        titles(&empty.body["data"]["articles"]),
+        Vec::<String>::new()
+    );
+}
+
+#[tokio::test]
+async fn the_default_page_is_twenty() {
+    let app = TestApp::spawn().await;
+    app.signed_in_user("jake").await;
+    app.db
+        .execute(
+            "INSERT INTO articles (author_id, slug, title, description, body)
+             SELECT id, 'bulk-' || i, 'Bulk ' || i, '', 'body' FROM users, generate_series(1, 25) i WHERE username = 'jake'",
+        )
+        .await;
+    let response = app.query(PAGE, json!({})).await;
+    let connection = &response.body["data"]["articles"];
+    assert_eq!(titles(connection).len(), 20);
+    assert_eq!(connection["pageInfo"]["hasNextPage"], true);
+}

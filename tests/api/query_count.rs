@@ -1,0 +1,119 @@
+//! Relationship fields never cost a query per row: the statements a page
+//! costs do not grow with its size. Counted at the connection.
+
+use serde_json::json;
+
+use crate::helpers::TestApp;
+
+/// The Conduit home page, signed in.
+const HOME_PAGE: &str = "query($first: Int!) {
+    articles(first: $first) {
+        edges { node {
+            slug title description createdAt tagList favoritesCount viewerHasFavorited
+            author { username image followedByViewer followers { totalCount } }
+        } }
+        pageInfo { hasNextPage endCursor }
+    }
+}";
+
+const ARTICLE_PAGE: &str = "query($slug: String!) {
+    article(slug: $slug) {
+        title body createdAt tagList favoritesCount viewerHasFavorited
+        author { username bio image followedByViewer followers { totalCount } }
+        comments { id body createdAt author { username image } }
+    }
+}";
+
+/// 100 articles by 10 authors, each with tags, some favorited and followed
+/// by the viewer, some commented.
+async fn populate(app: &TestApp) -> String {
+    let viewer = app.signed_in_user("viewer").await;
+    app.db
+        .execute(
+            "INSERT INTO users (username, email, password_hash)
+             SELECT 'author' || i, 'author' || i || '@example.com', 'x' FROM generate_series(1, 10) i;
+             INSERT INTO articles (author_id, slug, title, description, body, created_at)
+             SELECT u.id, 'article-' || i, 'Article ' || i, 'about', 'body', now() - i * interval '1 minute'
+             FROM generate_series(1, 100) i
+             JOIN users u ON u.username = 'author' || (1 + i % 10);
+             INSERT INTO tags (name) SELECT 'tag' || i FROM generate_series(1, 5) i;
+             INSERT INTO article_tags (article_id, tag_id, position)
+             SELECT a.id, t.id, 0 FROM articles a JOIN tags t ON t.name = 'tag' || (1 + length(a.slug) % 5);
+             INSERT INTO favorites (user_id, article_id)
+             SELECT v.id, a.id FROM users v, articles a WHERE v.username = 'viewer' AND length(a.slug) % 2 = 0;
+             INSERT INTO follows (follower_id, followee_id)
+             SELECT v.id, u.id FROM users v, users u WHERE v.username = 'viewer' AND u.username IN ('author1', 'author2');
+             INSERT INTO comments (article_id, author_id, body)
+             SELECT a.id, u.id, 'Comment by ' || u.username FROM articles a, users u
+             WHERE a.slug = 'article-1' AND u.username LIKE 'author%';",
+        )
+        .await;
+    viewer.token
+}
+
+async fn statements_for(
+    app: &TestApp,
+    token: &str,
+    query: &str,
+    variables: serde_json::Value,
+) -> (u64, serde_json::Value) {
+    let before = app.statements();
+    let response = app.query_as(token, query, variables).await;
+    assert!(response.body["errors"].is_null(), "{:?}", response.body);
+    (app.statements() - before, response.body)
+}
+
+#[tokio::test]
+async fn the_home_page_costs_the_same_statements_for_1_20_and_100_articles() {
+    let app = TestApp::spawn().await;
+    let token = populate(&app).await;
+    let mut counts = Vec::new();
+    for first in [1, 20, 100] {
+        let (statements, body) =
+            statements_for(&app, &token, HOME_PAGE, json!({ "first": first })).await;
+        let edges = body["data"]["articles"]["edges"].as_array().unwrap();
+        assert_eq!(edges.len(), first as usize);
+        assert!(
+            edges
+                .iter()
+                .all(|e| e["node"]["tagList"].as_array().unwrap().len() == 1)
+        );
+        assert!(
+            edges
+                .iter()
+                .any(|e| e["node"]["viewerHasFavorited"] == true)
+                || first == 1
+        );
+        counts.push(statements);
+    }
+    println!("home page statements for 1, 20, 100 articles: {counts:?}");
+    assert!(counts.iter().all(|c| *c == counts[0]), "{counts:?}");
+    // Session check, articles, authors, tags, favorites, follows.
+    assert_eq!(counts[0], 6, "{counts:?}");
+
+    let before = app.statements();
+    let anonymous = app.query(HOME_PAGE, json!({ "first": 100 })).await;
+    assert!(anonymous.body["errors"].is_null());
+    let anonymous_count = app.statements() - before;
+    println!("anonymous home page statements for 100 articles: {anonymous_count}");
+    assert_eq!(anonymous_count, 3, "articles, authors, tags");
+}
+
+#[tokio::test]
+async fn the_article_page_costs_a_fixed_handful_of_statements() {
+    let app = TestApp::spawn().await;
+    let token = populate(&app).await;
+    let (statements, body) =
+        statements_for(&app, &token, ARTICLE_PAGE, json!({ "slug": "article-1" })).await;
+    assert_eq!(
+        body["data"]["article"]["comments"]
+            .as_array()
+            .unwrap()
+            .len(),
+        10
+    );
+    println!("article page statements: {statements}");
+    // Session check, article, tags, favorites, authors (article's and
+    // comments', in up to two batches), follows, comments.
+    assert!(statements <= 8, "{statements}");
+}
