@@ -89,6 +89,30 @@ pub struct Config {
     pub request_timeout: Duration,
     /// `MAX_BODY_BYTES` (default `1048576`): largest accepted request body.
     pub max_body_bytes: usize,
+    /// Static query limits, see [`Limits`].
+    pub limits: Limits,
+}
+
+/// Limits checked before a request runs; over one is `QUERY_TOO_COMPLEX`.
+/// The defaults leave room for every Conduit page and GraphiQL's
+/// introspection query.
+#[derive(Debug, Clone, Copy)]
+pub struct Limits {
+    /// `MAX_QUERY_TOKENS` (default `2000`): names, punctuators and values.
+    pub max_tokens: usize,
+    /// `MAX_QUERY_ALIASES` (default `30`).
+    pub max_aliases: usize,
+    /// `MAX_ROOT_FIELDS` (default `20`): top-level fields per operation.
+    pub max_root_fields: usize,
+    /// `MAX_QUERY_DIRECTIVES` (default `20`).
+    pub max_directives: usize,
+    /// `MAX_QUERY_DEPTH` (default `15`).
+    pub max_depth: usize,
+    /// `MAX_QUERY_COST` (default `10000`): a list costs its page size
+    /// times its children.
+    pub max_cost: usize,
+    /// `MAX_BATCH_SIZE` (default `10`): operations in one JSON-array batch.
+    pub max_batch_size: usize,
 }
 
 #[derive(Debug, Clone)]
@@ -169,6 +193,15 @@ impl Config {
             log_format: parse(&var, "LOG_FORMAT", default_log)?,
             request_timeout: Duration::from_secs(parse(&var, "REQUEST_TIMEOUT_SECS", 30)?),
             max_body_bytes: parse(&var, "MAX_BODY_BYTES", 1024 * 1024)?,
+            limits: Limits {
+                max_tokens: parse(&var, "MAX_QUERY_TOKENS", 2000)?,
+                max_aliases: parse(&var, "MAX_QUERY_ALIASES", 30)?,
+                max_root_fields: parse(&var, "MAX_ROOT_FIELDS", 20)?,
+                max_directives: parse(&var, "MAX_QUERY_DIRECTIVES", 20)?,
+                max_depth: parse(&var, "MAX_QUERY_DEPTH", 15)?,
+                max_cost: parse(&var, "MAX_QUERY_COST", 10_000)?,
+                max_batch_size: parse(&var, "MAX_BATCH_SIZE", 10)?,
+            },
         };
         config.check()?;
         Ok(config)

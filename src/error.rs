@@ -66,6 +66,13 @@ pub enum AppError {
     Invalid(Vec<FieldError>),
     /// `TIMEOUT` with this message: the server was too busy to answer in time.
     Timeout(&'static str),
+    /// `QUERY_TOO_COMPLEX`, with `rule`, `measured` and `limit` in
+    /// `extensions`: a static limit refused the request before it ran.
+    QueryTooComplex {
+        rule: &'static str,
+        measured: usize,
+        limit: usize,
+    },
     /// `INTERNAL_SERVER_ERROR`: the client sees only "internal server error"
     /// and the request id; the cause is logged, never sent.
     Internal(anyhow::Error),
@@ -95,6 +102,7 @@ pub enum ErrorCode {
     NotFound,
     BadUserInput,
     Timeout,
+    QueryTooComplex,
     InternalServerError,
 }
 
@@ -106,6 +114,7 @@ impl ErrorCode {
             Self::NotFound => "NOT_FOUND",
             Self::BadUserInput => "BAD_USER_INPUT",
             Self::Timeout => "TIMEOUT",
+            Self::QueryTooComplex => "QUERY_TOO_COMPLEX",
             Self::InternalServerError => "INTERNAL_SERVER_ERROR",
         }
     }
@@ -128,6 +137,7 @@ impl AppError {
             Self::NotFound(_) => ErrorCode::NotFound,
             Self::BadUserInput(_) | Self::Invalid(_) => ErrorCode::BadUserInput,
             Self::Timeout(_) => ErrorCode::Timeout,
+            Self::QueryTooComplex { .. } => ErrorCode::QueryTooComplex,
             Self::Internal(_) => ErrorCode::InternalServerError,
         }
     }
@@ -139,6 +149,11 @@ impl AppError {
             Self::NotFound(what) => format!("{what} not found"),
             Self::BadUserInput(m) => m.clone(),
             Self::Invalid(errors) => join_messages(errors),
+            Self::QueryTooComplex {
+                rule,
+                measured,
+                limit,
+            } => format!("the request is too complex: {rule} is {measured}, the limit is {limit}"),
             Self::Internal(_) => INTERNAL_MESSAGE.to_owned(),
         }
     }
@@ -194,8 +209,22 @@ impl From<AppError> for async_graphql::Error {
             tracing::error!(error = format!("{cause:#}"), "internal error");
         }
         let code = e.code();
-        async_graphql::Error::new(e.client_message())
-            .extend_with(|_, ext| ext.set("code", code.as_str()))
+        let figures = match &e {
+            AppError::QueryTooComplex {
+                rule,
+                measured,
+                limit,
+            } => Some((*rule, *measured, *limit)),
+            _ => None,
+        };
+        async_graphql::Error::new(e.client_message()).extend_with(|_, ext| {
+            ext.set("code", code.as_str());
+            if let Some((rule, measured, limit)) = figures {
+                ext.set("rule", rule);
+                ext.set("measured", measured as u64);
+                ext.set("limit", limit as u64);
+            }
+        })
     }
 }
 
@@ -223,6 +252,14 @@ mod tests {
         );
         assert_eq!(code_of(AppError::Invalid(vec![])), "BAD_USER_INPUT");
         assert_eq!(code_of(AppError::Timeout("x")), "TIMEOUT");
+        assert_eq!(
+            code_of(AppError::QueryTooComplex {
+                rule: "depth",
+                measured: 20,
+                limit: 15
+            }),
+            "QUERY_TOO_COMPLEX"
+        );
         assert_eq!(
             code_of(AppError::Internal(anyhow::anyhow!("boom"))),
             "INTERNAL_SERVER_ERROR"

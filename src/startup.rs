@@ -68,7 +68,7 @@ impl Application {
             )),
             refresh_token_ttl: config.refresh_token_ttl,
         };
-        let schema = graphql::build_schema(Some(state.clone()), config.is_production());
+        let schema = graphql::build_schema(Some(state.clone()), config);
         let router = http::router(state.clone(), schema, config);
         let address = SocketAddr::new(config.host, config.port);
         let listener = TcpListener::bind(address)

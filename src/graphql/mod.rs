@@ -3,6 +3,7 @@
 
 pub mod connection;
 pub mod guards;
+pub mod limits;
 pub mod loaders;
 pub mod mutation;
 pub mod query;
@@ -10,17 +11,27 @@ pub mod types;
 
 use async_graphql::{Context, EmptySubscription, Schema};
 
-use crate::{auth::Viewer, error::AppError, state::AppState};
+use crate::{auth::Viewer, config::Config, error::AppError, state::AppState};
 
 pub type ConduitSchema = Schema<query::QueryRoot, mutation::MutationRoot, EmptySubscription>;
 
 /// Builds the schema. `state` is absent only when printing the SDL.
-pub fn build_schema(state: Option<AppState>, production: bool) -> ConduitSchema {
+pub fn build_schema(state: Option<AppState>, config: &Config) -> ConduitSchema {
+    let production = config.is_production();
+    let limits = config.limits;
     let mut builder = Schema::build(
         query::QueryRoot,
         mutation::MutationRoot::default(),
         EmptySubscription,
-    );
+    )
+    .extension(limits::QueryLimits {
+        max_tokens: limits.max_tokens,
+        max_aliases: limits.max_aliases,
+        max_root_fields: limits.max_root_fields,
+        max_directives: limits.max_directives,
+        max_depth: limits.max_depth,
+        max_cost: limits.max_cost,
+    });
     if let Some(state) = state {
         builder = builder.data(state);
     }
@@ -33,7 +44,8 @@ pub fn build_schema(state: Option<AppState>, production: bool) -> ConduitSchema 
 
 /// The SDL that the committed `schema.graphql` must equal.
 pub fn sdl() -> String {
-    build_schema(None, false).sdl()
+    let config = Config::from_lookup(|_| None).expect("the default configuration is valid");
+    build_schema(None, &config).sdl()
 }
 
 /// Request-scoped values every resolver may need.

@@ -23,7 +23,7 @@ pub struct QueryRoot;
 /// Most tags `tags` returns.
 const MAX_TAGS: i32 = 100;
 
-#[Object]
+#[Object(name = "Query")]
 impl QueryRoot {
     /// The signed-in user's view, or null for an anonymous request.
     async fn viewer(&self, ctx: &Context<'_>) -> Option<Viewer> {
@@ -44,6 +44,7 @@ impl QueryRoot {
     /// Live articles, newest first. Filters combine: `tag` (any letter
     /// case), `author` and `favoritedBy` (usernames).
     #[allow(clippy::too_many_arguments)]
+    #[graphql(complexity = "crate::graphql::limits::page_cost(first, last, child_complexity)")]
     async fn articles(
         &self,
         ctx: &Context<'_>,
@@ -96,6 +97,7 @@ impl QueryRoot {
 
     /// The objects with these global ids (at most 100), null for each
     /// unknown or deleted one.
+    #[graphql(complexity = "crate::graphql::limits::list_cost(ids.len(), child_complexity)")]
     async fn nodes(
         &self,
         ctx: &Context<'_>,

@@ -78,6 +78,18 @@ async fn execute(
     headers: &HeaderMap,
     batch: BatchRequest,
 ) -> Response {
+    if let BatchRequest::Batch(requests) = &batch
+        && requests.len() > state.max_batch_size
+    {
+        return error_response(
+            AppError::QueryTooComplex {
+                rule: "batchSize",
+                measured: requests.len(),
+                limit: state.max_batch_size,
+            },
+            request_id,
+        );
+    }
     let viewer = match viewer(state, headers).await {
         Ok(viewer) => viewer,
         Err(e) => return error_response(e, request_id),
@@ -189,6 +201,7 @@ fn error_response(error: AppError, request_id: &RequestId) -> Response {
         ErrorCode::NotFound => StatusCode::NOT_FOUND,
         ErrorCode::BadUserInput => StatusCode::BAD_REQUEST,
         ErrorCode::Timeout => StatusCode::SERVICE_UNAVAILABLE,
+        ErrorCode::QueryTooComplex => StatusCode::BAD_REQUEST,
         ErrorCode::InternalServerError => StatusCode::INTERNAL_SERVER_ERROR,
     };
     let error: async_graphql::Error = error.into();

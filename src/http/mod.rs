@@ -15,6 +15,7 @@ pub struct HttpState {
     pub schema: ConduitSchema,
     pub production: bool,
     pub request_timeout: std::time::Duration,
+    pub max_batch_size: usize,
 }
 
 pub fn router(app: AppState, schema: ConduitSchema, config: &Config) -> Router {
@@ -23,6 +24,7 @@ pub fn router(app: AppState, schema: ConduitSchema, config: &Config) -> Router {
         schema,
         production: config.is_production(),
         request_timeout: config.request_timeout,
+        max_batch_size: config.limits.max_batch_size,
     };
     Router::new()
         .route("/graphql", get(graphql::get).post(graphql::post))

@@ -418,3 +418,24 @@ async fn change_password_checks_the_current_one_and_ends_other_sessions() {
     let new = app.sign_in("jake@example.com", "new password 1").await;
     assert_eq!(new.body["data"]["signInUser"]["errors"], json!([]));
 }
+
+#[tokio::test]
+async fn one_failing_mutation_does_not_hide_another_that_succeeded() {
+    let app = TestApp::spawn().await;
+    let response = app
+        .query(
+            "mutation {
+                createUser(input: { username: \"jake\", email: \"jake@example.com\", password: \"password123\" }) { user { username } }
+                updateUser(input: { bio: \"nope\" }) { user { bio } }
+            }",
+            json!({}),
+        )
+        .await;
+    assert_eq!(
+        response.body["data"]["createUser"],
+        json!({ "user": { "username": "jake" } })
+    );
+    assert!(response.body["data"]["updateUser"].is_null());
+    assert_eq!(response.error_code(), Some("UNAUTHENTICATED"));
+    assert_eq!(response.body["errors"][0]["path"], json!(["updateUser"]));
+}

@@ -170,7 +170,7 @@ async fn production_hides_graphiql_and_the_schema_from_anonymous_clients() {
         .await;
     assert_eq!(
         introspection.body["data"]["__schema"]["queryType"]["name"],
-        "QueryRoot"
+        "Query"
     );
 }
 

@@ -5,6 +5,7 @@ mod articles;
 mod comments;
 mod helpers;
 mod http;
+mod limits;
 mod nodes;
 mod pagination;
 mod profiles;

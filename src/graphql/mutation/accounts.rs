@@ -1,5 +1,4 @@
 use async_graphql::{Context, InputObject, MaybeUndefined, Object, SimpleObject};
-use chrono::{DateTime, Utc};
 
 use crate::{
     graphql::{
@@ -7,9 +6,9 @@ use crate::{
         guards::SignedIn,
         loaders,
         types::{
+            session::SessionFields,
             user::User,
             user_error::{UserError, refusals},
-            viewer::Viewer,
         },
     },
     services::accounts::{self, ChangePassword, ProfileUpdate, SignIn, SignUp},
@@ -45,13 +44,8 @@ pub struct SignInUserInput {
 
 #[derive(SimpleObject)]
 pub struct SignInUserPayload {
-    /// Short-lived access token: send it as `Authorization: Token <token>`.
-    pub token: Option<String>,
-    /// Long-lived, single-use token for `refreshSession`.
-    pub refresh_token: Option<String>,
-    /// When `token` expires.
-    pub token_expires_at: Option<DateTime<Utc>>,
-    pub viewer: Option<Viewer>,
+    #[graphql(flatten)]
+    pub session: SessionFields,
     pub errors: Vec<UserError>,
     /// A unique identifier for the client performing the mutation.
     pub client_mutation_id: Option<String>,
@@ -109,7 +103,7 @@ impl AccountMutations {
         &self,
         ctx: &Context<'_>,
         input: CreateUserInput,
-    ) -> async_graphql::Result<CreateUserPayload> {
+    ) -> async_graphql::Result<Option<CreateUserPayload>> {
         loaders::forget_all(ctx.loaders());
         let outcome = accounts::sign_up(
             ctx.app(),
@@ -124,11 +118,11 @@ impl AccountMutations {
             Ok(user) => (Some(User::own(user)), Vec::new()),
             Err(errors) => (None, errors),
         };
-        Ok(CreateUserPayload {
+        Ok(Some(CreateUserPayload {
             user,
             errors,
             client_mutation_id: input.client_mutation_id,
-        })
+        }))
     }
 
     /// Checks credentials and starts a session.
@@ -136,7 +130,7 @@ impl AccountMutations {
         &self,
         ctx: &Context<'_>,
         input: SignInUserInput,
-    ) -> async_graphql::Result<SignInUserPayload> {
+    ) -> async_graphql::Result<Option<SignInUserPayload>> {
         loaders::forget_all(ctx.loaders());
         let outcome = accounts::sign_in(
             ctx.app(),
@@ -146,24 +140,18 @@ impl AccountMutations {
             },
         )
         .await;
-        Ok(match refusals(outcome)? {
-            Ok((user, tokens)) => SignInUserPayload {
-                token: Some(tokens.access_token),
-                refresh_token: Some(tokens.refresh_token),
-                token_expires_at: Some(tokens.access_token_expires_at),
-                viewer: Some(Viewer { user_id: user.id }),
+        Ok(Some(match refusals(outcome)? {
+            Ok((_, tokens)) => SignInUserPayload {
+                session: tokens.into(),
                 errors: Vec::new(),
                 client_mutation_id: input.client_mutation_id,
             },
             Err(errors) => SignInUserPayload {
-                token: None,
-                refresh_token: None,
-                token_expires_at: None,
-                viewer: None,
+                session: SessionFields::default(),
                 errors,
                 client_mutation_id: input.client_mutation_id,
             },
-        })
+        }))
     }
 
     /// Edits the viewer's profile.
@@ -172,7 +160,7 @@ impl AccountMutations {
         &self,
         ctx: &Context<'_>,
         input: UpdateUserInput,
-    ) -> async_graphql::Result<UpdateUserPayload> {
+    ) -> async_graphql::Result<Option<UpdateUserPayload>> {
         loaders::forget_all(ctx.loaders());
         let update = ProfileUpdate {
             username: input.username,
@@ -186,11 +174,11 @@ impl AccountMutations {
             Ok(user) => (Some(User::own(user)), Vec::new()),
             Err(errors) => (None, errors),
         };
-        Ok(UpdateUserPayload {
+        Ok(Some(UpdateUserPayload {
             user,
             errors,
             client_mutation_id: input.client_mutation_id,
-        })
+        }))
     }
 
     /// Replaces the viewer's password; every other session of the viewer ends.
@@ -199,7 +187,7 @@ impl AccountMutations {
         &self,
         ctx: &Context<'_>,
         input: ChangePasswordInput,
-    ) -> async_graphql::Result<ChangePasswordPayload> {
+    ) -> async_graphql::Result<Option<ChangePasswordPayload>> {
         loaders::forget_all(ctx.loaders());
         let outcome = accounts::change_password(
             ctx.app(),
@@ -214,10 +202,10 @@ impl AccountMutations {
             Ok(user) => (Some(User::own(user)), Vec::new()),
             Err(errors) => (None, errors),
         };
-        Ok(ChangePasswordPayload {
+        Ok(Some(ChangePasswordPayload {
             user,
             errors,
             client_mutation_id: input.client_mutation_id,
-        })
+        }))
     }
 }

@@ -116,7 +116,7 @@ impl ArticleMutations {
         &self,
         ctx: &Context<'_>,
         input: CreateArticleInput,
-    ) -> async_graphql::Result<CreateArticlePayload> {
+    ) -> async_graphql::Result<Option<CreateArticlePayload>> {
         loaders::forget_all(ctx.loaders());
         let draft = ArticleDraft {
             title: input.title,
@@ -129,11 +129,11 @@ impl ArticleMutations {
             Ok(article) => (Some(Article(article)), Vec::new()),
             Err(errors) => (None, errors),
         };
-        Ok(CreateArticlePayload {
+        Ok(Some(CreateArticlePayload {
             article,
             errors,
             client_mutation_id: input.client_mutation_id,
-        })
+        }))
     }
 
     /// Edits one of the viewer's articles (`FORBIDDEN` for others'); a new
@@ -143,7 +143,7 @@ impl ArticleMutations {
         &self,
         ctx: &Context<'_>,
         input: UpdateArticleInput,
-    ) -> async_graphql::Result<UpdateArticlePayload> {
+    ) -> async_graphql::Result<Option<UpdateArticlePayload>> {
         loaders::forget_all(ctx.loaders());
         let id = global_id::decode(&input.id, "Article")?;
         let edit = ArticleEdit {
@@ -157,11 +157,11 @@ impl ArticleMutations {
             Ok(article) => (Some(Article(article)), Vec::new()),
             Err(errors) => (None, errors),
         };
-        Ok(UpdateArticlePayload {
+        Ok(Some(UpdateArticlePayload {
             article,
             errors,
             client_mutation_id: input.client_mutation_id,
-        })
+        }))
     }
 
     /// Deletes one of the viewer's articles (`FORBIDDEN` for others'); it
@@ -171,14 +171,14 @@ impl ArticleMutations {
         &self,
         ctx: &Context<'_>,
         input: DeleteArticleInput,
-    ) -> async_graphql::Result<DeleteArticlePayload> {
+    ) -> async_graphql::Result<Option<DeleteArticlePayload>> {
         loaders::forget_all(ctx.loaders());
         let id = global_id::decode(&input.id, "Article")?;
         let article = articles::delete(ctx.app(), ctx.require_viewer()?, id).await?;
-        Ok(DeleteArticlePayload {
+        Ok(Some(DeleteArticlePayload {
             article: Article(article),
             client_mutation_id: input.client_mutation_id,
-        })
+        }))
     }
 
     /// Favorites an article; favoriting twice is harmless.
@@ -187,14 +187,14 @@ impl ArticleMutations {
         &self,
         ctx: &Context<'_>,
         input: FavoriteArticleInput,
-    ) -> async_graphql::Result<FavoriteArticlePayload> {
+    ) -> async_graphql::Result<Option<FavoriteArticlePayload>> {
         loaders::forget_all(ctx.loaders());
         let id = global_id::decode(&input.id, "Article")?;
         let article = favorites::favorite(ctx.app(), ctx.require_viewer()?, id).await?;
-        Ok(FavoriteArticlePayload {
+        Ok(Some(FavoriteArticlePayload {
             article: Some(Article(article)),
             client_mutation_id: input.client_mutation_id,
-        })
+        }))
     }
 
     /// Removes a favorite; unfavoriting twice is harmless.
@@ -203,13 +203,13 @@ impl ArticleMutations {
         &self,
         ctx: &Context<'_>,
         input: UnfavoriteArticleInput,
-    ) -> async_graphql::Result<UnfavoriteArticlePayload> {
+    ) -> async_graphql::Result<Option<UnfavoriteArticlePayload>> {
         loaders::forget_all(ctx.loaders());
         let id = global_id::decode(&input.id, "Article")?;
         let article = favorites::unfavorite(ctx.app(), ctx.require_viewer()?, id).await?;
-        Ok(UnfavoriteArticlePayload {
+        Ok(Some(UnfavoriteArticlePayload {
             article: Some(Article(article)),
             client_mutation_id: input.client_mutation_id,
-        })
+        }))
     }
 }

@@ -57,7 +57,7 @@ impl CommentMutations {
         &self,
         ctx: &Context<'_>,
         input: AddCommentInput,
-    ) -> async_graphql::Result<AddCommentPayload> {
+    ) -> async_graphql::Result<Option<AddCommentPayload>> {
         loaders::forget_all(ctx.loaders());
         let article_id = global_id::decode(&input.article_id, "Article")?;
         let outcome = comments::add(ctx.app(), ctx.require_viewer()?, article_id, input.body).await;
@@ -65,11 +65,11 @@ impl CommentMutations {
             Ok(comment) => (Some(Comment(comment)), Vec::new()),
             Err(errors) => (None, errors),
         };
-        Ok(AddCommentPayload {
+        Ok(Some(AddCommentPayload {
             comment,
             errors,
             client_mutation_id: input.client_mutation_id,
-        })
+        }))
     }
 
     /// Deletes one of the viewer's comments (`FORBIDDEN` for others').
@@ -78,13 +78,13 @@ impl CommentMutations {
         &self,
         ctx: &Context<'_>,
         input: DeleteCommentInput,
-    ) -> async_graphql::Result<DeleteCommentPayload> {
+    ) -> async_graphql::Result<Option<DeleteCommentPayload>> {
         loaders::forget_all(ctx.loaders());
         let id = global_id::decode(&input.id, "Comment")?;
         let comment = comments::delete(ctx.app(), ctx.require_viewer()?, id).await?;
-        Ok(DeleteCommentPayload {
+        Ok(Some(DeleteCommentPayload {
             comment: Some(Comment(comment)),
             client_mutation_id: input.client_mutation_id,
-        })
+        }))
     }
 }

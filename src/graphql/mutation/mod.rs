@@ -7,6 +7,7 @@ mod sessions;
 use async_graphql::MergedObject;
 
 #[derive(MergedObject, Default)]
+#[graphql(name = "Mutation")]
 pub struct MutationRoot(
     accounts::AccountMutations,
     sessions::SessionMutations,

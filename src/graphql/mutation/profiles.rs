@@ -59,7 +59,7 @@ impl ProfileMutations {
         &self,
         ctx: &Context<'_>,
         input: FollowUserInput,
-    ) -> async_graphql::Result<FollowUserPayload> {
+    ) -> async_graphql::Result<Option<FollowUserPayload>> {
         loaders::forget_all(ctx.loaders());
         let id = global_id::decode(&input.id, "User")?;
         let outcome = profiles::follow(ctx.app(), ctx.require_viewer()?, id).await;
@@ -67,11 +67,11 @@ impl ProfileMutations {
             Ok(user) => (Some(User::public(user)), Vec::new()),
             Err(errors) => (None, errors),
         };
-        Ok(FollowUserPayload {
+        Ok(Some(FollowUserPayload {
             user,
             errors,
             client_mutation_id: input.client_mutation_id,
-        })
+        }))
     }
 
     /// Stops following a user; unfollowing twice is harmless.
@@ -80,13 +80,13 @@ impl ProfileMutations {
         &self,
         ctx: &Context<'_>,
         input: UnfollowUserInput,
-    ) -> async_graphql::Result<UnfollowUserPayload> {
+    ) -> async_graphql::Result<Option<UnfollowUserPayload>> {
         loaders::forget_all(ctx.loaders());
         let id = global_id::decode(&input.id, "User")?;
         let user = profiles::unfollow(ctx.app(), ctx.require_viewer()?, id).await?;
-        Ok(UnfollowUserPayload {
+        Ok(Some(UnfollowUserPayload {
             user: Some(User::public(user)),
             client_mutation_id: input.client_mutation_id,
-        })
+        }))
     }
 }

@@ -1,13 +1,12 @@
 use async_graphql::{Context, InputObject, Object, SimpleObject};
-use chrono::{DateTime, Utc};
 
 use crate::{
     graphql::{
         ContextExt,
         guards::SignedIn,
         types::{
+            session::SessionFields,
             user_error::{UserError, refusals},
-            viewer::Viewer,
         },
     },
     services::sessions,
@@ -26,13 +25,9 @@ pub struct RefreshSessionInput {
 
 #[derive(SimpleObject)]
 pub struct RefreshSessionPayload {
-    /// A new short-lived access token.
-    pub token: Option<String>,
-    /// The replacement refresh token; the one presented is now spent.
-    pub refresh_token: Option<String>,
-    /// When `token` expires.
-    pub token_expires_at: Option<DateTime<Utc>>,
-    pub viewer: Option<Viewer>,
+    /// New tokens; the refresh token presented is now spent.
+    #[graphql(flatten)]
+    pub session: SessionFields,
     pub errors: Vec<UserError>,
     /// A unique identifier for the client performing the mutation.
     pub client_mutation_id: Option<String>,
@@ -74,28 +69,20 @@ impl SessionMutations {
         &self,
         ctx: &Context<'_>,
         input: RefreshSessionInput,
-    ) -> async_graphql::Result<RefreshSessionPayload> {
+    ) -> async_graphql::Result<Option<RefreshSessionPayload>> {
         let outcome = sessions::refresh(ctx.app(), &input.refresh_token).await;
-        Ok(match refusals(outcome)? {
+        Ok(Some(match refusals(outcome)? {
             Ok(tokens) => RefreshSessionPayload {
-                token: Some(tokens.access_token),
-                refresh_token: Some(tokens.refresh_token),
-                token_expires_at: Some(tokens.access_token_expires_at),
-                viewer: Some(Viewer {
-                    user_id: tokens.user_id,
-                }),
+                session: tokens.into(),
                 errors: Vec::new(),
                 client_mutation_id: input.client_mutation_id,
             },
             Err(errors) => RefreshSessionPayload {
-                token: None,
-                refresh_token: None,
-                token_expires_at: None,
-                viewer: None,
+                session: SessionFields::default(),
                 errors,
                 client_mutation_id: input.client_mutation_id,
             },
-        })
+        }))
     }
 
     /// Ends the current session: its access and refresh tokens stop working.
@@ -104,12 +91,12 @@ impl SessionMutations {
         &self,
         ctx: &Context<'_>,
         input: SignOutInput,
-    ) -> async_graphql::Result<SignOutPayload> {
+    ) -> async_graphql::Result<Option<SignOutPayload>> {
         sessions::sign_out(ctx.app(), ctx.require_viewer()?).await?;
-        Ok(SignOutPayload {
+        Ok(Some(SignOutPayload {
             errors: Vec::new(),
             client_mutation_id: input.client_mutation_id,
-        })
+        }))
     }
 
     /// Ends every session of the viewer, on every device.
@@ -118,12 +105,12 @@ impl SessionMutations {
         &self,
         ctx: &Context<'_>,
         input: SignOutEverywhereInput,
-    ) -> async_graphql::Result<SignOutEverywherePayload> {
+    ) -> async_graphql::Result<Option<SignOutEverywherePayload>> {
         let revoked = sessions::sign_out_everywhere(ctx.app(), ctx.require_viewer()?).await?;
-        Ok(SignOutEverywherePayload {
+        Ok(Some(SignOutEverywherePayload {
             revoked_session_count: i32::try_from(revoked).unwrap_or(i32::MAX),
             errors: Vec::new(),
             client_mutation_id: input.client_mutation_id,
-        })
+        }))
     }
 }

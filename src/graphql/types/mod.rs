@@ -2,6 +2,7 @@ pub mod article;
 pub mod comment;
 pub mod global_id;
 pub mod node;
+pub mod session;
 pub mod user;
 pub mod user_error;
 pub mod viewer;

@@ -104,6 +104,7 @@ impl User {
 
     /// Who follows this user, most recent first. `totalCount` alone costs
     /// no query.
+    #[graphql(complexity = "crate::graphql::limits::page_cost(first, last, child_complexity)")]
     async fn followers(
         &self,
         ctx: &Context<'_>,
@@ -128,6 +129,7 @@ impl User {
     }
 
     /// Articles this user wrote, newest first.
+    #[graphql(complexity = "crate::graphql::limits::page_cost(first, last, child_complexity)")]
     async fn articles(
         &self,
         ctx: &Context<'_>,
@@ -142,6 +144,7 @@ impl User {
     }
 
     /// Articles this user favorited, newest article first.
+    #[graphql(complexity = "crate::graphql::limits::page_cost(first, last, child_complexity)")]
     async fn favorite_articles(
         &self,
         ctx: &Context<'_>,
