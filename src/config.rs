@@ -91,6 +91,41 @@ pub struct Config {
     pub max_body_bytes: usize,
     /// Static query limits, see [`Limits`].
     pub limits: Limits,
+    /// `CORS_ALLOWED_ORIGINS`: `*` for any origin, or a comma-separated list
+    /// of origins (`https://app.example.com`). Default `*` in development,
+    /// none in production (browsers on other origins are refused).
+    pub cors_allowed_origins: CorsOrigins,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CorsOrigins {
+    Any,
+    List(Vec<String>),
+}
+
+impl FromStr for CorsOrigins {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        if s.trim() == "*" {
+            return Ok(Self::Any);
+        }
+        let origins: Vec<String> = s
+            .split(',')
+            .map(|o| o.trim().trim_end_matches('/').to_owned())
+            .filter(|o| !o.is_empty())
+            .collect();
+        for origin in &origins {
+            let ok = url::Url::parse(origin).is_ok_and(|u| {
+                matches!(u.scheme(), "http" | "https") && u.path() == "/" && u.query().is_none()
+            });
+            if !ok {
+                return Err(format!(
+                    "`{origin}` is not an origin like https://app.example.com"
+                ));
+            }
+        }
+        Ok(Self::List(origins))
+    }
 }
 
 /// Limits checked before a request runs; over one is `QUERY_TOO_COMPLEX`.
@@ -202,6 +237,14 @@ impl Config {
                 max_cost: parse(&var, "MAX_QUERY_COST", 10_000)?,
                 max_batch_size: parse(&var, "MAX_BATCH_SIZE", 10)?,
             },
+            cors_allowed_origins: parse(
+                &var,
+                "CORS_ALLOWED_ORIGINS",
+                match app_env {
+                    AppEnv::Development => CorsOrigins::Any,
+                    AppEnv::Production => CorsOrigins::List(Vec::new()),
+                },
+            )?,
         };
         config.check()?;
         Ok(config)
@@ -284,6 +327,24 @@ mod tests {
         assert!(format!("{err:#}").contains("PORT"), "{err:#}");
         let err = config(&[("APP_ENV", "staging")]).unwrap_err();
         assert!(format!("{err:#}").contains("APP_ENV"), "{err:#}");
+    }
+
+    #[test]
+    fn cors_origins_parse_strictly() {
+        assert_eq!("*".parse::<CorsOrigins>().unwrap(), CorsOrigins::Any);
+        assert_eq!(
+            "https://a.example.com, http://localhost:3000/"
+                .parse::<CorsOrigins>()
+                .unwrap(),
+            CorsOrigins::List(vec![
+                "https://a.example.com".into(),
+                "http://localhost:3000".into()
+            ])
+        );
+        assert!("a.example.com".parse::<CorsOrigins>().is_err());
+        assert!("https://a.example.com/path".parse::<CorsOrigins>().is_err());
+        let c = config(&[("CORS_ALLOWED_ORIGINS", "nope")]).unwrap_err();
+        assert!(format!("{c:#}").contains("CORS_ALLOWED_ORIGINS"));
     }
 
     #[test]

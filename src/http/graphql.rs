@@ -6,7 +6,7 @@ use async_graphql::{
     http::GraphiQLSource,
     parser::types::{DocumentOperations, OperationType},
 };
-use async_graphql_axum::{GraphQLBatchRequest, GraphQLResponse};
+use async_graphql_axum::{GraphQLBatchRequest, GraphQLResponse, rejection::GraphQLRejection};
 use axum::{
     Extension,
     extract::{RawQuery, State},
@@ -27,9 +27,45 @@ pub async fn post(
     State(state): State<HttpState>,
     Extension(request_id): Extension<RequestId>,
     headers: HeaderMap,
-    batch: GraphQLBatchRequest,
+    batch: Result<GraphQLBatchRequest, GraphQLRejection>,
 ) -> Response {
-    execute(&state, &request_id, &headers, batch.into_inner()).await
+    // Only JSON: a browser sends `text/plain` or form bodies cross-site
+    // without a CORS preflight, which would let any page run mutations.
+    if !is_json(&headers) {
+        let mut response = error_response(
+            AppError::BadUserInput("send the request as `Content-Type: application/json`".into()),
+            &request_id,
+        );
+        *response.status_mut() = StatusCode::UNSUPPORTED_MEDIA_TYPE;
+        return response;
+    }
+    match batch {
+        Ok(batch) => execute(&state, &request_id, &headers, batch.into_inner()).await,
+        Err(rejection) => {
+            let message = rejection.0.to_string();
+            let too_large = message.contains("length limit exceeded");
+            let mut response = error_response(
+                AppError::BadUserInput(if too_large {
+                    "the request body is too large".to_owned()
+                } else {
+                    format!("the request body is not a GraphQL request: {message}")
+                }),
+                &request_id,
+            );
+            if too_large {
+                *response.status_mut() = StatusCode::PAYLOAD_TOO_LARGE;
+            }
+            response
+        }
+    }
+}
+
+fn is_json(headers: &HeaderMap) -> bool {
+    headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split(';').next())
+        .is_some_and(|mime| mime.trim().eq_ignore_ascii_case("application/json"))
 }
 
 pub async fn get(

@@ -3,6 +3,7 @@
 mod graphql;
 mod health;
 pub mod request_id;
+mod security;
 
 use axum::{Router, middleware, routing::get};
 use tower_http::{catch_panic::CatchPanicLayer, limit::RequestBodyLimitLayer};
@@ -26,12 +27,17 @@ pub fn router(app: AppState, schema: ConduitSchema, config: &Config) -> Router {
         request_timeout: config.request_timeout,
         max_batch_size: config.limits.max_batch_size,
     };
+    let production = config.is_production();
     Router::new()
         .route("/graphql", get(graphql::get).post(graphql::post))
         .route("/healthz", get(health::healthz))
         .route("/readyz", get(health::readyz))
         .with_state(state)
         .layer(RequestBodyLimitLayer::new(config.max_body_bytes))
+        .layer(security::cors(&config.cors_allowed_origins))
+        .layer(middleware::from_fn(move |req, next| {
+            security::headers(production, req, next)
+        }))
         .layer(CatchPanicLayer::custom(health::panic_response))
         .layer(middleware::from_fn(request_id::request_id))
 }

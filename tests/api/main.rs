@@ -4,6 +4,7 @@ mod accounts;
 mod articles;
 mod comments;
 mod helpers;
+mod hostile_http;
 mod http;
 mod limits;
 mod nodes;

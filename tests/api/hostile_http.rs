@@ -1,0 +1,171 @@
+//! Hostile HTTP: bodies that are too big, not JSON, not UTF-8, or of the
+//! wrong type get a clear error, never a 500, and change nothing. Plus
+//! CORS and security headers.
+
+use serde_json::{Value, json};
+
+use crate::helpers::TestApp;
+
+const SIGN_UP: &str = r#"{"query":"mutation { createUser(input: {username: \"jake\", email: \"jake@example.com\", password: \"password123\"}) { errors { code } } }"}"#;
+
+async fn raw(app: &TestApp, content_type: Option<&str>, body: Vec<u8>) -> (u16, String) {
+    let mut request = app.client.post(app.url("/graphql")).body(body);
+    if let Some(content_type) = content_type {
+        request = request.header("content-type", content_type);
+    }
+    let response = request.send().await.unwrap();
+    (response.status().as_u16(), response.text().await.unwrap())
+}
+
+fn error(body: &str) -> Value {
+    let body: Value = serde_json::from_str(body).unwrap_or_else(|_| panic!("JSON body: {body}"));
+    body["errors"][0].clone()
+}
+
+#[tokio::test]
+async fn only_json_bodies_are_executed() {
+    let app = TestApp::spawn().await;
+    for content_type in [
+        Some("text/plain"),
+        Some("application/x-www-form-urlencoded"),
+        Some("multipart/form-data; boundary=x"),
+        None,
+    ] {
+        let (status, body) = raw(&app, content_type, SIGN_UP.into()).await;
+        assert_eq!(status, 415, "{content_type:?}");
+        assert_eq!(error(&body)["extensions"]["code"], "BAD_USER_INPUT");
+    }
+    let (status, _) = raw(
+        &app,
+        Some("application/json; charset=utf-8"),
+        SIGN_UP.into(),
+    )
+    .await;
+    assert_eq!(status, 200);
+    assert_eq!(
+        app.db.count("SELECT count(*) FROM users").await,
+        1,
+        "only the JSON request ran"
+    );
+}
+
+#[tokio::test]
+async fn broken_bodies_are_bad_input() {
+    let app = TestApp::spawn().await;
+    let cases: [(&str, Vec<u8>); 4] = [
+        ("truncated JSON", br#"{"query": "#.to_vec()),
+        ("not JSON", b"mutation { createUser }".to_vec()),
+        ("non-UTF-8", b"{\"query\":\"{ tags \xff\xfe }\"}".to_vec()),
+        ("wrong shape", br#"{"query": 42}"#.to_vec()),
+    ];
+    for (name, body) in cases {
+        let (status, text) = raw(&app, Some("application/json"), body).await;
+        assert_eq!(status, 400, "{name}: {text}");
+        let error = error(&text);
+        assert_eq!(error["extensions"]["code"], "BAD_USER_INPUT", "{name}");
+        assert!(
+            error["message"]
+                .as_str()
+                .unwrap()
+                .starts_with("the request body is not a GraphQL request"),
+            "{name}"
+        );
+    }
+    assert_eq!(app.db.count("SELECT count(*) FROM users").await, 0);
+}
+
+#[tokio::test]
+async fn ten_megabyte_bodies_are_refused() {
+    let app = TestApp::spawn().await;
+    let padding = "a".repeat(10 * 1024 * 1024);
+    let body = format!(r#"{{"query":"{{ tags }}","variables":{{"x":"{padding}"}}}}"#);
+    let (status, _) = raw(&app, Some("application/json"), body.clone().into_bytes()).await;
+    assert_eq!(status, 413);
+
+    // Without a Content-Length the limit still holds while streaming.
+    let stream = futures_util::stream::iter(
+        body.into_bytes()
+            .chunks(64 * 1024)
+            .map(|c| Ok::<_, std::io::Error>(c.to_vec()))
+            .collect::<Vec<_>>(),
+    );
+    let response = app
+        .client
+        .post(app.url("/graphql"))
+        .header("content-type", "application/json")
+        .body(reqwest::Body::wrap_stream(stream))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 413);
+    let text = response.text().await.unwrap();
+    assert_eq!(error(&text)["message"], "the request body is too large");
+}
+
+#[tokio::test]
+async fn responses_carry_security_headers() {
+    let app = TestApp::spawn().await;
+    let response = app
+        .client
+        .post(app.url("/graphql"))
+        .json(&json!({ "query": "{ tags }" }))
+        .send()
+        .await
+        .unwrap();
+    let headers = response.headers();
+    assert_eq!(headers["x-content-type-options"], "nosniff");
+    assert_eq!(headers["x-frame-options"], "DENY");
+    assert_eq!(headers["referrer-policy"], "no-referrer");
+    assert_eq!(
+        headers["content-security-policy"],
+        "default-src 'none'; frame-ancestors 'none'"
+    );
+    assert!(
+        headers.get("strict-transport-security").is_none(),
+        "HSTS only in production"
+    );
+}
+
+async fn preflight(app: &TestApp, origin: &str) -> reqwest::Response {
+    app.client
+        .request(reqwest::Method::OPTIONS, app.url("/graphql"))
+        .header("origin", origin)
+        .header("access-control-request-method", "POST")
+        .header(
+            "access-control-request-headers",
+            "authorization,content-type",
+        )
+        .send()
+        .await
+        .unwrap()
+}
+
+#[tokio::test]
+async fn cors_admits_only_configured_origins() {
+    let open = TestApp::spawn().await;
+    let response = preflight(&open, "http://localhost:3000").await;
+    assert_eq!(response.headers()["access-control-allow-origin"], "*");
+
+    let strict =
+        TestApp::spawn_with(&[("CORS_ALLOWED_ORIGINS", "https://conduit.example.com")]).await;
+    let allowed = preflight(&strict, "https://conduit.example.com").await;
+    assert_eq!(
+        allowed.headers()["access-control-allow-origin"],
+        "https://conduit.example.com"
+    );
+    let headers = allowed.headers()["access-control-allow-headers"]
+        .to_str()
+        .unwrap()
+        .to_owned();
+    assert!(
+        headers.contains("authorization") && headers.contains("content-type"),
+        "{headers}"
+    );
+    let refused = preflight(&strict, "https://evil.example").await;
+    assert!(
+        refused
+            .headers()
+            .get("access-control-allow-origin")
+            .is_none()
+    );
+}
