@@ -95,6 +95,57 @@ pub struct Config {
     /// of origins (`https://app.example.com`). Default `*` in development,
     /// none in production (browsers on other origins are refused).
     pub cors_allowed_origins: CorsOrigins,
+    /// Rate limiting, see [`RateLimits`].
+    pub rate_limits: RateLimits,
+    /// `TRUSTED_PROXY_HOPS` (default `0`): how many proxies in front of the
+    /// server append to `X-Forwarded-For`. `0` ignores the header (anyone
+    /// can forge it) and uses the connection's address.
+    pub trusted_proxy_hops: usize,
+}
+
+/// Where rate-limit windows are counted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RateLimitStoreKind {
+    /// In this process: right for a single instance.
+    Memory,
+    /// In Redis (`REDIS_URL`): budgets shared by every instance.
+    Redis,
+}
+
+impl FromStr for RateLimitStoreKind {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "memory" => Ok(Self::Memory),
+            "redis" => Ok(Self::Redis),
+            other => Err(format!("expected `memory` or `redis`, got `{other}`")),
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct RateLimits {
+    /// `RATE_LIMIT_STORE` (default `memory`).
+    pub store: RateLimitStoreKind,
+    /// `REDIS_URL` (default `redis://127.0.0.1:6379`), used by the Redis store.
+    pub redis_url: String,
+    /// `REDIS_KEY_PREFIX` (default `conduit:rl:`).
+    pub redis_key_prefix: String,
+    /// `RATE_LIMIT_POINTS` (default `20000`; `0` turns it off): query cost a
+    /// user (or, when anonymous, a client address) may spend per window.
+    pub points: u64,
+    /// `RATE_LIMIT_WINDOW_SECS` (default `60`).
+    pub window: Duration,
+    /// `SIGN_IN_LIMIT_PER_ACCOUNT` (default `10`) and
+    /// `SIGN_IN_LIMIT_PER_ADDRESS` (default `30`) attempts per
+    /// `SIGN_IN_WINDOW_SECS` (default `900`).
+    pub sign_in_per_account: u64,
+    pub sign_in_per_address: u64,
+    pub sign_in_window: Duration,
+    /// `SIGN_UP_LIMIT_PER_ADDRESS` (default `10`) per `SIGN_UP_WINDOW_SECS`
+    /// (default `3600`).
+    pub sign_up_per_address: u64,
+    pub sign_up_window: Duration,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -237,6 +288,19 @@ impl Config {
                 max_cost: parse(&var, "MAX_QUERY_COST", 10_000)?,
                 max_batch_size: parse(&var, "MAX_BATCH_SIZE", 10)?,
             },
+            rate_limits: RateLimits {
+                store: parse(&var, "RATE_LIMIT_STORE", RateLimitStoreKind::Memory)?,
+                redis_url: var("REDIS_URL").unwrap_or_else(|| "redis://127.0.0.1:6379".into()),
+                redis_key_prefix: var("REDIS_KEY_PREFIX").unwrap_or_else(|| "conduit:rl:".into()),
+                points: parse(&var, "RATE_LIMIT_POINTS", 20_000)?,
+                window: Duration::from_secs(parse(&var, "RATE_LIMIT_WINDOW_SECS", 60)?),
+                sign_in_per_account: parse(&var, "SIGN_IN_LIMIT_PER_ACCOUNT", 10)?,
+                sign_in_per_address: parse(&var, "SIGN_IN_LIMIT_PER_ADDRESS", 30)?,
+                sign_in_window: Duration::from_secs(parse(&var, "SIGN_IN_WINDOW_SECS", 900)?),
+                sign_up_per_address: parse(&var, "SIGN_UP_LIMIT_PER_ADDRESS", 10)?,
+                sign_up_window: Duration::from_secs(parse(&var, "SIGN_UP_WINDOW_SECS", 3600)?),
+            },
+            trusted_proxy_hops: parse(&var, "TRUSTED_PROXY_HOPS", 0)?,
             cors_allowed_origins: parse(
                 &var,
                 "CORS_ALLOWED_ORIGINS",

@@ -66,6 +66,11 @@ pub enum AppError {
     Invalid(Vec<FieldError>),
     /// `TIMEOUT` with this message: the server was too busy to answer in time.
     Timeout(&'static str),
+    /// `RATE_LIMITED`, with `retryAfter` (seconds) and `resetAt` in
+    /// `extensions`: the spender's budget for this window is spent.
+    RateLimited {
+        reset_at: chrono::DateTime<chrono::Utc>,
+    },
     /// `QUERY_TOO_COMPLEX`, with `rule`, `measured` and `limit` in
     /// `extensions`: a static limit refused the request before it ran.
     QueryTooComplex {
@@ -103,6 +108,7 @@ pub enum ErrorCode {
     BadUserInput,
     Timeout,
     QueryTooComplex,
+    RateLimited,
     InternalServerError,
 }
 
@@ -115,6 +121,7 @@ impl ErrorCode {
             Self::BadUserInput => "BAD_USER_INPUT",
             Self::Timeout => "TIMEOUT",
             Self::QueryTooComplex => "QUERY_TOO_COMPLEX",
+            Self::RateLimited => "RATE_LIMITED",
             Self::InternalServerError => "INTERNAL_SERVER_ERROR",
         }
     }
@@ -138,6 +145,7 @@ impl AppError {
             Self::BadUserInput(_) | Self::Invalid(_) => ErrorCode::BadUserInput,
             Self::Timeout(_) => ErrorCode::Timeout,
             Self::QueryTooComplex { .. } => ErrorCode::QueryTooComplex,
+            Self::RateLimited { .. } => ErrorCode::RateLimited,
             Self::Internal(_) => ErrorCode::InternalServerError,
         }
     }
@@ -154,6 +162,10 @@ impl AppError {
                 measured,
                 limit,
             } => format!("the request is too complex: {rule} is {measured}, the limit is {limit}"),
+            Self::RateLimited { reset_at } => format!(
+                "rate limit exceeded; retry in {} seconds",
+                retry_after_secs(*reset_at)
+            ),
             Self::Internal(_) => INTERNAL_MESSAGE.to_owned(),
         }
     }
@@ -202,6 +214,22 @@ impl AppError {
     }
 }
 
+/// Whole seconds until `reset_at`, at least 1.
+pub fn retry_after_secs(reset_at: chrono::DateTime<chrono::Utc>) -> u64 {
+    let millis = (reset_at - chrono::Utc::now()).num_milliseconds().max(0) as u64;
+    millis.div_ceil(1000).max(1)
+}
+
+impl AppError {
+    /// The same conversion, for hooks that answer with a `ServerError`.
+    pub fn into_server_error(self) -> async_graphql::ServerError {
+        let error: async_graphql::Error = self.into();
+        let mut server_error = async_graphql::ServerError::new(error.message, None);
+        server_error.extensions = error.extensions;
+        server_error
+    }
+}
+
 /// The single boundary between services and GraphQL.
 impl From<AppError> for async_graphql::Error {
     fn from(e: AppError) -> Self {
@@ -209,6 +237,10 @@ impl From<AppError> for async_graphql::Error {
             tracing::error!(error = format!("{cause:#}"), "internal error");
         }
         let code = e.code();
+        let reset_at = match &e {
+            AppError::RateLimited { reset_at } => Some(*reset_at),
+            _ => None,
+        };
         let figures = match &e {
             AppError::QueryTooComplex {
                 rule,
@@ -219,6 +251,10 @@ impl From<AppError> for async_graphql::Error {
         };
         async_graphql::Error::new(e.client_message()).extend_with(|_, ext| {
             ext.set("code", code.as_str());
+            if let Some(reset_at) = reset_at {
+                ext.set("retryAfter", retry_after_secs(reset_at));
+                ext.set("resetAt", reset_at.to_rfc3339());
+            }
             if let Some((rule, measured, limit)) = figures {
                 ext.set("rule", rule);
                 ext.set("measured", measured as u64);

@@ -6,6 +6,7 @@ pub mod db;
 pub mod error;
 pub mod graphql;
 pub mod http;
+pub mod rate_limit;
 pub mod services;
 pub mod startup;
 pub mod state;

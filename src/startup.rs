@@ -10,8 +10,12 @@ use tokio::net::TcpListener;
 use crate::{
     auth::{jwt::JwtKeys, password::PasswordHasher},
     config::Config,
+    config::RateLimitStoreKind,
     db::{self, Database, PoolSettings, embedded::EmbeddedPostgres},
     graphql, http,
+    rate_limit::{
+        Budget, Budgets, RateLimitStore, RateLimiter, memory::MemoryStore, redis::RedisStore,
+    },
     state::AppState,
 };
 
@@ -57,6 +61,7 @@ impl Application {
             },
         )
         .await?;
+        let limiter = rate_limiter(config).await?;
         let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
         let state = AppState {
             db,
@@ -67,6 +72,7 @@ impl Application {
                 config.access_token_ttl,
             )),
             refresh_token_ttl: config.refresh_token_ttl,
+            limiter,
         };
         let schema = graphql::build_schema(Some(state.clone()), config);
         let router = http::router(state.clone(), schema, config);
@@ -119,6 +125,26 @@ impl Application {
         }
         Ok(())
     }
+}
+
+async fn rate_limiter(config: &Config) -> anyhow::Result<RateLimiter> {
+    let limits = &config.rate_limits;
+    let store: Arc<dyn RateLimitStore> = match limits.store {
+        RateLimitStoreKind::Memory => Arc::new(MemoryStore::default()),
+        RateLimitStoreKind::Redis => {
+            Arc::new(RedisStore::connect(&limits.redis_url, &limits.redis_key_prefix).await?)
+        }
+    };
+    let budget = |limit, window| Budget { limit, window };
+    Ok(RateLimiter::new(
+        store,
+        Budgets {
+            queries: budget(limits.points, limits.window),
+            sign_in_per_account: budget(limits.sign_in_per_account, limits.sign_in_window),
+            sign_in_per_address: budget(limits.sign_in_per_address, limits.sign_in_window),
+            sign_up_per_address: budget(limits.sign_up_per_address, limits.sign_up_window),
+        },
+    ))
 }
 
 /// Resolves on SIGINT (Ctrl-C) or SIGTERM.

@@ -5,6 +5,7 @@ use std::{sync::Arc, time::Duration};
 use crate::{
     auth::{jwt::JwtKeys, password::PasswordHasher},
     db::Database,
+    rate_limit::RateLimiter,
 };
 
 #[derive(Clone)]
@@ -13,4 +14,5 @@ pub struct AppState {
     pub passwords: PasswordHasher,
     pub jwt: Arc<JwtKeys>,
     pub refresh_token_ttl: Duration,
+    pub limiter: RateLimiter,
 }

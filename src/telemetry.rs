@@ -22,3 +22,94 @@ pub fn init(format: LogFormat) {
     // Already initialised (tests start several apps in one process).
     drop(result);
 }
+
+/// Prometheus metrics. The recorder is process-wide (the `metrics` crate
+/// has one global recorder), made on first use.
+pub mod metrics_export {
+    use std::{
+        collections::HashSet,
+        sync::{Mutex, OnceLock},
+        time::Duration,
+    };
+
+    use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
+
+    const LATENCY_BUCKETS: [f64; 12] = [
+        0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 10.0,
+    ];
+    /// Operation names are chosen by clients: only this many distinct ones
+    /// get their own series, the rest are `other`, so a client cannot blow
+    /// up the metrics' memory.
+    const MAX_OPERATION_LABELS: usize = 200;
+
+    pub fn handle() -> &'static PrometheusHandle {
+        static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
+        HANDLE.get_or_init(|| {
+            let recorder = PrometheusBuilder::new()
+                .set_buckets(&LATENCY_BUCKETS)
+                .expect("bucket list is not empty")
+                .build_recorder();
+            let handle = recorder.handle();
+            if metrics::set_global_recorder(recorder).is_err() {
+                tracing::warn!("a metrics recorder was already installed");
+            }
+            handle
+        })
+    }
+
+    fn operation_label(name: Option<&str>) -> String {
+        static SEEN: OnceLock<Mutex<HashSet<String>>> = OnceLock::new();
+        let Some(name) = name.filter(|n| {
+            (1..=64).contains(&n.len()) && n.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_')
+        }) else {
+            return "anonymous".into();
+        };
+        let mut seen = SEEN
+            .get_or_init(Default::default)
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        if seen.contains(name) || seen.len() < MAX_OPERATION_LABELS {
+            seen.insert(name.to_owned());
+            name.to_owned()
+        } else {
+            "other".into()
+        }
+    }
+
+    /// One GraphQL operation served.
+    pub fn record_operation(name: Option<&str>, duration: Duration, error_codes: &[String]) {
+        handle();
+        let operation = operation_label(name);
+        let outcome = if error_codes.is_empty() {
+            "ok"
+        } else {
+            "error"
+        };
+        metrics::counter!("graphql_requests_total", "operation" => operation.clone(), "outcome" => outcome)
+            .increment(1);
+        metrics::histogram!("graphql_request_duration_seconds", "operation" => operation)
+            .record(duration.as_secs_f64());
+        for code in error_codes {
+            metrics::counter!("graphql_errors_total", "code" => code.clone()).increment(1);
+        }
+    }
+
+    /// A request refused by a rate limit.
+    pub fn record_rate_limited(budget: &'static str) {
+        handle();
+        metrics::counter!("rate_limit_rejections_total", "budget" => budget).increment(1);
+    }
+
+    /// Pool figures, read at scrape time.
+    pub fn record_pool(state: &bb8::State) {
+        handle();
+        metrics::gauge!("db_pool_connections").set(f64::from(state.connections));
+        metrics::gauge!("db_pool_idle_connections").set(f64::from(state.idle_connections));
+        let stats = &state.statistics;
+        metrics::gauge!("db_pool_checkouts_waited_total").set(stats.get_waited as f64);
+        metrics::gauge!("db_pool_checkouts_timed_out_total").set(stats.get_timed_out as f64);
+        metrics::gauge!("db_pool_wait_seconds_total").set(stats.get_wait_time.as_secs_f64());
+    }
+}
+
+pub use metrics_export::record_rate_limited;

@@ -43,15 +43,12 @@ pub fn list_cost(len: usize, child_complexity: usize) -> usize {
 }
 
 fn too_complex(rule: &'static str, measured: usize, limit: usize) -> ServerError {
-    let error: async_graphql::Error = AppError::QueryTooComplex {
+    AppError::QueryTooComplex {
         rule,
         measured,
         limit,
     }
-    .into();
-    let mut server_error = ServerError::new(error.message, None);
-    server_error.extensions = error.extensions;
-    server_error
+    .into_server_error()
 }
 
 impl ExtensionFactory for QueryLimits {

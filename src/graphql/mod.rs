@@ -7,6 +7,7 @@ pub mod limits;
 pub mod loaders;
 pub mod mutation;
 pub mod query;
+pub mod rate_limit;
 pub mod types;
 
 use async_graphql::{Context, EmptySubscription, Schema};
@@ -24,6 +25,8 @@ pub fn build_schema(state: Option<AppState>, config: &Config) -> ConduitSchema {
         mutation::MutationRoot::default(),
         EmptySubscription,
     )
+    // Outermost first: a document the limits refuse is never charged.
+    .extension(rate_limit::ChargeQueries)
     .extension(limits::QueryLimits {
         max_tokens: limits.max_tokens,
         max_aliases: limits.max_aliases,

@@ -90,6 +90,12 @@ impl QueryRoot {
         Ok(articles::most_used_tags(ctx.app(), i64::from(first)).await?)
     }
 
+    /// The caller's rate-limit budget after this request was charged; null
+    /// when rate limiting is off.
+    async fn rate_limit(&self, ctx: &Context<'_>) -> Option<super::rate_limit::RateLimit> {
+        super::rate_limit::current(ctx)
+    }
+
     /// The object with this global id, or null if it is unknown or deleted.
     async fn node(&self, ctx: &Context<'_>, id: ID) -> async_graphql::Result<Option<Node>> {
         node::resolve(ctx, &id).await

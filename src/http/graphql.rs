@@ -2,30 +2,42 @@
 //! and for GraphiQL in a browser.
 
 use async_graphql::{
-    BatchRequest, BatchResponse, Request, ServerError,
+    BatchRequest, BatchResponse, Request,
     http::GraphiQLSource,
     parser::types::{DocumentOperations, OperationType},
 };
 use async_graphql_axum::{GraphQLBatchRequest, GraphQLResponse, rejection::GraphQLRejection};
 use axum::{
     Extension,
-    extract::{RawQuery, State},
+    extract::{ConnectInfo, RawQuery, State},
     http::{HeaderMap, HeaderValue, StatusCode, header},
     response::{Html, IntoResponse, Response},
 };
+use std::{
+    net::{IpAddr, SocketAddr},
+    sync::Arc,
+    time::Instant,
+};
+
 use tracing::Instrument;
 
 use super::{HttpState, request_id::RequestId};
 use crate::{
     auth::Viewer,
     error::{AppError, ErrorCode},
-    graphql::loaders,
+    graphql::{
+        loaders,
+        rate_limit::{ClientAddress, RateLimitTicket},
+    },
+    rate_limit::Spender,
     services::sessions,
+    telemetry::metrics_export,
 };
 
 pub async fn post(
     State(state): State<HttpState>,
     Extension(request_id): Extension<RequestId>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
     headers: HeaderMap,
     batch: Result<GraphQLBatchRequest, GraphQLRejection>,
 ) -> Response {
@@ -40,7 +52,7 @@ pub async fn post(
         return response;
     }
     match batch {
-        Ok(batch) => execute(&state, &request_id, &headers, batch.into_inner()).await,
+        Ok(batch) => execute(&state, &request_id, peer, &headers, batch.into_inner()).await,
         Err(rejection) => {
             let message = rejection.0.to_string();
             let too_large = message.contains("length limit exceeded");
@@ -71,6 +83,7 @@ fn is_json(headers: &HeaderMap) -> bool {
 pub async fn get(
     State(state): State<HttpState>,
     Extension(request_id): Extension<RequestId>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
     headers: HeaderMap,
     RawQuery(query): RawQuery,
 ) -> Response {
@@ -105,15 +118,24 @@ pub async fn get(
             .insert(header::ALLOW, HeaderValue::from_static("POST"));
         return response;
     }
-    execute(&state, &request_id, &headers, BatchRequest::Single(request)).await
+    execute(
+        &state,
+        &request_id,
+        peer,
+        &headers,
+        BatchRequest::Single(request),
+    )
+    .await
 }
 
 async fn execute(
     state: &HttpState,
     request_id: &RequestId,
+    peer: SocketAddr,
     headers: &HeaderMap,
     batch: BatchRequest,
 ) -> Response {
+    let started = Instant::now();
     if let BatchRequest::Batch(requests) = &batch
         && requests.len() > state.max_batch_size
     {
@@ -130,24 +152,127 @@ async fn execute(
         Ok(viewer) => viewer,
         Err(e) => return error_response(e, request_id),
     };
-    let batch = prepare(state, viewer, batch);
-    match tokio::time::timeout(state.request_timeout, state.schema.execute_batch(batch)).await {
+    let address = client_address(state.trusted_proxy_hops, headers, peer);
+    let spender = match viewer {
+        Some(viewer) => Spender::User(viewer.user_id),
+        None => Spender::Address(address),
+    };
+    let ticket = RateLimitTicket::new(spender);
+    let operations = operation_names(&batch);
+    let span = tracing::Span::current();
+    span.record("operation", operations.join(",").as_str());
+    if let Some(viewer) = viewer {
+        span.record("user_id", viewer.user_id.to_string().as_str());
+    }
+
+    let batch = prepare(state, viewer, ClientAddress(address), &ticket, batch);
+    let mut http = match tokio::time::timeout(
+        state.request_timeout,
+        state.schema.execute_batch(batch),
+    )
+    .await
+    {
         Ok(mut response) => {
             tag_internal_errors(&mut response, request_id);
-            GraphQLResponse::from(response).into_response()
+            let codes = error_codes(&response);
+            for name in &operations {
+                metrics_export::record_operation(
+                    Some(name).filter(|n| !n.is_empty()).map(String::as_str),
+                    started.elapsed(),
+                    &codes,
+                );
+            }
+            let limited = codes.iter().any(|c| c == ErrorCode::RateLimited.as_str());
+            let mut http = GraphQLResponse::from(response).into_response();
+            if limited {
+                *http.status_mut() = StatusCode::TOO_MANY_REQUESTS;
+            }
+            http
         }
         Err(_) => error_response(
             AppError::Timeout("the request took too long and was cancelled"),
             request_id,
         ),
+    };
+    if let Some(charge) = ticket.last_charge() {
+        span.record("cost", charge.cost);
+        let headers = http.headers_mut();
+        let mut set = |name: &'static str, value: String| {
+            if let Ok(value) = HeaderValue::from_str(&value) {
+                headers.insert(name, value);
+            }
+        };
+        set("x-ratelimit-limit", charge.limit.to_string());
+        set("x-ratelimit-remaining", charge.remaining().to_string());
+        set("x-ratelimit-reset", charge.reset_at.timestamp().to_string());
+        if charge.exceeded() {
+            set(
+                "retry-after",
+                crate::error::retry_after_secs(charge.reset_at).to_string(),
+            );
+        }
     }
+    http
 }
 
-/// Attaches what each operation of the batch needs: the viewer and a fresh
-/// set of loaders (they cache per request and know the viewer).
-fn prepare(state: &HttpState, viewer: Option<Viewer>, batch: BatchRequest) -> BatchRequest {
+/// The client's address: the connection's, unless proxies are trusted, in
+/// which case the entry `hops` from the end of `X-Forwarded-For` (the one
+/// the outermost trusted proxy saw).
+fn client_address(hops: usize, headers: &HeaderMap, peer: SocketAddr) -> IpAddr {
+    if hops == 0 {
+        return peer.ip();
+    }
+    let chain: Vec<&str> = headers
+        .get_all("x-forwarded-for")
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .map(str::trim)
+        .collect();
+    chain
+        .len()
+        .checked_sub(hops)
+        .and_then(|i| chain[i].parse().ok())
+        .unwrap_or_else(|| peer.ip())
+}
+
+fn operation_names(batch: &BatchRequest) -> Vec<String> {
+    batch
+        .iter()
+        .map(|r| r.operation_name.clone().unwrap_or_default())
+        .collect()
+}
+
+fn error_codes(response: &BatchResponse) -> Vec<String> {
+    let responses: Vec<&async_graphql::Response> = match response {
+        BatchResponse::Single(r) => vec![r],
+        BatchResponse::Batch(rs) => rs.iter().collect(),
+    };
+    responses
+        .iter()
+        .flat_map(|r| r.errors.iter())
+        .map(
+            |e| match e.extensions.as_ref().and_then(|x| x.get("code")) {
+                Some(async_graphql::Value::String(code)) => code.clone(),
+                _ => "GRAPHQL_VALIDATION_FAILED".to_owned(),
+            },
+        )
+        .collect()
+}
+
+/// Attaches what each operation of the batch needs: the viewer, the
+/// client's address, the rate-limit ticket and a fresh set of loaders
+/// (they cache per request and know the viewer).
+fn prepare(
+    state: &HttpState,
+    viewer: Option<Viewer>,
+    address: ClientAddress,
+    ticket: &Arc<RateLimitTicket>,
+    batch: BatchRequest,
+) -> BatchRequest {
     let span = tracing::Span::current();
     let with_data = |mut request: Request| {
+        request = request.data(address).data(ticket.clone());
         let span = span.clone();
         let loaders = loaders::for_request(&state.app, viewer, move |batch| {
             tokio::spawn(batch.instrument(span.clone()))
@@ -238,13 +363,12 @@ fn error_response(error: AppError, request_id: &RequestId) -> Response {
         ErrorCode::BadUserInput => StatusCode::BAD_REQUEST,
         ErrorCode::Timeout => StatusCode::SERVICE_UNAVAILABLE,
         ErrorCode::QueryTooComplex => StatusCode::BAD_REQUEST,
+        ErrorCode::RateLimited => StatusCode::TOO_MANY_REQUESTS,
         ErrorCode::InternalServerError => StatusCode::INTERNAL_SERVER_ERROR,
     };
-    let error: async_graphql::Error = error.into();
-    let mut server_error = ServerError::new(error.message, None);
-    server_error.extensions = error.extensions;
-    let mut response =
-        BatchResponse::Single(async_graphql::Response::from_errors(vec![server_error]));
+    let mut response = BatchResponse::Single(async_graphql::Response::from_errors(vec![
+        error.into_server_error(),
+    ]));
     tag_internal_errors(&mut response, request_id);
     let mut http = GraphQLResponse::from(response).into_response();
     *http.status_mut() = status;

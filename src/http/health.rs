@@ -30,6 +30,18 @@ pub async fn readyz(State(state): State<HttpState>) -> impl IntoResponse {
     }
 }
 
+/// Prometheus text format.
+pub async fn metrics(State(state): State<HttpState>) -> impl IntoResponse {
+    crate::telemetry::metrics_export::record_pool(&state.app.db.state());
+    (
+        [(
+            axum::http::header::CONTENT_TYPE,
+            "text/plain; version=0.0.4; charset=utf-8",
+        )],
+        crate::telemetry::metrics_export::handle().render(),
+    )
+}
+
 /// A panic becomes a generic GraphQL-shaped 500; the panic is logged.
 pub fn panic_response(panic: Box<dyn Any + Send + 'static>) -> Response {
     let detail = panic

@@ -17,6 +17,7 @@ pub struct HttpState {
     pub production: bool,
     pub request_timeout: std::time::Duration,
     pub max_batch_size: usize,
+    pub trusted_proxy_hops: usize,
 }
 
 pub fn router(app: AppState, schema: ConduitSchema, config: &Config) -> Router {
@@ -26,12 +27,14 @@ pub fn router(app: AppState, schema: ConduitSchema, config: &Config) -> Router {
         production: config.is_production(),
         request_timeout: config.request_timeout,
         max_batch_size: config.limits.max_batch_size,
+        trusted_proxy_hops: config.trusted_proxy_hops,
     };
     let production = config.is_production();
     Router::new()
         .route("/graphql", get(graphql::get).post(graphql::post))
         .route("/healthz", get(health::healthz))
         .route("/readyz", get(health::readyz))
+        .route("/metrics", get(health::metrics))
         .with_state(state)
         .layer(RequestBodyLimitLayer::new(config.max_body_bytes))
         .layer(security::cors(&config.cors_allowed_origins))

@@ -37,11 +37,15 @@ pub async fn request_id(mut req: Request, next: Next) -> Response {
     req.headers_mut().insert(&X_REQUEST_ID, header.clone());
     req.extensions_mut().insert(RequestId(id.clone()));
 
+    // The GraphQL handler fills in the operation, the user and the cost.
     let span = tracing::info_span!(
         "request",
         request_id = %id,
         method = %req.method(),
         path = %req.uri().path(),
+        operation = tracing::field::Empty,
+        user_id = tracing::field::Empty,
+        cost = tracing::field::Empty,
     );
     let started = Instant::now();
     let mut response = next.run(req).instrument(span.clone()).await;

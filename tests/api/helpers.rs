@@ -241,6 +241,10 @@ pub fn test_config(database_url: &str, overrides: &[(&str, &str)]) -> Config {
         ("DATABASE_URL".into(), database_url.into()),
         ("PORT".into(), "0".into()),
         ("JWT_SECRET".into(), JWT_SECRET.into()),
+        // Tests sign many users up and in from one address.
+        ("SIGN_UP_LIMIT_PER_ADDRESS".into(), "10000".into()),
+        ("SIGN_IN_LIMIT_PER_ADDRESS".into(), "10000".into()),
+        ("SIGN_IN_LIMIT_PER_ACCOUNT".into(), "10000".into()),
     ];
     for (k, v) in overrides {
         vars.retain(|(key, _)| key != k);

@@ -11,6 +11,7 @@ mod nodes;
 mod pagination;
 mod profiles;
 mod query_count;
+mod rate_limits;
 mod schema;
 mod sessions;
 mod spec_replay;

@@ -5,6 +5,7 @@ use crate::{
         ContextExt,
         guards::SignedIn,
         loaders,
+        rate_limit::ClientAddress,
         types::{
             session::SessionFields,
             user::User,
@@ -105,6 +106,9 @@ impl AccountMutations {
         input: CreateUserInput,
     ) -> async_graphql::Result<Option<CreateUserPayload>> {
         loaders::forget_all(ctx.loaders());
+        if let Some(address) = ctx.data_opt::<ClientAddress>() {
+            ctx.app().limiter.sign_up_attempt(address.0).await?;
+        }
         let outcome = accounts::sign_up(
             ctx.app(),
             SignUp {
@@ -132,6 +136,12 @@ impl AccountMutations {
         input: SignInUserInput,
     ) -> async_graphql::Result<Option<SignInUserPayload>> {
         loaders::forget_all(ctx.loaders());
+        if let Some(address) = ctx.data_opt::<ClientAddress>() {
+            ctx.app()
+                .limiter
+                .sign_in_attempt(address.0, &input.email)
+                .await?;
+        }
         let outcome = accounts::sign_in(
             ctx.app(),
             SignIn {

@@ -1,0 +1,279 @@
+//! Cost-based rate limits per user and per client address, for both
+//! stores, and the much tighter sign-in and sign-up budgets.
+
+use serde_json::json;
+
+use crate::helpers::{PASSWORD, TestApp};
+
+const CHEAP: &str = "{ tags }";
+
+/// Status, remaining points and the body, for `CHEAP` sent as `token` (or
+/// anonymously) from `forwarded_for`.
+async fn spend(
+    app: &TestApp,
+    token: Option<&str>,
+    forwarded_for: Option<&str>,
+) -> (u16, Option<u64>, serde_json::Value) {
+    let mut request = app
+        .client
+        .post(app.url("/graphql"))
+        .json(&json!({ "query": CHEAP }));
+    if let Some(token) = token {
+        request = request.header("authorization", format!("Token {token}"));
+    }
+    if let Some(ip) = forwarded_for {
+        request = request.header("x-forwarded-for", ip);
+    }
+    let response = request.send().await.unwrap();
+    let remaining = response
+        .headers()
+        .get("x-ratelimit-remaining")
+        .map(|v| v.to_str().unwrap().parse().unwrap());
+    (
+        response.status().as_u16(),
+        remaining,
+        response.json().await.unwrap(),
+    )
+}
+
+fn redis_url() -> String {
+    std::env::var("REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".into())
+}
+
+#[tokio::test]
+async fn anonymous_clients_spend_a_budget_per_address_and_are_told_so() {
+    let app = TestApp::spawn_with(&[("RATE_LIMIT_POINTS", "3")]).await;
+    for expected in [2, 1, 0] {
+        let (status, remaining, _) = spend(&app, None, None).await;
+        assert_eq!((status, remaining), (200, Some(expected)));
+    }
+    let response = app
+        .client
+        .post(app.url("/graphql"))
+        .json(&json!({ "query": CHEAP }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 429);
+    let headers = response.headers().clone();
+    assert_eq!(headers["x-ratelimit-limit"], "3");
+    assert_eq!(headers["x-ratelimit-remaining"], "0");
+    let retry: u64 = headers["retry-after"].to_str().unwrap().parse().unwrap();
+    assert!((1..=60).contains(&retry), "{retry}");
+    let reset: i64 = headers["x-ratelimit-reset"]
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!(reset > chrono::Utc::now().timestamp());
+    let body: serde_json::Value = response.json().await.unwrap();
+    assert_eq!(body["data"], json!(null));
+    let extensions = &body["errors"][0]["extensions"];
+    assert_eq!(extensions["code"], "RATE_LIMITED");
+    assert!(
+        extensions["retryAfter"]
+            .as_u64()
+            .is_some_and(|s| (1..=60).contains(&s))
+    );
+}
+
+#[tokio::test]
+async fn the_rate_limit_field_reports_the_charge() {
+    let app = TestApp::spawn_with(&[("RATE_LIMIT_POINTS", "1000")]).await;
+    let response = app
+        .query("{ rateLimit { cost limit remaining resetAt } }", json!({}))
+        .await;
+    let rate = &response.body["data"]["rateLimit"];
+    let cost = rate["cost"].as_i64().unwrap();
+    assert!(cost >= 1);
+    assert_eq!(rate["limit"], 1000);
+    assert_eq!(rate["remaining"], 1000 - cost);
+    let costly = app
+        .query("{ articles(first: 50) { edges { node { title author { username } } } } rateLimit { cost remaining } }", json!({}))
+        .await;
+    let rate = &costly.body["data"]["rateLimit"];
+    assert!(
+        rate["cost"].as_i64().unwrap() >= 50 * 2,
+        "a page costs its size: {rate}"
+    );
+
+    let off = TestApp::spawn_with(&[("RATE_LIMIT_POINTS", "0")]).await;
+    let response = off.query("{ rateLimit { cost } }", json!({})).await;
+    assert_eq!(response.body["data"]["rateLimit"], json!(null));
+}
+
+#[tokio::test]
+async fn forwarded_addresses_count_only_behind_trusted_proxies() {
+    let trusting =
+        TestApp::spawn_with(&[("RATE_LIMIT_POINTS", "2"), ("TRUSTED_PROXY_HOPS", "1")]).await;
+    for _ in 0..2 {
+        assert_eq!(
+            spend(&trusting, None, Some("203.0.113.9, 10.0.0.1"))
+                .await
+                .0,
+            200
+        );
+    }
+    assert_eq!(
+        spend(&trusting, None, Some("203.0.113.9, 10.0.0.1"))
+            .await
+            .0,
+        429
+    );
+    assert_eq!(
+        spend(&trusting, None, Some("203.0.113.9, 10.0.0.2"))
+            .await
+            .0,
+        200,
+        "another client"
+    );
+
+    let ignoring = TestApp::spawn_with(&[("RATE_LIMIT_POINTS", "2")]).await;
+    assert_eq!(spend(&ignoring, None, Some("10.0.0.1")).await.0, 200);
+    assert_eq!(spend(&ignoring, None, Some("10.0.0.2")).await.0, 200);
+    assert_eq!(
+        spend(&ignoring, None, Some("10.0.0.3")).await.0,
+        429,
+        "a forged header buys nothing"
+    );
+}
+
+#[tokio::test]
+async fn signed_in_users_spend_their_own_budget() {
+    let app = TestApp::spawn_with(&[("RATE_LIMIT_POINTS", "200")]).await;
+    let jake = app.signed_in_user("jake").await;
+    let (_, anonymous_left, _) = spend(&app, None, None).await;
+    let mut user_left = None;
+    while user_left != Some(0) {
+        let (status, remaining, _) = spend(&app, Some(&jake.token), None).await;
+        assert_eq!(status, 200);
+        user_left = remaining;
+    }
+    assert_eq!(spend(&app, Some(&jake.token), None).await.0, 429);
+    let (status, remaining, _) = spend(&app, None, None).await;
+    assert_eq!(status, 200, "the address's budget is separate");
+    assert_eq!(remaining, anonymous_left.map(|n| n - 1));
+}
+
+#[tokio::test]
+async fn instances_sharing_redis_share_one_budget() {
+    let prefix = format!("conduit-test:{}:", uuid::Uuid::new_v4().simple());
+    let settings = [
+        ("RATE_LIMIT_STORE", "redis"),
+        ("REDIS_URL", &*redis_url()),
+        ("REDIS_KEY_PREFIX", &*prefix),
+        ("RATE_LIMIT_POINTS", "4"),
+    ];
+    let a = TestApp::spawn_with(&settings).await;
+    let b = TestApp::spawn_with(&settings).await;
+    assert_eq!(spend(&a, None, None).await.1, Some(3));
+    assert_eq!(spend(&b, None, None).await.1, Some(2));
+    assert_eq!(spend(&a, None, None).await.1, Some(1));
+    assert_eq!(spend(&b, None, None).await.1, Some(0));
+    assert_eq!(spend(&a, None, None).await.0, 429);
+    assert_eq!(spend(&b, None, None).await.0, 429);
+}
+
+#[tokio::test]
+async fn the_redis_store_refuses_over_budget_users_too() {
+    let prefix = format!("conduit-test:{}:", uuid::Uuid::new_v4().simple());
+    let app = TestApp::spawn_with(&[
+        ("RATE_LIMIT_STORE", "redis"),
+        ("REDIS_URL", &*redis_url()),
+        ("REDIS_KEY_PREFIX", &*prefix),
+        ("RATE_LIMIT_POINTS", "100"),
+        ("SIGN_IN_LIMIT_PER_ACCOUNT", "2"),
+    ])
+    .await;
+    app.sign_up("jake", "jake@example.com").await;
+    assert_eq!(
+        app.sign_in("jake@example.com", "wrong password")
+            .await
+            .status,
+        200
+    );
+    assert_eq!(app.sign_in("jake@example.com", PASSWORD).await.status, 200);
+    let third = app.sign_in("jake@example.com", PASSWORD).await;
+    assert_eq!(third.status, 429);
+    assert_eq!(third.error_code(), Some("RATE_LIMITED"));
+}
+
+#[tokio::test]
+async fn sign_in_attempts_are_limited_per_account_and_per_address() {
+    let app = TestApp::spawn_with(&[
+        ("SIGN_IN_LIMIT_PER_ACCOUNT", "3"),
+        ("SIGN_IN_LIMIT_PER_ADDRESS", "5"),
+    ])
+    .await;
+    app.sign_up("jake", "jake@example.com").await;
+    app.sign_up("anne", "anne@example.com").await;
+    for _ in 0..3 {
+        let response = app.sign_in("JAKE@example.com", "guess-guess").await;
+        assert_eq!(
+            response.body["data"]["signInUser"]["errors"][0]["code"],
+            "INVALID_CREDENTIALS"
+        );
+    }
+    let locked = app.sign_in("jake@example.com", PASSWORD).await;
+    assert_eq!(locked.status, 429);
+    assert_eq!(locked.error_code(), Some("RATE_LIMITED"));
+    assert!(locked.body["data"]["signInUser"].is_null());
+
+    // Another account from the same address still works, until the
+    // address's own budget is spent.
+    let anne = app.sign_in("anne@example.com", PASSWORD).await;
+    assert_eq!(anne.body["data"]["signInUser"]["errors"], json!([]));
+    let anne = app.sign_in("anne@example.com", PASSWORD).await;
+    assert_eq!(anne.status, 429, "five attempts from this address");
+    assert_eq!(app.db.count("SELECT count(*) FROM sessions").await, 1);
+}
+
+#[tokio::test]
+async fn sign_ups_are_limited_per_address() {
+    let app = TestApp::spawn_with(&[("SIGN_UP_LIMIT_PER_ADDRESS", "2")]).await;
+    app.sign_up("one", "one@example.com").await;
+    app.sign_up("two", "two@example.com").await;
+    let third = app
+        .query(
+            "mutation { createUser(input: { username: \"three\", email: \"three@example.com\", password: \"password123\" }) { user { id } } }",
+            json!({}),
+        )
+        .await;
+    assert_eq!(third.status, 429);
+    assert_eq!(third.error_code(), Some("RATE_LIMITED"));
+    assert_eq!(app.db.count("SELECT count(*) FROM users").await, 2);
+}
+
+#[tokio::test]
+async fn metrics_count_operations_errors_and_rejections() {
+    let app = TestApp::spawn_with(&[("RATE_LIMIT_POINTS", "1")]).await;
+    app.post(
+        json!({ "query": "query HomePage { tags }", "operationName": "HomePage" }),
+        None,
+    )
+    .await;
+    app.post(
+        json!({ "query": "query HomePage { tags }", "operationName": "HomePage" }),
+        None,
+    )
+    .await;
+    let text = app
+        .client
+        .get(app.url("/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    for expected in [
+        "graphql_requests_total{operation=\"HomePage\",outcome=\"ok\"}",
+        "graphql_request_duration_seconds_bucket{operation=\"HomePage\"",
+        "graphql_errors_total{code=\"RATE_LIMITED\"}",
+        "rate_limit_rejections_total{budget=\"queries\"}",
+        "db_pool_connections",
+        "db_pool_checkouts_timed_out_total",
+    ] {
+        assert!(text.contains(expected), "missing {expected} in:\n{text}");
+    }
+}
