@@ -89,6 +89,9 @@ pub struct Config {
     pub request_timeout: Duration,
     /// `MAX_BODY_BYTES` (default `1048576`): largest accepted request body.
     pub max_body_bytes: usize,
+    /// `MAX_CONCURRENT_REQUESTS` (default `512`): requests served at once;
+    /// past it new ones get an immediate 503 instead of queueing.
+    pub max_concurrent_requests: usize,
     /// Static query limits, see [`Limits`].
     pub limits: Limits,
     /// `CORS_ALLOWED_ORIGINS`: `*` for any origin, or a comma-separated list
@@ -279,6 +282,7 @@ impl Config {
             log_format: parse(&var, "LOG_FORMAT", default_log)?,
             request_timeout: Duration::from_secs(parse(&var, "REQUEST_TIMEOUT_SECS", 30)?),
             max_body_bytes: parse(&var, "MAX_BODY_BYTES", 1024 * 1024)?,
+            max_concurrent_requests: parse(&var, "MAX_CONCURRENT_REQUESTS", 512)?,
             limits: Limits {
                 max_tokens: parse(&var, "MAX_QUERY_TOKENS", 2000)?,
                 max_aliases: parse(&var, "MAX_QUERY_ALIASES", 30)?,
@@ -323,6 +327,9 @@ impl Config {
         }
         if self.access_token_ttl >= self.refresh_token_ttl {
             bail!("ACCESS_TOKEN_TTL_SECS must be shorter than REFRESH_TOKEN_TTL_SECS");
+        }
+        if self.max_concurrent_requests == 0 {
+            bail!("MAX_CONCURRENT_REQUESTS must be at least 1");
         }
         if self.request_timeout.is_zero() {
             bail!("REQUEST_TIMEOUT_SECS must be positive");

@@ -42,6 +42,22 @@ pub async fn metrics(State(state): State<HttpState>) -> impl IntoResponse {
     )
 }
 
+/// Past `MAX_CONCURRENT_REQUESTS`: shed at once, with a hint to retry.
+pub async fn overloaded(_: tower::BoxError) -> Response {
+    tracing::warn!("request shed: too many requests in flight");
+    (
+        StatusCode::SERVICE_UNAVAILABLE,
+        [(axum::http::header::RETRY_AFTER, "1")],
+        Json(json!({
+            "errors": [{
+                "message": "the server is busy; try again in a moment",
+                "extensions": { "code": "TIMEOUT" }
+            }]
+        })),
+    )
+        .into_response()
+}
+
 /// A panic becomes a generic GraphQL-shaped 500; the panic is logged.
 pub fn panic_response(panic: Box<dyn Any + Send + 'static>) -> Response {
     let detail = panic

@@ -5,7 +5,8 @@ mod health;
 pub mod request_id;
 mod security;
 
-use axum::{Router, middleware, routing::get};
+use axum::{Router, error_handling::HandleErrorLayer, middleware, routing::get};
+use tower::{ServiceBuilder, limit::GlobalConcurrencyLimitLayer};
 use tower_http::{catch_panic::CatchPanicLayer, limit::RequestBodyLimitLayer};
 
 use crate::{config::Config, graphql::ConduitSchema, state::AppState};
@@ -37,6 +38,16 @@ pub fn router(app: AppState, schema: ConduitSchema, config: &Config) -> Router {
         .route("/metrics", get(health::metrics))
         .with_state(state)
         .layer(RequestBodyLimitLayer::new(config.max_body_bytes))
+        .layer(
+            ServiceBuilder::new()
+                .layer(HandleErrorLayer::new(health::overloaded))
+                .load_shed()
+                // Global: `Router::layer` applies per route, and a plain
+                // concurrency limit would count each route on its own.
+                .layer(GlobalConcurrencyLimitLayer::new(
+                    config.max_concurrent_requests,
+                )),
+        )
         .layer(security::cors(&config.cors_allowed_origins))
         .layer(middleware::from_fn(move |req, next| {
             security::headers(production, req, next)

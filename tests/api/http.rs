@@ -265,6 +265,53 @@ async fn a_query_past_the_statement_timeout_is_cancelled() {
 }
 
 #[tokio::test]
+async fn a_request_past_its_time_is_cancelled_with_timeout() {
+    let app = TestApp::spawn_with(&[("REQUEST_TIMEOUT_SECS", "1")]).await;
+    let mut locker = AsyncPgConnection::establish(&app.db.url).await.unwrap();
+    locker
+        .batch_execute("BEGIN; LOCK TABLE users IN ACCESS EXCLUSIVE MODE")
+        .await
+        .unwrap();
+    let started = std::time::Instant::now();
+    let response = app
+        .query("{ user(username: \"jake\") { username } }", json!({}))
+        .await;
+    assert!(started.elapsed() < Duration::from_secs(3));
+    assert_eq!(response.status, 503);
+    assert_eq!(response.error_code(), Some("TIMEOUT"));
+    locker.batch_execute("ROLLBACK").await.unwrap();
+}
+
+#[tokio::test]
+async fn requests_past_the_concurrency_limit_are_shed() {
+    let app = TestApp::spawn_with(&[("MAX_CONCURRENT_REQUESTS", "1")]).await;
+    let address = app.address.trim_start_matches("http://").to_owned();
+    // Hold the one slot with a request whose body never finishes arriving.
+    let mut stream = TcpStream::connect(&address).await.unwrap();
+    let head = format!(
+        "POST /graphql HTTP/1.1\r\nhost: {address}\r\ncontent-type: application/json\r\ncontent-length: 100\r\n\r\n{{"
+    );
+    stream.write_all(head.as_bytes()).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let response = app.client.get(app.url("/healthz")).send().await.unwrap();
+    assert_eq!(response.status(), 503);
+    assert_eq!(response.headers()["retry-after"], "1");
+    let body: Value = response.json().await.unwrap();
+    assert_eq!(body["errors"][0]["extensions"]["code"], "TIMEOUT");
+    drop(stream);
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert_eq!(
+        app.client
+            .get(app.url("/healthz"))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        200
+    );
+}
+
+#[tokio::test]
 async fn graceful_shutdown_finishes_the_request_in_flight() {
     let mut app = TestApp::spawn().await;
     let address = app.address.trim_start_matches("http://").to_owned();

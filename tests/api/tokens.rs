@@ -163,6 +163,33 @@ async fn forged_expired_and_misaddressed_tokens_are_refused() {
     }
 }
 
+/// HMAC-SHA256 (RFC 2104), to forge tokens by hand.
+fn hmac_sha256(key: &[u8], message: &[u8]) -> Vec<u8> {
+    use sha2::{Digest, Sha256};
+    let mut block = [0u8; 64];
+    block[..key.len()].copy_from_slice(key);
+    let pad = |byte: u8| block.iter().map(|b| b ^ byte).collect::<Vec<u8>>();
+    let inner = Sha256::new()
+        .chain_update(pad(0x36))
+        .chain_update(message)
+        .finalize();
+    Sha256::new()
+        .chain_update(pad(0x5c))
+        .chain_update(inner)
+        .finalize()
+        .to_vec()
+}
+
+#[test]
+fn hand_made_hmac_matches_the_library() {
+    let token = sign(&json!({ "sub": "x" }), JWT_SECRET, None);
+    let (input, signature) = token.rsplit_once('.').unwrap();
+    assert_eq!(
+        URL_SAFE_NO_PAD.encode(hmac_sha256(JWT_SECRET.as_bytes(), input.as_bytes())),
+        signature
+    );
+}
+
 #[tokio::test]
 async fn tampered_and_unsigned_tokens_are_refused() {
     let app = TestApp::spawn().await;
@@ -185,6 +212,15 @@ async fn tampered_and_unsigned_tokens_are_refused() {
     ] {
         assert_unauthenticated(&app.viewer_username(&token).await);
     }
+
+    // RS256 in the header over an HMAC made with our secret (the HS/RS
+    // confusion attack run backwards): the algorithm is pinned, so refused.
+    let rs_header = URL_SAFE_NO_PAD
+        .encode(json!({ "alg": "RS256", "typ": "JWT", "kid": key_id(JWT_SECRET) }).to_string());
+    let signing_input = format!("{rs_header}.{payload}");
+    let mac = hmac_sha256(JWT_SECRET.as_bytes(), signing_input.as_bytes());
+    let confused = format!("{signing_input}.{}", URL_SAFE_NO_PAD.encode(mac));
+    assert_unauthenticated(&app.viewer_username(&confused).await);
 
     // HS512 with the right secret: the algorithm is pinned, so still refused.
     let mut header = Header::new(Algorithm::HS512);
