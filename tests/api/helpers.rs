@@ -278,6 +278,22 @@ impl GraphQLResponse {
     }
 }
 
+/// Every response the suite sees through these helpers is JSON, never a
+/// 500, and never carries an internal error.
+async fn checked(response: reqwest::Response) -> GraphQLResponse {
+    let status = response.status().as_u16();
+    let body: Value = response.json().await.expect("JSON body");
+    assert_ne!(status, 500, "{body}");
+    let internal = body
+        .as_array()
+        .map_or_else(|| vec![&body], |batch| batch.iter().collect())
+        .iter()
+        .flat_map(|r| r["errors"].as_array().cloned().unwrap_or_default())
+        .any(|e| e["extensions"]["code"] == "INTERNAL_SERVER_ERROR");
+    assert!(!internal, "internal error: {body}");
+    GraphQLResponse { status, body }
+}
+
 /// A signed-in client's tokens.
 #[derive(Debug, Clone)]
 pub struct Session {
@@ -341,9 +357,7 @@ impl TestApp {
             request = request.header("Authorization", format!("Token {token}"));
         }
         let response = request.send().await.expect("request sent");
-        let status = response.status().as_u16();
-        let body = response.json().await.expect("JSON body");
-        GraphQLResponse { status, body }
+        checked(response).await
     }
 
     pub async fn query(&self, query: &str, variables: Value) -> GraphQLResponse {
@@ -373,10 +387,7 @@ impl TestApp {
             .send()
             .await
             .unwrap();
-        GraphQLResponse {
-            status: response.status().as_u16(),
-            body: response.json().await.unwrap(),
-        }
+        checked(response).await
     }
 
     pub async fn sign_up(&self, username: &str, email: &str) -> Value {
