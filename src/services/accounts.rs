@@ -166,11 +166,6 @@ pub async fn sign_in(state: &AppState, input: SignIn) -> AppResult<(User, Sessio
     Ok((account, tokens))
 }
 
-pub async fn find(state: &AppState, id: Uuid) -> AppResult<Option<User>> {
-    let mut conn = state.db.conn().await?;
-    Ok(user::find(&mut conn, id).await?)
-}
-
 pub async fn find_many(state: &AppState, ids: &[Uuid]) -> AppResult<Vec<User>> {
     let mut conn = state.db.conn().await?;
     Ok(user::find_many(&mut conn, ids).await?)

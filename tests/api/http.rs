@@ -211,6 +211,17 @@ async fn internal_errors_are_masked_and_carry_the_request_id() {
     );
 }
 
+/// A connection holding a lock on `users` until it rolls back, so queries
+/// on that table block.
+async fn lock_users(app: &TestApp) -> AsyncPgConnection {
+    let mut locker = AsyncPgConnection::establish(&app.db.url).await.unwrap();
+    locker
+        .batch_execute("BEGIN; LOCK TABLE users IN ACCESS EXCLUSIVE MODE")
+        .await
+        .unwrap();
+    locker
+}
+
 #[tokio::test]
 async fn a_saturated_pool_answers_timeout_instead_of_hanging() {
     let app = TestApp::spawn_with(&[
@@ -219,11 +230,7 @@ async fn a_saturated_pool_answers_timeout_instead_of_hanging() {
     ])
     .await;
     // Hold a lock so the one pooled connection blocks inside a query.
-    let mut locker = AsyncPgConnection::establish(&app.db.url).await.unwrap();
-    locker
-        .batch_execute("BEGIN; LOCK TABLE users IN ACCESS EXCLUSIVE MODE")
-        .await
-        .unwrap();
+    let mut locker = lock_users(&app).await;
     let query = "{ user(username: \"jake\") { username } }";
     let blocked = app.query(query, json!({}));
     let waiting = async {
@@ -245,11 +252,7 @@ async fn a_saturated_pool_answers_timeout_instead_of_hanging() {
 #[tokio::test]
 async fn a_query_past_the_statement_timeout_is_cancelled() {
     let app = TestApp::spawn_with(&[("DATABASE_STATEMENT_TIMEOUT_MS", "300")]).await;
-    let mut locker = AsyncPgConnection::establish(&app.db.url).await.unwrap();
-    locker
-        .batch_execute("BEGIN; LOCK TABLE users IN ACCESS EXCLUSIVE MODE")
-        .await
-        .unwrap();
+    let mut locker = lock_users(&app).await;
     let started = std::time::Instant::now();
     let response = app
         .query("{ user(username: \"jake\") { username } }", json!({}))
@@ -267,11 +270,7 @@ async fn a_query_past_the_statement_timeout_is_cancelled() {
 #[tokio::test]
 async fn a_request_past_its_time_is_cancelled_with_timeout() {
     let app = TestApp::spawn_with(&[("REQUEST_TIMEOUT_SECS", "1")]).await;
-    let mut locker = AsyncPgConnection::establish(&app.db.url).await.unwrap();
-    locker
-        .batch_execute("BEGIN; LOCK TABLE users IN ACCESS EXCLUSIVE MODE")
-        .await
-        .unwrap();
+    let mut locker = lock_users(&app).await;
     let started = std::time::Instant::now();
     let response = app
         .query("{ user(username: \"jake\") { username } }", json!({}))

@@ -168,13 +168,3 @@ pub async fn update(
         .get_result(conn)
         .await
 }
-
-/// Soft-deletes an account; its sessions end with it.
-pub async fn soft_delete(conn: &mut AsyncPgConnection, id: Uuid) -> QueryResult<usize> {
-    diesel::update(users::table)
-        .filter(users::id.eq(id))
-        .filter(users::deleted_at.is_null())
-        .set(users::deleted_at.eq(diesel::dsl::now))
-        .execute(conn)
-        .await
-}
