@@ -6,7 +6,7 @@ use async_graphql::{
     http::GraphiQLSource,
     parser::types::{DocumentOperations, OperationType},
 };
-use async_graphql_axum::{GraphQLBatchRequest, GraphQLResponse, rejection::GraphQLRejection};
+use async_graphql_axum::{GraphQLBatchRequest, rejection::GraphQLRejection};
 use axum::{
     Extension,
     extract::{ConnectInfo, RawQuery, State},
@@ -41,18 +41,30 @@ pub async fn post(
     headers: HeaderMap,
     batch: Result<GraphQLBatchRequest, GraphQLRejection>,
 ) -> Response {
+    let media = Media::negotiate(&headers);
     // Only JSON: a browser sends `text/plain` or form bodies cross-site
     // without a CORS preflight, which would let any page run mutations.
     if !is_json(&headers) {
         let mut response = error_response(
             AppError::BadUserInput("send the request as `Content-Type: application/json`".into()),
             &request_id,
+            media,
         );
         *response.status_mut() = StatusCode::UNSUPPORTED_MEDIA_TYPE;
         return response;
     }
     match batch {
-        Ok(batch) => execute(&state, &request_id, peer, &headers, batch.into_inner()).await,
+        Ok(batch) => {
+            execute(
+                &state,
+                &request_id,
+                peer,
+                &headers,
+                media,
+                batch.into_inner(),
+            )
+            .await
+        }
         Err(rejection) => {
             let message = rejection.0.to_string();
             let too_large = message.contains("length limit exceeded");
@@ -63,6 +75,7 @@ pub async fn post(
                     format!("the request body is not a GraphQL request: {message}")
                 }),
                 &request_id,
+                media,
             );
             if too_large {
                 *response.status_mut() = StatusCode::PAYLOAD_TOO_LARGE;
@@ -87,6 +100,7 @@ pub async fn get(
     headers: HeaderMap,
     RawQuery(query): RawQuery,
 ) -> Response {
+    let media = Media::negotiate(&headers);
     let query = query.unwrap_or_default();
     let has_document = query.split('&').any(|pair| pair.starts_with("query="));
     if !has_document && !state.production && accepts_html(&headers) {
@@ -104,6 +118,7 @@ pub async fn get(
             return error_response(
                 AppError::BadUserInput(format!("invalid GraphQL GET request: {e}")),
                 &request_id,
+                media,
             );
         }
     };
@@ -111,6 +126,7 @@ pub async fn get(
         let mut response = error_response(
             AppError::BadUserInput("only queries may be sent with GET; use POST".into()),
             &request_id,
+            media,
         );
         *response.status_mut() = StatusCode::METHOD_NOT_ALLOWED;
         response
@@ -123,6 +139,7 @@ pub async fn get(
         &request_id,
         peer,
         &headers,
+        media,
         BatchRequest::Single(request),
     )
     .await
@@ -133,6 +150,7 @@ async fn execute(
     request_id: &RequestId,
     peer: SocketAddr,
     headers: &HeaderMap,
+    media: Media,
     batch: BatchRequest,
 ) -> Response {
     let started = Instant::now();
@@ -146,11 +164,12 @@ async fn execute(
                 limit: state.max_batch_size,
             },
             request_id,
+            media,
         );
     }
     let viewer = match viewer(state, headers).await {
         Ok(viewer) => viewer,
-        Err(e) => return error_response(e, request_id),
+        Err(e) => return error_response(e, request_id, media),
     };
     let address = client_address(state.trusted_proxy_hops, headers, peer);
     let spender = match viewer {
@@ -183,15 +202,16 @@ async fn execute(
                 );
             }
             let limited = codes.iter().any(|c| c == ErrorCode::RateLimited.as_str());
-            let mut http = GraphQLResponse::from(response).into_response();
-            if limited {
-                *http.status_mut() = StatusCode::TOO_MANY_REQUESTS;
-            }
-            http
+            render(
+                &response,
+                media,
+                limited.then_some(StatusCode::TOO_MANY_REQUESTS),
+            )
         }
         Err(_) => error_response(
             AppError::Timeout("the request took too long and was cancelled"),
             request_id,
+            media,
         ),
     };
     if let Some(charge) = ticket.last_charge() {
@@ -355,7 +375,7 @@ fn tag_internal_errors(response: &mut BatchResponse, request_id: &RequestId) {
 }
 
 /// A response for an error raised before (or instead of) execution.
-fn error_response(error: AppError, request_id: &RequestId) -> Response {
+fn error_response(error: AppError, request_id: &RequestId, media: Media) -> Response {
     let status = match error.code() {
         ErrorCode::Unauthenticated => StatusCode::UNAUTHORIZED,
         ErrorCode::Forbidden => StatusCode::FORBIDDEN,
@@ -370,11 +390,87 @@ fn error_response(error: AppError, request_id: &RequestId) -> Response {
         error.into_server_error(),
     ]));
     tag_internal_errors(&mut response, request_id);
-    let mut http = GraphQLResponse::from(response).into_response();
-    *http.status_mut() = status;
+    let mut http = render(&response, media, Some(status));
     if status == StatusCode::UNAUTHORIZED {
         http.headers_mut()
             .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Token"));
     }
     http
+}
+
+const GRAPHQL_RESPONSE_JSON: &str = "application/graphql-response+json";
+
+/// The response media type, per GraphQL over HTTP: clients that accept
+/// `application/graphql-response+json` get it, with status codes that
+/// tell request errors apart; everyone else gets `application/json`, where
+/// a well-formed request is always answered 200.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Media {
+    GraphQLResponseJson,
+    Json,
+}
+
+impl Media {
+    fn negotiate(headers: &HeaderMap) -> Self {
+        let accepts_graphql_response = headers
+            .get_all(header::ACCEPT)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .flat_map(|v| v.split(','))
+            .any(|item| {
+                let mut parts = item.split(';').map(str::trim);
+                let mime = parts.next().unwrap_or_default();
+                let refused = parts.any(|p| p.replace(' ', "") == "q=0");
+                mime.eq_ignore_ascii_case(GRAPHQL_RESPONSE_JSON) && !refused
+            });
+        if accepts_graphql_response {
+            Self::GraphQLResponseJson
+        } else {
+            Self::Json
+        }
+    }
+
+    fn content_type(self) -> &'static str {
+        match self {
+            Self::GraphQLResponseJson => "application/graphql-response+json; charset=utf-8",
+            Self::Json => "application/json; charset=utf-8",
+        }
+    }
+}
+
+/// A request error: nothing executed (the document did not parse or
+/// validate, a variable did not coerce, or a limit refused it).
+fn is_request_error(response: &BatchResponse) -> bool {
+    match response {
+        BatchResponse::Single(r) => {
+            r.data == async_graphql::Value::Null
+                && !r.errors.is_empty()
+                && r.errors.iter().all(|e| e.path.is_empty())
+        }
+        BatchResponse::Batch(_) => false,
+    }
+}
+
+/// Serialises a response for `media`, with `status` or the one GraphQL
+/// over HTTP prescribes.
+fn render(response: &BatchResponse, media: Media, status: Option<StatusCode>) -> Response {
+    let mut body = serde_json::to_value(response).unwrap_or_else(|e| {
+        tracing::error!(error = %e, "failed to serialise a response");
+        serde_json::json!({ "errors": [{ "message": crate::error::INTERNAL_MESSAGE }] })
+    });
+    let mut status = status.unwrap_or(StatusCode::OK);
+    if media == Media::GraphQLResponseJson && is_request_error(response) {
+        if status == StatusCode::OK {
+            status = StatusCode::BAD_REQUEST;
+        }
+        if let Some(object) = body.as_object_mut() {
+            object.remove("data");
+        }
+    }
+    (
+        status,
+        [(header::CONTENT_TYPE, media.content_type())],
+        body.to_string(),
+    )
+        .into_response()
 }

@@ -396,3 +396,59 @@ async fn the_binary_shuts_down_cleanly_on_sigterm() {
     assert!(rest.contains("SIGTERM received"), "{rest}");
     assert!(rest.contains("in-flight requests finished"), "{rest}");
 }
+
+#[tokio::test]
+async fn responses_follow_graphql_over_http_negotiation() {
+    let app = TestApp::spawn().await;
+    let send = |accept: Option<&'static str>, query: &'static str| {
+        let mut request = app
+            .client
+            .post(app.url("/graphql"))
+            .json(&json!({ "query": query }));
+        if let Some(accept) = accept {
+            request = request.header("accept", accept);
+        }
+        request.send()
+    };
+    let modern = Some("application/graphql-response+json, application/json;q=0.9");
+
+    // A result, whichever the client accepts.
+    for accept in [None, Some("application/json"), Some("*/*"), modern] {
+        let response = send(accept, "{ tags }").await.unwrap();
+        assert_eq!(response.status(), 200, "{accept:?}");
+        let content_type = response.headers()["content-type"]
+            .to_str()
+            .unwrap()
+            .to_owned();
+        let expected = if accept == modern {
+            "application/graphql-response+json"
+        } else {
+            "application/json"
+        };
+        assert!(
+            content_type.starts_with(expected),
+            "{accept:?}: {content_type}"
+        );
+    }
+
+    // Request errors: 400 and no `data` for the new media type, the legacy
+    // 200 with `data: null` for application/json.
+    for query in ["{ tags", "{ nope }"] {
+        let response = send(modern, query).await.unwrap();
+        assert_eq!(response.status(), 400, "{query}");
+        let body: Value = response.json().await.unwrap();
+        assert!(body.get("data").is_none(), "{body}");
+        assert!(body["errors"][0]["message"].is_string());
+
+        let response = send(Some("application/json"), query).await.unwrap();
+        assert_eq!(response.status(), 200, "{query}");
+        let body: Value = response.json().await.unwrap();
+        assert_eq!(body["data"], Value::Null);
+    }
+
+    // A field error is not a request error: 200 with partial data.
+    let response = send(modern, "{ tags node(id: \"bad\") { id } }")
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+}
