@@ -144,6 +144,13 @@ async fn prepare_server() -> DatabaseServer {
             .await
             .unwrap();
     }
+    // Templates of superseded migrations are not needed any more; one still
+    // in use elsewhere refuses the drop and is left alone.
+    for stale in stale_templates(&mut admin, &template).await {
+        let _ = admin
+            .batch_execute(&format!("DROP DATABASE IF EXISTS \"{stale}\""))
+            .await;
+    }
     admin
         .batch_execute("SELECT pg_advisory_unlock(7462637)")
         .await
@@ -152,6 +159,29 @@ async fn prepare_server() -> DatabaseServer {
         admin_url,
         template,
     }
+}
+
+#[derive(diesel::QueryableByName)]
+struct DatabaseName {
+    #[diesel(sql_type = diesel::sql_types::Text)]
+    datname: String,
+}
+
+/// Test templates other than `current` (finished ones only).
+async fn stale_templates(conn: &mut AsyncPgConnection, current: &str) -> Vec<String> {
+    use diesel_async::RunQueryDsl;
+    diesel::sql_query(
+        "SELECT datname FROM pg_database
+         WHERE datname LIKE 'conduit\\_test\\_template\\_%'
+           AND datname NOT LIKE '%\\_building' AND datname <> $1",
+    )
+    .bind::<diesel::sql_types::Text, _>(current)
+    .load::<DatabaseName>(conn)
+    .await
+    .unwrap_or_default()
+    .into_iter()
+    .map(|d| d.datname)
+    .collect()
 }
 
 async fn database_exists(conn: &mut AsyncPgConnection, name: &str) -> bool {
