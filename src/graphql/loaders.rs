@@ -4,7 +4,13 @@
 
 use std::collections::HashMap;
 
-use async_graphql::dataloader::{DataLoader, HashMapCache, Loader};
+use std::sync::Arc;
+
+use async_graphql::{
+    ServerResult, Value,
+    dataloader::{DataLoader, HashMapCache, Loader},
+    extensions::{Extension, ExtensionContext, ExtensionFactory, NextResolve, ResolveInfo},
+};
 use futures_util::future::BoxFuture;
 use uuid::Uuid;
 
@@ -66,10 +72,35 @@ where
     loaders
 }
 
-/// Forgets every cached answer. Each mutation that changes data calls it
-/// first: mutations of one request run in turn, and a later one must not
-/// see what an earlier one's payload cached.
-pub fn forget_all(loaders: &Loaders) {
+/// Forgets every cached answer when a mutation starts: mutations of one
+/// request run in turn, and a later one must not see what an earlier one's
+/// payload cached. One place, so no mutation can forget to.
+pub struct ForgetBeforeMutations;
+
+impl ExtensionFactory for ForgetBeforeMutations {
+    fn create(&self) -> Arc<dyn Extension> {
+        Arc::new(ForgetBeforeMutations)
+    }
+}
+
+#[async_graphql::async_trait::async_trait]
+impl Extension for ForgetBeforeMutations {
+    async fn resolve(
+        &self,
+        ctx: &ExtensionContext<'_>,
+        info: ResolveInfo<'_>,
+        next: NextResolve<'_>,
+    ) -> ServerResult<Option<Value>> {
+        if info.parent_type == "Mutation"
+            && let Some(loaders) = ctx.data_opt::<Loaders>()
+        {
+            forget_all(loaders);
+        }
+        next.run(ctx, info).await
+    }
+}
+
+fn forget_all(loaders: &Loaders) {
     loaders.clear::<UserById>();
     loaders.clear::<ArticleById>();
     loaders.clear::<CommentById>();

@@ -25,6 +25,7 @@ pub fn build_schema(state: Option<AppState>, config: &Config) -> ConduitSchema {
         mutation::MutationRoot::default(),
         EmptySubscription,
     )
+    .extension(loaders::ForgetBeforeMutations)
     // Outermost first: a document the limits refuse is never charged.
     .extension(rate_limit::ChargeQueries)
     .extension(limits::QueryLimits {

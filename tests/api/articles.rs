@@ -454,3 +454,27 @@ async fn concurrent_favorites_keep_the_count_exact() {
     assert_eq!(response.body["data"]["article"]["favoritesCount"], 6);
     assert_eq!(app.db.count("SELECT count(*) FROM favorites").await, 6);
 }
+
+#[tokio::test]
+async fn later_mutations_in_one_document_see_fresh_answers() {
+    let app = TestApp::spawn().await;
+    let jake = app.signed_in_user("jake").await;
+    let article = app.create_article(&jake.token, "Toggle", &[]).await;
+    let response = app
+        .query_as(
+            &jake.token,
+            "mutation($id: ID!) {
+                on: favoriteArticle(input: { id: $id }) { article { viewerHasFavorited favoritesCount } }
+                off: unfavoriteArticle(input: { id: $id }) { article { viewerHasFavorited favoritesCount } }
+            }",
+            json!({ "id": article["id"] }),
+        )
+        .await;
+    assert_eq!(
+        response.body["data"],
+        json!({
+            "on": { "article": { "viewerHasFavorited": true, "favoritesCount": 1 } },
+            "off": { "article": { "viewerHasFavorited": false, "favoritesCount": 0 } }
+        })
+    );
+}

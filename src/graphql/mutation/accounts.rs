@@ -4,7 +4,6 @@ use crate::{
     graphql::{
         ContextExt,
         guards::SignedIn,
-        loaders,
         rate_limit::ClientAddress,
         types::{
             session::SessionFields,
@@ -105,7 +104,6 @@ impl AccountMutations {
         ctx: &Context<'_>,
         input: CreateUserInput,
     ) -> async_graphql::Result<Option<CreateUserPayload>> {
-        loaders::forget_all(ctx.loaders());
         if let Some(address) = ctx.data_opt::<ClientAddress>() {
             ctx.app().limiter.sign_up_attempt(address.0).await?;
         }
@@ -135,7 +133,6 @@ impl AccountMutations {
         ctx: &Context<'_>,
         input: SignInUserInput,
     ) -> async_graphql::Result<Option<SignInUserPayload>> {
-        loaders::forget_all(ctx.loaders());
         if let Some(address) = ctx.data_opt::<ClientAddress>() {
             ctx.app()
                 .limiter
@@ -171,7 +168,6 @@ impl AccountMutations {
         ctx: &Context<'_>,
         input: UpdateUserInput,
     ) -> async_graphql::Result<Option<UpdateUserPayload>> {
-        loaders::forget_all(ctx.loaders());
         let update = ProfileUpdate {
             username: input.username,
             email: input.email,
@@ -198,7 +194,6 @@ impl AccountMutations {
         ctx: &Context<'_>,
         input: ChangePasswordInput,
     ) -> async_graphql::Result<Option<ChangePasswordPayload>> {
-        loaders::forget_all(ctx.loaders());
         let outcome = accounts::change_password(
             ctx.app(),
             ctx.require_viewer()?,

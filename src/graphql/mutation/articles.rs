@@ -4,7 +4,6 @@ use crate::{
     graphql::{
         ContextExt,
         guards::SignedIn,
-        loaders,
         types::{
             article::Article,
             global_id,
@@ -117,7 +116,6 @@ impl ArticleMutations {
         ctx: &Context<'_>,
         input: CreateArticleInput,
     ) -> async_graphql::Result<Option<CreateArticlePayload>> {
-        loaders::forget_all(ctx.loaders());
         let draft = ArticleDraft {
             title: input.title,
             description: input.description,
@@ -144,7 +142,6 @@ impl ArticleMutations {
         ctx: &Context<'_>,
         input: UpdateArticleInput,
     ) -> async_graphql::Result<Option<UpdateArticlePayload>> {
-        loaders::forget_all(ctx.loaders());
         let id = global_id::decode(&input.id, "Article")?;
         let edit = ArticleEdit {
             title: input.title,
@@ -172,7 +169,6 @@ impl ArticleMutations {
         ctx: &Context<'_>,
         input: DeleteArticleInput,
     ) -> async_graphql::Result<Option<DeleteArticlePayload>> {
-        loaders::forget_all(ctx.loaders());
         let id = global_id::decode(&input.id, "Article")?;
         let article = articles::delete(ctx.app(), ctx.require_viewer()?, id).await?;
         Ok(Some(DeleteArticlePayload {
@@ -188,7 +184,6 @@ impl ArticleMutations {
         ctx: &Context<'_>,
         input: FavoriteArticleInput,
     ) -> async_graphql::Result<Option<FavoriteArticlePayload>> {
-        loaders::forget_all(ctx.loaders());
         let id = global_id::decode(&input.id, "Article")?;
         let article = favorites::favorite(ctx.app(), ctx.require_viewer()?, id).await?;
         Ok(Some(FavoriteArticlePayload {
@@ -204,7 +199,6 @@ impl ArticleMutations {
         ctx: &Context<'_>,
         input: UnfavoriteArticleInput,
     ) -> async_graphql::Result<Option<UnfavoriteArticlePayload>> {
-        loaders::forget_all(ctx.loaders());
         let id = global_id::decode(&input.id, "Article")?;
         let article = favorites::unfavorite(ctx.app(), ctx.require_viewer()?, id).await?;
         Ok(Some(UnfavoriteArticlePayload {

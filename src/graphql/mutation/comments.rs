@@ -4,7 +4,6 @@ use crate::{
     graphql::{
         ContextExt,
         guards::SignedIn,
-        loaders,
         types::{
             comment::Comment,
             global_id,
@@ -58,7 +57,6 @@ impl CommentMutations {
         ctx: &Context<'_>,
         input: AddCommentInput,
     ) -> async_graphql::Result<Option<AddCommentPayload>> {
-        loaders::forget_all(ctx.loaders());
         let article_id = global_id::decode(&input.article_id, "Article")?;
         let outcome = comments::add(ctx.app(), ctx.require_viewer()?, article_id, input.body).await;
         let (comment, errors) = match refusals(outcome)? {
@@ -79,7 +77,6 @@ impl CommentMutations {
         ctx: &Context<'_>,
         input: DeleteCommentInput,
     ) -> async_graphql::Result<Option<DeleteCommentPayload>> {
-        loaders::forget_all(ctx.loaders());
         let id = global_id::decode(&input.id, "Comment")?;
         let comment = comments::delete(ctx.app(), ctx.require_viewer()?, id).await?;
         Ok(Some(DeleteCommentPayload {

@@ -4,7 +4,6 @@ use crate::{
     graphql::{
         ContextExt,
         guards::SignedIn,
-        loaders,
         types::{
             global_id,
             user::User,
@@ -60,7 +59,6 @@ impl ProfileMutations {
         ctx: &Context<'_>,
         input: FollowUserInput,
     ) -> async_graphql::Result<Option<FollowUserPayload>> {
-        loaders::forget_all(ctx.loaders());
         let id = global_id::decode(&input.id, "User")?;
         let outcome = profiles::follow(ctx.app(), ctx.require_viewer()?, id).await;
         let (user, errors) = match refusals(outcome)? {
@@ -81,7 +79,6 @@ impl ProfileMutations {
         ctx: &Context<'_>,
         input: UnfollowUserInput,
     ) -> async_graphql::Result<Option<UnfollowUserPayload>> {
-        loaders::forget_all(ctx.loaders());
         let id = global_id::decode(&input.id, "User")?;
         let user = profiles::unfollow(ctx.app(), ctx.require_viewer()?, id).await?;
         Ok(Some(UnfollowUserPayload {
