@@ -364,11 +364,7 @@ async fn update_user_needs_a_signed_in_viewer() {
 async fn change_password_checks_the_current_one_and_ends_other_sessions() {
     let app = TestApp::spawn().await;
     let here = app.signed_in_user("jake").await;
-    let elsewhere = app.sign_in("jake@example.com", PASSWORD).await;
-    let elsewhere = elsewhere.body["data"]["signInUser"]["token"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let elsewhere = app.another_session("jake@example.com").await;
     let change = "mutation($input: ChangePasswordInput!) {
         changePassword(input: $input) { user { username } errors { path code } }
     }";

@@ -467,6 +467,16 @@ impl TestApp {
         }
     }
 
+    /// Signs in again as an existing user (another device); returns its
+    /// access token.
+    pub async fn another_session(&self, email: &str) -> String {
+        let response = self.sign_in(email, PASSWORD).await;
+        response.body["data"]["signInUser"]["token"]
+            .as_str()
+            .expect("token")
+            .to_owned()
+    }
+
     pub async fn viewer_username(&self, token: &str) -> GraphQLResponse {
         self.query_as(token, "{ viewer { user { username } } }", json!({}))
             .await

@@ -55,11 +55,7 @@ async fn refreshing_rotates_both_tokens() {
 async fn reusing_a_spent_refresh_token_revokes_the_whole_session() {
     let app = TestApp::spawn().await;
     let session = app.signed_in_user("jake").await;
-    let other_device = app.sign_in("jake@example.com", PASSWORD).await;
-    let other_token = other_device.body["data"]["signInUser"]["token"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let other_token = app.another_session("jake@example.com").await;
 
     let legit = refresh(&app, &session.refresh_token).await;
     let legit_refresh = legit["refreshToken"].as_str().unwrap().to_owned();
@@ -103,11 +99,7 @@ async fn unknown_and_expired_refresh_tokens_are_refused() {
 async fn signing_out_ends_the_session_and_only_it() {
     let app = TestApp::spawn().await;
     let here = app.signed_in_user("jake").await;
-    let other = app.sign_in("jake@example.com", PASSWORD).await;
-    let other_token = other.body["data"]["signInUser"]["token"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let other_token = app.another_session("jake@example.com").await;
 
     let response = app
         .query_as(
@@ -129,11 +121,7 @@ async fn signing_out_ends_the_session_and_only_it() {
 async fn signing_out_everywhere_ends_every_session() {
     let app = TestApp::spawn().await;
     let here = app.signed_in_user("jake").await;
-    let other = app.sign_in("jake@example.com", PASSWORD).await;
-    let other_token = other.body["data"]["signInUser"]["token"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let other_token = app.another_session("jake@example.com").await;
     let neighbour = app.signed_in_user("anne").await;
 
     let response = app
