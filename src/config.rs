@@ -104,6 +104,39 @@ pub struct Config {
     /// server append to `X-Forwarded-For`. `0` ignores the header (anyone
     /// can forge it) and uses the connection's address.
     pub trusted_proxy_hops: usize,
+    /// `PERSISTED_QUERIES` (default `memory`): where automatic persisted
+    /// queries are kept: `memory` (this process), `redis` (`REDIS_URL`,
+    /// shared by every instance) or `off`.
+    pub persisted_queries: PersistedQueryStore,
+    /// `TRUSTED_DOCUMENTS` (default unset): path of a persisted-documents
+    /// manifest (hash to document, as GraphQL Code Generator writes it).
+    /// When set, only those documents run and anything else is refused.
+    pub trusted_documents: Option<PathBuf>,
+    /// `GRAPHIQL` (default `true` in development, `false` in production):
+    /// serve GraphiQL to browsers at `GET /graphql`.
+    pub graphiql: bool,
+}
+
+/// Where automatic persisted queries are kept.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PersistedQueryStore {
+    Off,
+    Memory,
+    Redis,
+}
+
+impl FromStr for PersistedQueryStore {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "off" => Ok(Self::Off),
+            "memory" => Ok(Self::Memory),
+            "redis" => Ok(Self::Redis),
+            other => Err(format!(
+                "expected `memory`, `redis` or `off`, got `{other}`"
+            )),
+        }
+    }
 }
 
 /// Where rate-limit windows are counted.
@@ -305,6 +338,9 @@ impl Config {
                 sign_up_window: Duration::from_secs(parse(&var, "SIGN_UP_WINDOW_SECS", 3600)?),
             },
             trusted_proxy_hops: parse(&var, "TRUSTED_PROXY_HOPS", 0)?,
+            persisted_queries: parse(&var, "PERSISTED_QUERIES", PersistedQueryStore::Memory)?,
+            trusted_documents: var("TRUSTED_DOCUMENTS").map(PathBuf::from),
+            graphiql: parse(&var, "GRAPHIQL", app_env == AppEnv::Development)?,
             cors_allowed_origins: parse(
                 &var,
                 "CORS_ALLOWED_ORIGINS",

@@ -78,6 +78,15 @@ pub enum AppError {
         measured: usize,
         limit: usize,
     },
+    /// `PERSISTED_QUERY_NOT_FOUND` ("PersistedQueryNotFound", as Apollo
+    /// clients expect): no document is known by that hash; automatic
+    /// persisted query clients resend with the text.
+    PersistedQueryNotFound,
+    /// `PERSISTED_QUERY_NOT_SUPPORTED`: persisted queries are turned off.
+    PersistedQueryNotSupported,
+    /// `PERSISTED_QUERY_NOT_TRUSTED`: the server runs only trusted documents
+    /// and this is not one of them.
+    PersistedQueryNotTrusted,
     /// `INTERNAL_SERVER_ERROR`: the client sees only "internal server error"
     /// and the request id; the cause is logged, never sent.
     Internal(anyhow::Error),
@@ -109,6 +118,9 @@ pub enum ErrorCode {
     Timeout,
     QueryTooComplex,
     RateLimited,
+    PersistedQueryNotFound,
+    PersistedQueryNotSupported,
+    PersistedQueryNotTrusted,
     InternalServerError,
 }
 
@@ -122,6 +134,9 @@ impl ErrorCode {
             Self::Timeout => "TIMEOUT",
             Self::QueryTooComplex => "QUERY_TOO_COMPLEX",
             Self::RateLimited => "RATE_LIMITED",
+            Self::PersistedQueryNotFound => "PERSISTED_QUERY_NOT_FOUND",
+            Self::PersistedQueryNotSupported => "PERSISTED_QUERY_NOT_SUPPORTED",
+            Self::PersistedQueryNotTrusted => "PERSISTED_QUERY_NOT_TRUSTED",
             Self::InternalServerError => "INTERNAL_SERVER_ERROR",
         }
     }
@@ -146,6 +161,9 @@ impl AppError {
             Self::Timeout(_) => ErrorCode::Timeout,
             Self::QueryTooComplex { .. } => ErrorCode::QueryTooComplex,
             Self::RateLimited { .. } => ErrorCode::RateLimited,
+            Self::PersistedQueryNotFound => ErrorCode::PersistedQueryNotFound,
+            Self::PersistedQueryNotSupported => ErrorCode::PersistedQueryNotSupported,
+            Self::PersistedQueryNotTrusted => ErrorCode::PersistedQueryNotTrusted,
             Self::Internal(_) => ErrorCode::InternalServerError,
         }
     }
@@ -166,6 +184,11 @@ impl AppError {
                 "rate limit exceeded; retry in {} seconds",
                 retry_after_secs(*reset_at)
             ),
+            Self::PersistedQueryNotFound => "PersistedQueryNotFound".to_owned(),
+            Self::PersistedQueryNotSupported => "PersistedQueryNotSupported".to_owned(),
+            Self::PersistedQueryNotTrusted => {
+                "this server runs only trusted documents, and this is not one of them".to_owned()
+            }
             Self::Internal(_) => INTERNAL_MESSAGE.to_owned(),
         }
     }

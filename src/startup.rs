@@ -12,7 +12,8 @@ use crate::{
     config::Config,
     config::RateLimitStoreKind,
     db::{self, Database, PoolSettings, embedded::EmbeddedPostgres},
-    graphql, http,
+    graphql,
+    http::{self, persisted::PersistedDocuments},
     rate_limit::{
         Budget, Budgets, RateLimitStore, RateLimiter, memory::MemoryStore, redis::RedisStore,
     },
@@ -75,7 +76,13 @@ impl Application {
             limiter,
         };
         let schema = graphql::build_schema(Some(state.clone()), config);
-        let router = http::router(state.clone(), schema, config);
+        let documents = PersistedDocuments::from_config(
+            config.persisted_queries,
+            &config.rate_limits.redis_url,
+            config.trusted_documents.as_deref(),
+        )
+        .await?;
+        let router = http::router(state.clone(), schema, documents, config);
         let address = SocketAddr::new(config.host, config.port);
         let listener = TcpListener::bind(address)
             .await

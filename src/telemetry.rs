@@ -100,9 +100,10 @@ pub mod metrics_export {
         metrics::counter!("rate_limit_rejections_total", "budget" => budget).increment(1);
     }
 
-    /// Pool figures, read at scrape time.
-    pub fn record_pool(state: &bb8::State) {
+    /// Pool figures and the statements sent so far, read at scrape time.
+    pub fn record_database(state: &bb8::State, statements: u64) {
         handle();
+        metrics::counter!("db_statements_total").absolute(statements);
         metrics::gauge!("db_pool_connections").set(f64::from(state.connections));
         metrics::gauge!("db_pool_idle_connections").set(f64::from(state.idle_connections));
         let stats = &state.statistics;

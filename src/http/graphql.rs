@@ -3,7 +3,6 @@
 
 use async_graphql::{
     BatchRequest, BatchResponse, Request,
-    http::GraphiQLSource,
     parser::types::{DocumentOperations, OperationType},
 };
 use async_graphql_axum::{GraphQLBatchRequest, rejection::GraphQLRejection};
@@ -11,7 +10,7 @@ use axum::{
     Extension,
     extract::{ConnectInfo, RawQuery, State},
     http::{HeaderMap, HeaderValue, StatusCode, header},
-    response::{Html, IntoResponse, Response},
+    response::{IntoResponse, Response},
 };
 use std::{
     net::{IpAddr, SocketAddr},
@@ -53,18 +52,8 @@ pub async fn post(
         *response.status_mut() = StatusCode::UNSUPPORTED_MEDIA_TYPE;
         return response;
     }
-    match batch {
-        Ok(batch) => {
-            execute(
-                &state,
-                &request_id,
-                peer,
-                &headers,
-                media,
-                batch.into_inner(),
-            )
-            .await
-        }
+    let mut batch = match batch {
+        Ok(batch) => batch.into_inner(),
         Err(rejection) => {
             let message = rejection.0.to_string();
             let too_large = message.contains("length limit exceeded");
@@ -80,9 +69,20 @@ pub async fn post(
             if too_large {
                 *response.status_mut() = StatusCode::PAYLOAD_TOO_LARGE;
             }
-            response
+            return response;
+        }
+    };
+    let requests: Vec<&mut Request> = match &mut batch {
+        BatchRequest::Single(request) => vec![request],
+        BatchRequest::Batch(requests) => requests.iter_mut().collect(),
+    };
+    // A batch is refused whole when one of its documents is.
+    for request in requests {
+        if let Err(e) = state.documents.resolve(request).await {
+            return error_response(e, &request_id, media);
         }
     }
+    execute(&state, &request_id, peer, &headers, media, batch).await
 }
 
 fn is_json(headers: &HeaderMap) -> bool {
@@ -102,17 +102,15 @@ pub async fn get(
 ) -> Response {
     let media = Media::negotiate(&headers);
     let query = query.unwrap_or_default();
-    let has_document = query.split('&').any(|pair| pair.starts_with("query="));
-    if !has_document && !state.production && accepts_html(&headers) {
-        return Html(
-            GraphiQLSource::build()
-                .endpoint("/graphql")
-                .title("Conduit GraphQL API")
-                .finish(),
-        )
-        .into_response();
+    let has_document = query.split('&').any(|pair| {
+        ["query=", "extensions="]
+            .iter()
+            .any(|key| pair.starts_with(key))
+    });
+    if !has_document && state.graphiql && accepts_html(&headers) {
+        return super::graphiql::page();
     }
-    let request = match async_graphql::http::parse_query_string(&query) {
+    let mut request = match async_graphql::http::parse_query_string(&query) {
         Ok(request) => request,
         Err(e) => {
             return error_response(
@@ -122,6 +120,9 @@ pub async fn get(
             );
         }
     };
+    if let Err(e) = state.documents.resolve(&mut request).await {
+        return error_response(e, &request_id, media);
+    }
     if !is_query(&request) {
         let mut response = error_response(
             AppError::BadUserInput("only queries may be sent with GET; use POST".into()),
@@ -384,6 +385,14 @@ fn error_response(error: AppError, request_id: &RequestId, media: Media) -> Resp
         ErrorCode::Timeout => StatusCode::SERVICE_UNAVAILABLE,
         ErrorCode::QueryTooComplex => StatusCode::BAD_REQUEST,
         ErrorCode::RateLimited => StatusCode::TOO_MANY_REQUESTS,
+        // Request errors: GraphQL over HTTP answers them 200 under
+        // `application/json`, which Apollo's persisted-query link expects.
+        ErrorCode::PersistedQueryNotFound
+        | ErrorCode::PersistedQueryNotSupported
+        | ErrorCode::PersistedQueryNotTrusted => match media {
+            Media::Json => StatusCode::OK,
+            Media::GraphQLResponseJson => StatusCode::BAD_REQUEST,
+        },
         ErrorCode::InternalServerError => StatusCode::INTERNAL_SERVER_ERROR,
     };
     let mut response = BatchResponse::Single(async_graphql::Response::from_errors(vec![

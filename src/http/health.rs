@@ -32,7 +32,8 @@ pub async fn readyz(State(state): State<HttpState>) -> impl IntoResponse {
 
 /// Prometheus text format.
 pub async fn metrics(State(state): State<HttpState>) -> impl IntoResponse {
-    crate::telemetry::metrics_export::record_pool(&state.app.db.state());
+    let db = &state.app.db;
+    crate::telemetry::metrics_export::record_database(&db.state(), db.statements_executed());
     (
         [(
             axum::http::header::CONTENT_TYPE,

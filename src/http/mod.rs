@@ -1,7 +1,9 @@
 //! Axum routes and middleware.
 
+mod graphiql;
 mod graphql;
 mod health;
+pub mod persisted;
 pub mod request_id;
 mod security;
 
@@ -16,23 +18,35 @@ pub struct HttpState {
     pub app: AppState,
     pub schema: ConduitSchema,
     pub production: bool,
+    pub graphiql: bool,
     pub request_timeout: std::time::Duration,
     pub max_batch_size: usize,
     pub trusted_proxy_hops: usize,
+    pub documents: std::sync::Arc<persisted::PersistedDocuments>,
 }
 
-pub fn router(app: AppState, schema: ConduitSchema, config: &Config) -> Router {
+pub fn router(
+    app: AppState,
+    schema: ConduitSchema,
+    documents: persisted::PersistedDocuments,
+    config: &Config,
+) -> Router {
     let state = HttpState {
         app,
         schema,
         production: config.is_production(),
+        graphiql: config.graphiql,
         request_timeout: config.request_timeout,
         max_batch_size: config.limits.max_batch_size,
         trusted_proxy_hops: config.trusted_proxy_hops,
+        documents: std::sync::Arc::new(documents),
     };
     let production = config.is_production();
-    Router::new()
-        .route("/graphql", get(graphql::get).post(graphql::post))
+    let mut routes = Router::new().route("/graphql", get(graphql::get).post(graphql::post));
+    if config.graphiql {
+        routes = routes.route("/graphiql/{file}", get(graphiql::asset));
+    }
+    routes
         .route("/healthz", get(health::healthz))
         .route("/readyz", get(health::readyz))
         .route("/metrics", get(health::metrics))

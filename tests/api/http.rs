@@ -113,9 +113,45 @@ async fn browsers_get_graphiql() {
             .unwrap()
             .starts_with("text/html")
     );
+    let csp = response.headers()["content-security-policy"]
+        .to_str()
+        .unwrap()
+        .to_owned();
+    assert!(csp.contains("script-src 'self';"), "{csp}");
+    assert!(!csp.contains("unsafe"), "{csp}");
     let html = response.text().await.unwrap();
-    assert!(html.to_lowercase().contains("graphiql"));
-    assert!(html.contains("/graphql"));
+    assert!(html.contains("/graphiql/graphiql.min.js"));
+    assert!(!html.contains("https://"), "no CDN");
+
+    for (file, content_type) in [
+        ("graphiql.min.js", "text/javascript"),
+        ("graphiql.min.css", "text/css"),
+        ("react.production.min.js", "text/javascript"),
+        ("init.js", "text/javascript"),
+    ] {
+        let asset = app
+            .client
+            .get(app.url(&format!("/graphiql/{file}")))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(asset.status(), 200, "{file}");
+        assert!(
+            asset.headers()["content-type"]
+                .to_str()
+                .unwrap()
+                .starts_with(content_type)
+        );
+        assert_eq!(asset.headers()["content-security-policy"], csp.as_str());
+        assert!(asset.bytes().await.unwrap().len() > 100, "{file}");
+    }
+    let missing = app
+        .client
+        .get(app.url("/graphiql/../Cargo.toml"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(missing.status(), 404);
 }
 
 #[tokio::test]
@@ -140,6 +176,13 @@ async fn production_hides_graphiql_and_the_schema_from_anonymous_clients() {
             .to_lowercase()
             .contains("graphiql")
     );
+    let asset = app
+        .client
+        .get(app.url("/graphiql/graphiql.min.js"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(asset.status(), 404);
 
     let introspection = app
         .query(

@@ -9,6 +9,7 @@ mod http;
 mod limits;
 mod nodes;
 mod pagination;
+mod persisted;
 mod profiles;
 mod query_count;
 mod rate_limits;

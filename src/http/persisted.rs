@@ -1,0 +1,382 @@
+//! Persisted documents: a client names a document by its SHA-256 instead of
+//! sending its text.
+//!
+//! - Automatic persisted queries (Apollo's protocol, the default): a hash the
+//!   server has not seen gets `PERSISTED_QUERY_NOT_FOUND`; the client then
+//!   sends the text with the hash, the server checks the hash and keeps the
+//!   text (in this process, or in Redis so every instance knows it).
+//! - Trusted documents (`TRUSTED_DOCUMENTS`, for production first-party
+//!   clients): only the documents of a manifest made at build time run,
+//!   named by hash or sent verbatim; anything else is refused.
+//!
+//! Either way the text is put back on the request before anything else sees
+//! it, so limits, rate limits and logging treat both forms alike.
+
+use std::{
+    collections::HashMap,
+    num::NonZeroUsize,
+    path::Path,
+    sync::{Arc, Mutex},
+    time::Duration,
+};
+
+use anyhow::Context;
+use async_graphql::Request;
+use redis::aio::ConnectionManager;
+use sha2::{Digest, Sha256};
+
+use crate::{config::PersistedQueryStore, error::AppError};
+
+/// Longest document the automatic cache keeps; longer ones still run, the
+/// client just keeps sending their text.
+const MAX_STORED_BYTES: usize = 16 * 1024;
+/// Documents the in-process cache keeps (at most 16 MiB with the cap above).
+const MEMORY_CAPACITY: usize = 1024;
+/// How long Redis keeps a document nobody asked for.
+const REDIS_TTL: Duration = Duration::from_secs(7 * 24 * 3600);
+const REDIS_PREFIX: &str = "conduit:apq:";
+
+pub enum PersistedDocuments {
+    /// Hash-only requests are refused with `PERSISTED_QUERY_NOT_SUPPORTED`.
+    Off,
+    Automatic(Store),
+    /// Hash → document, from the manifest.
+    Trusted(HashMap<String, Arc<str>>),
+}
+
+pub enum Store {
+    Memory(Mutex<lru::LruCache<String, Arc<str>>>),
+    Redis(ConnectionManager),
+}
+
+impl PersistedDocuments {
+    pub async fn from_config(
+        store: PersistedQueryStore,
+        redis_url: &str,
+        trusted: Option<&Path>,
+    ) -> anyhow::Result<Self> {
+        if let Some(path) = trusted {
+            return Self::trusted_from_file(path);
+        }
+        Ok(match store {
+            PersistedQueryStore::Off => Self::Off,
+            PersistedQueryStore::Memory => Self::Automatic(Store::Memory(Mutex::new(
+                lru::LruCache::new(NonZeroUsize::new(MEMORY_CAPACITY).expect("non-zero")),
+            ))),
+            PersistedQueryStore::Redis => {
+                let client = redis::Client::open(redis_url)
+                    .with_context(|| format!("invalid REDIS_URL `{redis_url}`"))?;
+                let connection = ConnectionManager::new(client)
+                    .await
+                    .with_context(|| format!("failed to connect to Redis at {redis_url}"))?;
+                Self::Automatic(Store::Redis(connection))
+            }
+        })
+    }
+
+    /// Reads a manifest: a JSON object from hash (hex SHA-256, optionally
+    /// prefixed `sha256:`) to document text, as GraphQL Code Generator's
+    /// `persistedDocuments` writes it. Every entry's hash is checked.
+    pub fn trusted_from_file(path: &Path) -> anyhow::Result<Self> {
+        let text = std::fs::read_to_string(path)
+            .with_context(|| format!("failed to read TRUSTED_DOCUMENTS `{}`", path.display()))?;
+        let manifest: HashMap<String, String> = serde_json::from_str(&text).with_context(|| {
+            format!(
+                "TRUSTED_DOCUMENTS `{}` is not a JSON object of hash to document",
+                path.display()
+            )
+        })?;
+        let mut documents = HashMap::with_capacity(manifest.len());
+        for (hash, document) in manifest {
+            let hash = normalise(&hash);
+            anyhow::ensure!(
+                sha256_hex(&document) == hash,
+                "TRUSTED_DOCUMENTS `{}`: the document under {hash} does not have that SHA-256",
+                path.display()
+            );
+            documents.insert(hash, Arc::from(document));
+        }
+        anyhow::ensure!(
+            !documents.is_empty(),
+            "TRUSTED_DOCUMENTS `{}` holds no documents",
+            path.display()
+        );
+        Ok(Self::Trusted(documents))
+    }
+
+    pub fn is_trusted_only(&self) -> bool {
+        matches!(self, Self::Trusted(_))
+    }
+
+    /// Puts the document's text on `request`, from the hash in its
+    /// `persistedQuery` extension, or refuses it.
+    pub async fn resolve(&self, request: &mut Request) -> Result<(), AppError> {
+        let hash = take_persisted_query(request)?;
+        if let Some(hash) = &hash
+            && !is_sha256_hex(hash)
+        {
+            return Err(AppError::BadUserInput(
+                "a persisted document's hash must be a hex SHA-256".into(),
+            ));
+        }
+        match self {
+            Self::Off => match hash {
+                Some(_) if request.query.is_empty() => Err(AppError::PersistedQueryNotSupported),
+                _ => Ok(()),
+            },
+            Self::Automatic(store) => {
+                let Some(hash) = hash else { return Ok(()) };
+                if request.query.is_empty() {
+                    return match store.get(&hash).await {
+                        Some(text) => {
+                            request.query = text.to_string();
+                            Ok(())
+                        }
+                        None => Err(AppError::PersistedQueryNotFound),
+                    };
+                }
+                if sha256_hex(&request.query) != hash {
+                    return Err(AppError::BadUserInput(
+                        "the persistedQuery sha256Hash is not the SHA-256 of the query".into(),
+                    ));
+                }
+                if request.query.len() <= MAX_STORED_BYTES {
+                    store.set(hash, &request.query).await;
+                }
+                Ok(())
+            }
+            Self::Trusted(documents) => {
+                let trusted = match hash {
+                    Some(hash) => {
+                        let Some(document) = documents.get(&hash) else {
+                            return Err(if request.query.is_empty() {
+                                AppError::PersistedQueryNotFound
+                            } else {
+                                AppError::PersistedQueryNotTrusted
+                            });
+                        };
+                        if request.query.is_empty() {
+                            request.query = document.to_string();
+                        }
+                        request.query == **document
+                    }
+                    None => documents.contains_key(&sha256_hex(&request.query)),
+                };
+                if trusted {
+                    Ok(())
+                } else {
+                    Err(AppError::PersistedQueryNotTrusted)
+                }
+            }
+        }
+    }
+}
+
+impl Store {
+    async fn get(&self, hash: &str) -> Option<Arc<str>> {
+        match self {
+            Self::Memory(cache) => cache
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .get(hash)
+                .cloned(),
+            Self::Redis(connection) => {
+                let mut connection = connection.clone();
+                let found: redis::RedisResult<Option<String>> = redis::cmd("GETEX")
+                    .arg(format!("{REDIS_PREFIX}{hash}"))
+                    .arg("EX")
+                    .arg(REDIS_TTL.as_secs())
+                    .query_async(&mut connection)
+                    .await;
+                // A Redis outage costs a round trip with the text, not the request.
+                found
+                    .inspect_err(|e| tracing::warn!(error = %e, "persisted query lookup failed"))
+                    .ok()
+                    .flatten()
+                    .map(Arc::from)
+            }
+        }
+    }
+
+    async fn set(&self, hash: String, document: &str) {
+        match self {
+            Self::Memory(cache) => {
+                cache
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .put(hash, Arc::from(document));
+            }
+            Self::Redis(connection) => {
+                let mut connection = connection.clone();
+                let stored: redis::RedisResult<()> = redis::cmd("SET")
+                    .arg(format!("{REDIS_PREFIX}{hash}"))
+                    .arg(document)
+                    .arg("EX")
+                    .arg(REDIS_TTL.as_secs())
+                    .query_async(&mut connection)
+                    .await;
+                if let Err(e) = stored {
+                    tracing::warn!(error = %e, "failed to store a persisted query");
+                }
+            }
+        }
+    }
+}
+
+/// Removes Apollo's `persistedQuery` extension from `request` and returns
+/// its hash.
+fn take_persisted_query(request: &mut Request) -> Result<Option<String>, AppError> {
+    let Some(value) = request.extensions.remove("persistedQuery") else {
+        return Ok(None);
+    };
+    #[derive(serde::Deserialize)]
+    struct PersistedQuery {
+        version: i32,
+        #[serde(rename = "sha256Hash")]
+        sha256_hash: String,
+    }
+    let invalid = || {
+        AppError::BadUserInput(
+            "extensions.persistedQuery must be {\"version\": 1, \"sha256Hash\": \"<hex>\"}".into(),
+        )
+    };
+    let extension: PersistedQuery = value
+        .into_json()
+        .map_err(|_| invalid())
+        .and_then(|json| serde_json::from_value(json).map_err(|_| invalid()))?;
+    if extension.version != 1 {
+        return Err(invalid());
+    }
+    Ok(Some(normalise(&extension.sha256_hash)))
+}
+
+fn normalise(hash: &str) -> String {
+    hash.strip_prefix("sha256:")
+        .unwrap_or(hash)
+        .to_ascii_lowercase()
+}
+
+fn is_sha256_hex(hash: &str) -> bool {
+    hash.len() == 64 && hash.bytes().all(|b| b.is_ascii_hexdigit())
+}
+
+pub fn sha256_hex(text: &str) -> String {
+    let digest = Sha256::digest(text.as_bytes());
+    let mut hex = String::with_capacity(64);
+    for byte in digest {
+        use std::fmt::Write as _;
+        let _ = write!(hex, "{byte:02x}");
+    }
+    hex
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn automatic() -> PersistedDocuments {
+        PersistedDocuments::Automatic(Store::Memory(Mutex::new(lru::LruCache::new(
+            NonZeroUsize::new(2).unwrap(),
+        ))))
+    }
+
+    fn by_hash(hash: &str) -> Request {
+        let mut request = Request::new("");
+        request.extensions.insert(
+            "persistedQuery".into(),
+            async_graphql::Value::from_json(
+                serde_json::json!({ "version": 1, "sha256Hash": hash }),
+            )
+            .unwrap(),
+        );
+        request
+    }
+
+    fn code(result: Result<(), AppError>) -> &'static str {
+        result.err().map(|e| e.code().as_str()).unwrap_or("OK")
+    }
+
+    #[test]
+    fn hashes_are_lowercase_hex_sha256() {
+        assert_eq!(
+            sha256_hex("{ __typename }"),
+            "7f56e67dd21ab3f30d1ff8b7bed08893f0a0db86449836189b361dd1e56ddb4b"
+        );
+    }
+
+    #[tokio::test]
+    async fn automatic_queries_register_then_run_by_hash() {
+        let documents = automatic();
+        let text = "{ __typename }";
+        let hash = sha256_hex(text);
+
+        let mut unknown = by_hash(&hash);
+        assert_eq!(
+            code(documents.resolve(&mut unknown).await),
+            "PERSISTED_QUERY_NOT_FOUND"
+        );
+
+        let mut wrong = by_hash(&sha256_hex("{ other }"));
+        wrong.query = text.into();
+        assert_eq!(code(documents.resolve(&mut wrong).await), "BAD_USER_INPUT");
+
+        let mut register = by_hash(&hash);
+        register.query = text.into();
+        assert_eq!(code(documents.resolve(&mut register).await), "OK");
+
+        let mut known = by_hash(&hash.to_uppercase());
+        assert_eq!(code(documents.resolve(&mut known).await), "OK");
+        assert_eq!(known.query, text);
+        assert!(known.extensions.get("persistedQuery").is_none());
+    }
+
+    #[tokio::test]
+    async fn trusted_documents_run_only_what_the_manifest_holds() {
+        let text = "query Me { viewer { user { username } } }";
+        let hash = sha256_hex(text);
+        let documents =
+            PersistedDocuments::Trusted(HashMap::from([(hash.clone(), Arc::from(text))]));
+
+        let mut by_id = by_hash(&format!("sha256:{hash}"));
+        assert_eq!(code(documents.resolve(&mut by_id).await), "OK");
+        assert_eq!(by_id.query, text);
+
+        let mut verbatim = Request::new(text);
+        assert_eq!(code(documents.resolve(&mut verbatim).await), "OK");
+
+        let mut other = Request::new("{ __typename }");
+        assert_eq!(
+            code(documents.resolve(&mut other).await),
+            "PERSISTED_QUERY_NOT_TRUSTED"
+        );
+
+        let mut register = by_hash(&sha256_hex("{ __typename }"));
+        register.query = "{ __typename }".into();
+        assert_eq!(
+            code(documents.resolve(&mut register).await),
+            "PERSISTED_QUERY_NOT_TRUSTED"
+        );
+
+        let mut swapped = by_hash(&hash);
+        swapped.query = "{ __typename }".into();
+        assert_eq!(
+            code(documents.resolve(&mut swapped).await),
+            "PERSISTED_QUERY_NOT_TRUSTED"
+        );
+
+        let mut unknown = by_hash(&sha256_hex("{ nope }"));
+        assert_eq!(
+            code(documents.resolve(&mut unknown).await),
+            "PERSISTED_QUERY_NOT_FOUND"
+        );
+    }
+
+    #[tokio::test]
+    async fn hash_only_requests_are_refused_when_turned_off() {
+        let mut request = by_hash(&sha256_hex("{ __typename }"));
+        assert_eq!(
+            code(PersistedDocuments::Off.resolve(&mut request).await),
+            "PERSISTED_QUERY_NOT_SUPPORTED"
+        );
+    }
+}

@@ -1,0 +1,272 @@
+//! Persisted documents over HTTP: Apollo's automatic persisted queries, in
+//! memory and shared through Redis, and the trusted-documents mode.
+
+use conduit::http::persisted::sha256_hex;
+use serde_json::{Value, json};
+
+use crate::helpers::{GraphQLResponse, TestApp, test_config};
+
+/// A document no other test (or earlier run, through Redis) has sent.
+fn fresh_document() -> String {
+    format!(
+        "# {}\nquery Tags {{ tags(first: 3) }}",
+        uuid::Uuid::new_v4().simple()
+    )
+}
+
+fn by_hash(hash: &str) -> Value {
+    json!({ "extensions": { "persistedQuery": { "version": 1, "sha256Hash": hash } } })
+}
+
+fn with_text(hash: &str, text: &str) -> Value {
+    json!({
+        "query": text,
+        "extensions": { "persistedQuery": { "version": 1, "sha256Hash": hash } },
+    })
+}
+
+async fn get(app: &TestApp, query_string: &str) -> GraphQLResponse {
+    let response = app
+        .client
+        .get(app.url(&format!("/graphql?{query_string}")))
+        .header("accept", "application/json")
+        .send()
+        .await
+        .unwrap();
+    let status = response.status().as_u16();
+    GraphQLResponse {
+        status,
+        body: response.json().await.unwrap(),
+    }
+}
+
+fn extensions_param(hash: &str) -> String {
+    url::form_urlencoded::byte_serialize(
+        json!({ "persistedQuery": { "version": 1, "sha256Hash": hash } })
+            .to_string()
+            .as_bytes(),
+    )
+    .collect()
+}
+
+fn redis_url() -> String {
+    std::env::var("REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".into())
+}
+
+#[tokio::test]
+async fn automatic_persisted_queries_register_once_then_run_by_hash() {
+    let app = TestApp::spawn().await;
+    let text = fresh_document();
+    let hash = sha256_hex(&text);
+
+    let unknown = app.post(by_hash(&hash), None).await;
+    assert_eq!(unknown.status, 200, "{}", unknown.body);
+    assert_eq!(
+        unknown.body["errors"][0]["message"],
+        "PersistedQueryNotFound"
+    );
+    assert_eq!(unknown.error_code(), Some("PERSISTED_QUERY_NOT_FOUND"));
+
+    let registered = app.post(with_text(&hash, &text), None).await;
+    assert_eq!(registered.body["data"]["tags"], json!([]));
+
+    let known = app.post(by_hash(&hash), None).await;
+    assert_eq!(known.body, json!({ "data": { "tags": [] } }));
+
+    // GET works too (what CDNs cache), for queries.
+    let over_get = get(&app, &format!("extensions={}", extensions_param(&hash))).await;
+    assert_eq!(
+        (over_get.status, &over_get.body["data"]["tags"]),
+        (200, &json!([]))
+    );
+}
+
+#[tokio::test]
+async fn a_hash_that_does_not_match_the_text_is_refused_and_not_kept() {
+    let app = TestApp::spawn().await;
+    let text = fresh_document();
+    let wrong = sha256_hex("{ something else }");
+
+    let refused = app.post(with_text(&wrong, &text), None).await;
+    assert_eq!(
+        refused.error_code(),
+        Some("BAD_USER_INPUT"),
+        "{}",
+        refused.body
+    );
+    assert!(refused.body["data"].is_null());
+    let later = app.post(by_hash(&wrong), None).await;
+    assert_eq!(later.error_code(), Some("PERSISTED_QUERY_NOT_FOUND"));
+
+    for malformed in [
+        json!({ "extensions": { "persistedQuery": { "version": 2, "sha256Hash": wrong } } }),
+        json!({ "extensions": { "persistedQuery": { "version": 1, "sha256Hash": "abc" } } }),
+        json!({ "extensions": { "persistedQuery": "yes" } }),
+    ] {
+        let response = app.post(malformed, None).await;
+        assert_eq!(
+            response.error_code(),
+            Some("BAD_USER_INPUT"),
+            "{}",
+            response.body
+        );
+    }
+}
+
+#[tokio::test]
+async fn persisted_documents_meet_the_same_limits_and_method_rules() {
+    let app = TestApp::spawn_with(&[("MAX_QUERY_DEPTH", "3")]).await;
+    let deep = "query Deep { viewer { user { articles { edges { node { title } } } } } }";
+    let hash = sha256_hex(deep);
+    let first = app.post(with_text(&hash, deep), None).await;
+    assert_eq!(first.error_code(), Some("QUERY_TOO_COMPLEX"));
+    let again = app.post(by_hash(&hash), None).await;
+    assert_eq!(
+        again.error_code(),
+        Some("QUERY_TOO_COMPLEX"),
+        "the hash is no way around the limits: {}",
+        again.body
+    );
+
+    let mutation = "mutation Out { signOut(input: {}) { errors { message } } }";
+    let hash = sha256_hex(mutation);
+    app.post(with_text(&hash, mutation), None).await;
+    let over_get = get(&app, &format!("extensions={}", extensions_param(&hash))).await;
+    assert_eq!(over_get.status, 405, "{}", over_get.body);
+}
+
+#[tokio::test]
+async fn instances_sharing_redis_share_persisted_queries() {
+    let settings = [("PERSISTED_QUERIES", "redis"), ("REDIS_URL", &*redis_url())];
+    let a = TestApp::spawn_with(&settings).await;
+    let b = TestApp::spawn_with(&settings).await;
+    let text = fresh_document();
+    let hash = sha256_hex(&text);
+    assert_eq!(
+        b.post(by_hash(&hash), None).await.error_code(),
+        Some("PERSISTED_QUERY_NOT_FOUND")
+    );
+    a.post(with_text(&hash, &text), None).await;
+    let on_b = b.post(by_hash(&hash), None).await;
+    assert_eq!(on_b.body, json!({ "data": { "tags": [] } }));
+}
+
+#[tokio::test]
+async fn hash_only_requests_are_refused_when_persisted_queries_are_off() {
+    let app = TestApp::spawn_with(&[("PERSISTED_QUERIES", "off")]).await;
+    let text = fresh_document();
+    let hash = sha256_hex(&text);
+    let refused = app.post(by_hash(&hash), None).await;
+    assert_eq!(refused.error_code(), Some("PERSISTED_QUERY_NOT_SUPPORTED"));
+    // Text with a hash still runs; nothing is kept.
+    let with = app.post(with_text(&hash, &text), None).await;
+    assert_eq!(with.body["data"]["tags"], json!([]));
+}
+
+/// A server that runs only `documents`.
+async fn trusted_app(documents: &[&str]) -> (TestApp, tempfile_path::Path) {
+    let manifest: serde_json::Map<String, Value> = documents
+        .iter()
+        .map(|d| (sha256_hex(d), json!(d)))
+        .collect();
+    let path = tempfile_path::Path::new(&Value::Object(manifest).to_string());
+    let app = TestApp::spawn_with(&[("TRUSTED_DOCUMENTS", path.as_str())]).await;
+    (app, path)
+}
+
+#[tokio::test]
+async fn trusted_documents_run_and_everything_else_is_refused() {
+    let tags = "query Tags { tags(first: 3) }";
+    let viewer = "query Me { viewer { user { username } } }";
+    let (app, _manifest) = trusted_app(&[tags, viewer]).await;
+
+    let by_hash_ok = app.post(by_hash(&sha256_hex(tags)), None).await;
+    assert_eq!(by_hash_ok.body, json!({ "data": { "tags": [] } }));
+    let prefixed = app
+        .post(by_hash(&format!("sha256:{}", sha256_hex(viewer))), None)
+        .await;
+    assert_eq!(prefixed.body, json!({ "data": { "viewer": null } }));
+    let verbatim = app.query(tags, json!({})).await;
+    assert_eq!(verbatim.body, json!({ "data": { "tags": [] } }));
+
+    let other = "{ tags }";
+    let refused = app.query(other, json!({})).await;
+    assert_eq!(refused.status, 200);
+    assert_eq!(refused.error_code(), Some("PERSISTED_QUERY_NOT_TRUSTED"));
+    assert!(refused.body.get("data").is_none_or(Value::is_null));
+
+    let strict = app
+        .client
+        .post(app.url("/graphql"))
+        .header("accept", "application/graphql-response+json")
+        .json(&json!({ "query": other }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(strict.status(), 400);
+
+    let registration = app.post(with_text(&sha256_hex(other), other), None).await;
+    assert_eq!(
+        registration.error_code(),
+        Some("PERSISTED_QUERY_NOT_TRUSTED")
+    );
+    let after = app.post(by_hash(&sha256_hex(other)), None).await;
+    assert_eq!(after.error_code(), Some("PERSISTED_QUERY_NOT_FOUND"));
+
+    let swapped = app.post(with_text(&sha256_hex(tags), other), None).await;
+    assert_eq!(swapped.error_code(), Some("PERSISTED_QUERY_NOT_TRUSTED"));
+
+    let batch = app
+        .post(
+            json!([by_hash(&sha256_hex(tags)), { "query": other }]),
+            None,
+        )
+        .await;
+    assert_eq!(batch.error_code(), Some("PERSISTED_QUERY_NOT_TRUSTED"));
+}
+
+#[tokio::test]
+async fn a_manifest_that_does_not_check_out_stops_start_up() {
+    let db = crate::helpers::TestDatabase::create().await;
+    let bad = tempfile_path::Path::new(&json!({ sha256_hex("{ a }"): "{ b }" }).to_string());
+    let not_json = tempfile_path::Path::new("[1, 2");
+    for (manifest, expected) in [
+        (bad.as_str(), "does not have that SHA-256"),
+        (not_json.as_str(), "is not a JSON object"),
+        ("/nonexistent/manifest.json", "failed to read"),
+    ] {
+        let config = test_config(&db.url, &[("TRUSTED_DOCUMENTS", manifest)]);
+        let error = match conduit::startup::Application::build(&config).await {
+            Ok(_) => panic!("{manifest} was accepted"),
+            Err(e) => format!("{e:#}"),
+        };
+        assert!(error.contains(expected), "{error}");
+    }
+    db.drop_now().await;
+}
+
+/// A file in the temporary directory, removed on drop.
+mod tempfile_path {
+    pub struct Path(std::path::PathBuf);
+
+    impl Path {
+        pub fn new(contents: &str) -> Self {
+            let path = std::env::temp_dir().join(format!(
+                "conduit-manifest-{}.json",
+                uuid::Uuid::new_v4().simple()
+            ));
+            std::fs::write(&path, contents).unwrap();
+            Self(path)
+        }
+
+        pub fn as_str(&self) -> &str {
+            self.0.to_str().unwrap()
+        }
+    }
+
+    impl Drop for Path {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_file(&self.0);
+        }
+    }
+}
