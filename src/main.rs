@@ -9,6 +9,12 @@ use conduit::{
     telemetry,
 };
 
+/// mimalloc rather than the system allocator: a GraphQL response is built
+/// from many small allocations on several threads at once, where glibc's
+/// arenas contend and hold on to freed memory (see BENCHMARKS.md).
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 const USAGE: &str = "usage: conduit [serve | migrate | schema | seed [OPTIONS]]
 
   serve    run the HTTP server (default)

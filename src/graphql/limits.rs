@@ -8,15 +8,21 @@
 //! `articles(first: 100) { comments { author } }` is priced as the 10,000
 //! rows it can touch, not as three fields.
 
-use std::sync::Arc;
+use std::{
+    num::NonZeroUsize,
+    sync::{Arc, Mutex},
+};
 
 use async_graphql::{
     ServerError, ServerResult, ValidationResult, Variables,
     extensions::{Extension, ExtensionContext, ExtensionFactory, NextParseQuery, NextValidation},
-    parser::types::{ExecutableDocument, Selection, SelectionSet},
+    parser::types::{ExecutableDocument, OperationType, Selection, SelectionSet},
 };
 
-use super::connection::{DEFAULT_PAGE, MAX_PAGE};
+use super::{
+    connection::{DEFAULT_PAGE, MAX_PAGE},
+    loaders::Loaders,
+};
 use crate::error::AppError;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -51,15 +57,107 @@ fn too_complex(rule: &'static str, measured: usize, limit: usize) -> ServerError
     .into_server_error()
 }
 
-impl ExtensionFactory for QueryLimits {
+/// Documents that passed the limits, by text: clients send the same few
+/// documents over and over, and parsing is a large share of a small
+/// request's work. Bounded, and only short documents are kept.
+const CACHED_DOCUMENTS: usize = 512;
+const MAX_CACHED_BYTES: usize = 16 * 1024;
+
+/// The limits as a schema extension, with its cache of parsed documents.
+pub struct CheckedDocuments {
+    limits: QueryLimits,
+    cache: Arc<Mutex<lru::LruCache<String, ExecutableDocument>>>,
+}
+
+impl CheckedDocuments {
+    pub fn new(limits: QueryLimits) -> Self {
+        Self {
+            limits,
+            cache: Arc::new(Mutex::new(lru::LruCache::new(
+                NonZeroUsize::new(CACHED_DOCUMENTS).expect("non-zero"),
+            ))),
+        }
+    }
+}
+
+impl ExtensionFactory for CheckedDocuments {
     fn create(&self) -> Arc<dyn Extension> {
-        Arc::new(*self)
+        Arc::new(Self {
+            limits: self.limits,
+            cache: self.cache.clone(),
+        })
     }
 }
 
 #[async_graphql::async_trait::async_trait]
-impl Extension for QueryLimits {
+impl Extension for CheckedDocuments {
     async fn parse_query(
+        &self,
+        ctx: &ExtensionContext<'_>,
+        query: &str,
+        variables: &Variables,
+        next: NextParseQuery<'_>,
+    ) -> ServerResult<ExecutableDocument> {
+        let cached = self
+            .cache
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(query)
+            .cloned();
+        let document = match cached {
+            Some(document) => document,
+            None => {
+                let document = self.limits.check(ctx, query, variables, next).await?;
+                if query.len() <= MAX_CACHED_BYTES {
+                    self.cache
+                        .lock()
+                        .unwrap_or_else(|e| e.into_inner())
+                        .put(query.to_owned(), document.clone());
+                }
+                document
+            }
+        };
+        if has_mutation(&document)
+            && let Some(loaders) = ctx.data_opt::<Loaders>()
+        {
+            // Mutations run in turn and change what later ones read: no
+            // answer is cached across them.
+            loaders.enable_all_cache(false);
+        }
+        Ok(document)
+    }
+
+    async fn validation(
+        &self,
+        ctx: &ExtensionContext<'_>,
+        next: NextValidation<'_>,
+    ) -> Result<ValidationResult, Vec<ServerError>> {
+        let result = next.run(ctx).await?;
+        let limits = &self.limits;
+        if result.depth > limits.max_depth {
+            return Err(vec![too_complex("depth", result.depth, limits.max_depth)]);
+        }
+        if result.complexity > limits.max_cost {
+            return Err(vec![too_complex(
+                "cost",
+                result.complexity,
+                limits.max_cost,
+            )]);
+        }
+        Ok(result)
+    }
+}
+
+fn has_mutation(document: &ExecutableDocument) -> bool {
+    document
+        .operations
+        .iter()
+        .any(|(_, op)| op.node.ty == OperationType::Mutation)
+}
+
+impl QueryLimits {
+    /// Checks the text, parses it and checks the document's shape.
+    async fn check(
         &self,
         ctx: &ExtensionContext<'_>,
         query: &str,
@@ -87,21 +185,6 @@ impl Extension for QueryLimits {
             }
         }
         Ok(document)
-    }
-
-    async fn validation(
-        &self,
-        ctx: &ExtensionContext<'_>,
-        next: NextValidation<'_>,
-    ) -> Result<ValidationResult, Vec<ServerError>> {
-        let result = next.run(ctx).await?;
-        if result.depth > self.max_depth {
-            return Err(vec![too_complex("depth", result.depth, self.max_depth)]);
-        }
-        if result.complexity > self.max_cost {
-            return Err(vec![too_complex("cost", result.complexity, self.max_cost)]);
-        }
-        Ok(result)
     }
 }
 

@@ -4,13 +4,7 @@
 
 use std::collections::HashMap;
 
-use std::sync::Arc;
-
-use async_graphql::{
-    ServerResult, Value,
-    dataloader::{DataLoader, HashMapCache, Loader},
-    extensions::{Extension, ExtensionContext, ExtensionFactory, NextResolve, ResolveInfo},
-};
+use async_graphql::dataloader::{DataLoader, HashMapCache, Loader};
 use futures_util::future::BoxFuture;
 use uuid::Uuid;
 
@@ -72,42 +66,28 @@ where
     loaders
 }
 
-/// Forgets every cached answer when a mutation starts: mutations of one
-/// request run in turn, and a later one must not see what an earlier one's
-/// payload cached. One place, so no mutation can forget to.
-pub struct ForgetBeforeMutations;
-
-impl ExtensionFactory for ForgetBeforeMutations {
-    fn create(&self) -> Arc<dyn Extension> {
-        Arc::new(ForgetBeforeMutations)
+/// Loads `keys` in one batch now and caches the answers, so the rows'
+/// own lookups find them. Skips the loader's batching window (a timer
+/// per batch), which a list that knows all its keys has no use for.
+pub async fn prime<K>(
+    loaders: &Loaders,
+    keys: impl IntoIterator<Item = K>,
+) -> Result<(), async_graphql::Error>
+where
+    K: Send + Sync + std::hash::Hash + Eq + Clone + 'static,
+    ConduitLoader: Loader<K, Error = async_graphql::Error>,
+{
+    let keys: Vec<K> = keys
+        .into_iter()
+        .collect::<std::collections::HashSet<K>>()
+        .into_iter()
+        .collect();
+    if keys.is_empty() {
+        return Ok(());
     }
-}
-
-#[async_graphql::async_trait::async_trait]
-impl Extension for ForgetBeforeMutations {
-    async fn resolve(
-        &self,
-        ctx: &ExtensionContext<'_>,
-        info: ResolveInfo<'_>,
-        next: NextResolve<'_>,
-    ) -> ServerResult<Option<Value>> {
-        if info.parent_type == "Mutation"
-            && let Some(loaders) = ctx.data_opt::<Loaders>()
-        {
-            forget_all(loaders);
-        }
-        next.run(ctx, info).await
-    }
-}
-
-fn forget_all(loaders: &Loaders) {
-    loaders.clear::<UserById>();
-    loaders.clear::<ArticleById>();
-    loaders.clear::<CommentById>();
-    loaders.clear::<TagsOfArticle>();
-    loaders.clear::<NewestComments>();
-    loaders.clear::<FavoritedByViewer>();
-    loaders.clear::<FollowedByViewer>();
+    let values = loaders.loader().load(&keys).await?;
+    loaders.feed_many(values).await;
+    Ok(())
 }
 
 type LoadResult<K, V> = Result<HashMap<K, V>, async_graphql::Error>;

@@ -25,17 +25,16 @@ pub fn build_schema(state: Option<AppState>, config: &Config) -> ConduitSchema {
         mutation::MutationRoot::default(),
         EmptySubscription,
     )
-    .extension(loaders::ForgetBeforeMutations)
     // Outermost first: a document the limits refuse is never charged.
     .extension(rate_limit::ChargeQueries)
-    .extension(limits::QueryLimits {
+    .extension(limits::CheckedDocuments::new(limits::QueryLimits {
         max_tokens: limits.max_tokens,
         max_aliases: limits.max_aliases,
         max_root_fields: limits.max_root_fields,
         max_directives: limits.max_directives,
         max_depth: limits.max_depth,
         max_cost: limits.max_cost,
-    });
+    }));
     if let Some(state) = state {
         builder = builder.data(state);
     }

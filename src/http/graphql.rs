@@ -463,23 +463,23 @@ fn is_request_error(response: &BatchResponse) -> bool {
 /// Serialises a response for `media`, with `status` or the one GraphQL
 /// over HTTP prescribes.
 fn render(response: &BatchResponse, media: Media, status: Option<StatusCode>) -> Response {
-    let mut body = serde_json::to_value(response).unwrap_or_else(|e| {
+    let mut status = status.unwrap_or(StatusCode::OK);
+    let request_error = media == Media::GraphQLResponseJson && is_request_error(response);
+    if request_error && status == StatusCode::OK {
+        status = StatusCode::BAD_REQUEST;
+    }
+    // A request error has no `data` entry at all under the new media type.
+    let body = match response {
+        BatchResponse::Single(r) if request_error => {
+            serde_json::to_vec(&serde_json::json!({ "errors": r.errors }))
+        }
+        _ => serde_json::to_vec(response),
+    };
+    let body = body.unwrap_or_else(|e| {
         tracing::error!(error = %e, "failed to serialise a response");
         serde_json::json!({ "errors": [{ "message": crate::error::INTERNAL_MESSAGE }] })
+            .to_string()
+            .into_bytes()
     });
-    let mut status = status.unwrap_or(StatusCode::OK);
-    if media == Media::GraphQLResponseJson && is_request_error(response) {
-        if status == StatusCode::OK {
-            status = StatusCode::BAD_REQUEST;
-        }
-        if let Some(object) = body.as_object_mut() {
-            object.remove("data");
-        }
-    }
-    (
-        status,
-        [(header::CONTENT_TYPE, media.content_type())],
-        body.to_string(),
-    )
-        .into_response()
+    (status, [(header::CONTENT_TYPE, media.content_type())], body).into_response()
 }

@@ -117,3 +117,130 @@ async fn the_article_page_costs_a_fixed_handful_of_statements() {
     // comments', in up to two batches), follows, comments.
     assert!(statements <= 8, "{statements}");
 }
+
+/// The benchmark's documents (`scripts/bench/documents/`): what each
+/// scenario costs in statements is fixed here, so CI notices when a change
+/// adds a round trip, without timing anything.
+mod bench_scenarios {
+    use serde_json::json;
+
+    use super::{populate, statements_for};
+    use crate::helpers::TestApp;
+
+    const HOME_ANONYMOUS: &str =
+        include_str!("../../scripts/bench/documents/home_anonymous.graphql");
+    const HOME_SIGNED_IN: &str =
+        include_str!("../../scripts/bench/documents/home_signed_in.graphql");
+    const FEED: &str = include_str!("../../scripts/bench/documents/feed.graphql");
+    const ARTICLE: &str = include_str!("../../scripts/bench/documents/article.graphql");
+    const WRITES: &str = include_str!("../../scripts/bench/documents/writes.graphql");
+    const SIGN_IN: &str = include_str!("../../scripts/bench/documents/sign_in.graphql");
+
+    async fn count(
+        app: &TestApp,
+        token: Option<&str>,
+        document: &str,
+        operation: Option<&str>,
+        variables: serde_json::Value,
+    ) -> u64 {
+        let before = app.statements();
+        let response = app
+            .post(
+                json!({ "query": document, "operationName": operation, "variables": variables }),
+                token,
+            )
+            .await;
+        assert!(response.body["errors"].is_null(), "{}", response.body);
+        let payload = response.body["data"].as_object().unwrap().values().next();
+        assert!(
+            payload.is_none_or(|p| p["errors"].as_array().is_none_or(Vec::is_empty)),
+            "{}",
+            response.body
+        );
+        app.statements() - before
+    }
+
+    #[tokio::test]
+    async fn reads_cost_the_same_statements_for_every_page_size() {
+        let app = TestApp::spawn().await;
+        let token = populate(&app).await;
+        for (name, token, document, expected) in [
+            ("(a) home, anonymous", None, HOME_ANONYMOUS, 3),
+            (
+                "(b) home, signed in",
+                Some(token.as_str()),
+                HOME_SIGNED_IN,
+                6,
+            ),
+            ("(c) feed", Some(token.as_str()), FEED, 6),
+        ] {
+            let mut counts = Vec::new();
+            for first in [1, 20, 100] {
+                counts.push(count(&app, token, document, None, json!({ "first": first })).await);
+            }
+            println!("{name}: statements for first 1, 20, 100: {counts:?}");
+            assert_eq!(counts, [expected; 3], "{name}");
+        }
+        let (article, body) =
+            statements_for(&app, &token, ARTICLE, json!({ "slug": "article-1" })).await;
+        assert_eq!(
+            body["data"]["article"]["comments"]
+                .as_array()
+                .unwrap()
+                .len(),
+            10
+        );
+        println!("(d) article page: {article} statements");
+        assert_eq!(article, 8, "(d) article page");
+    }
+
+    #[tokio::test]
+    async fn writes_and_sign_in_cost_a_fixed_handful_of_statements() {
+        let app = TestApp::spawn().await;
+        let token = populate(&app).await;
+        let article = app
+            .query(
+                "{ article(slug: \"article-2\") { id author { id } } }",
+                json!({}),
+            )
+            .await
+            .body["data"]["article"]
+            .clone();
+        let (article_id, author_id) = (article["id"].clone(), article["author"]["id"].clone());
+        let mut counts = Vec::new();
+        for (operation, variables) in [
+            (
+                "AddComment",
+                json!({ "articleId": article_id, "body": "Nice." }),
+            ),
+            ("Favorite", json!({ "id": article_id })),
+            ("Unfavorite", json!({ "id": article_id })),
+            ("Follow", json!({ "id": author_id })),
+            ("Unfollow", json!({ "id": author_id })),
+        ] {
+            let statements = count(&app, Some(&token), WRITES, Some(operation), variables).await;
+            counts.push((operation, statements));
+        }
+        let sign_in = count(
+            &app,
+            None,
+            SIGN_IN,
+            None,
+            json!({ "email": "viewer@example.com", "password": crate::helpers::PASSWORD }),
+        )
+        .await;
+        counts.push(("SignIn", sign_in));
+        println!("(e) writes and (f) sign-in: {counts:?}");
+        assert_eq!(
+            counts,
+            [
+                ("AddComment", 5),
+                ("Favorite", 7),
+                ("Unfavorite", 7),
+                ("Follow", 7),
+                ("Unfollow", 7),
+                ("SignIn", 5),
+            ]
+        );
+    }
+}

@@ -10,7 +10,9 @@ use crate::{
     graphql::{
         ContextExt,
         connection::PageArgs,
-        loaders::{FavoritedByViewer, FollowedByViewer, NewestComments, TagsOfArticle, UserById},
+        loaders::{
+            self, FavoritedByViewer, FollowedByViewer, NewestComments, TagsOfArticle, UserById,
+        },
     },
     services::comments,
 };
@@ -67,29 +69,25 @@ async fn prefetch(ctx: &Context<'_>, rows: &[ArticleRow]) -> async_graphql::Resu
     let author_ids = || rows.iter().map(|r| r.author_id);
     let tags = async {
         if wants("tagList") {
-            loaders.load_many(article_ids().map(TagsOfArticle)).await?;
+            loaders::prime(loaders, article_ids().map(TagsOfArticle)).await?;
         }
         Ok::<_, async_graphql::Error>(())
     };
     let favorited = async {
         if signed_in && wants("viewerHasFavorited") {
-            loaders
-                .load_many(article_ids().map(FavoritedByViewer))
-                .await?;
+            loaders::prime(loaders, article_ids().map(FavoritedByViewer)).await?;
         }
         Ok(())
     };
     let authors = async {
         if wants("author") {
-            loaders.load_many(author_ids().map(UserById)).await?;
+            loaders::prime(loaders, author_ids().map(UserById)).await?;
         }
         Ok(())
     };
     let followed = async {
         if signed_in && wants_author("followedByViewer") {
-            loaders
-                .load_many(author_ids().map(FollowedByViewer))
-                .await?;
+            loaders::prime(loaders, author_ids().map(FollowedByViewer)).await?;
         }
         Ok(())
     };

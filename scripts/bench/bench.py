@@ -1,0 +1,660 @@
+#!/usr/bin/env python3
+"""The Conduit benchmark: seeds PostgreSQL with `conduit seed`, serves it with
+the release binary, drives each scenario with wrk, replays the SQL of the
+home pages with pgbench, and writes the figures to BENCHMARKS.md.
+
+Run it through scripts/bench.sh, which installs wrk and builds the binary.
+Standard library only.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import os
+import pathlib
+import platform
+import random
+import re
+import secrets
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import urllib.error
+import urllib.parse
+import urllib.request
+
+ROOT = pathlib.Path(__file__).resolve().parents[2]
+BINARY = ROOT / "target" / "release" / "conduit"
+DOCUMENTS = ROOT / "scripts" / "bench" / "documents"
+LUA = ROOT / "scripts" / "bench" / "load.lua"
+WORK = ROOT / "target" / "bench"
+PASSWORD = "password123"
+# One key for every server of a run, so tokens outlive a restart.
+JWT_SECRET = secrets.token_hex(32)
+
+
+def log(message: str) -> None:
+    print(f"[bench {time.strftime('%H:%M:%S')}] {message}", flush=True)
+
+
+def document(name: str, operation: str | None = None) -> str:
+    text = (DOCUMENTS / f"{name}.graphql").read_text()
+    if operation is None:
+        return text
+    # One operation out of a file of several (writes.graphql).
+    blocks = re.split(r"\n(?=mutation |query )", text)
+    for block in blocks:
+        if re.match(rf"(mutation|query) {operation}\b", block.strip()):
+            return block.strip() + "\n"
+    raise KeyError(operation)
+
+
+# --- PostgreSQL ----------------------------------------------------------
+
+
+class Postgres:
+    def __init__(self, admin_url: str):
+        self.admin_url = admin_url
+        parsed = urllib.parse.urlparse(admin_url)
+        self.host = parsed.hostname or "127.0.0.1"
+        self.port = parsed.port or 5432
+        self.user = parsed.username or "postgres"
+
+    def url(self, database: str) -> str:
+        return self.admin_url.rsplit("/", 1)[0] + "/" + database
+
+    def sql(self, statement: str, database: str | None = None) -> str:
+        url = self.url(database) if database else self.admin_url
+        result = subprocess.run(
+            ["psql", url, "-v", "ON_ERROR_STOP=1", "-qAtc", statement],
+            capture_output=True,
+            text=True,
+        )
+        if result.returncode != 0:
+            raise RuntimeError(f"psql failed: {statement}\n{result.stderr}")
+        return result.stdout.strip()
+
+    def exists(self, database: str) -> bool:
+        return self.sql(f"SELECT 1 FROM pg_database WHERE datname = '{database}'") == "1"
+
+    def version(self) -> str:
+        return self.sql("SHOW server_version")
+
+    def log_file(self) -> pathlib.Path | None:
+        """The server log of a Debian cluster on this port, if there is one."""
+        try:
+            out = subprocess.run(["pg_lsclusters", "-h"], capture_output=True, text=True).stdout
+        except FileNotFoundError:
+            return None
+        for line in out.splitlines():
+            fields = line.split()
+            if len(fields) >= 7 and fields[2] == str(self.port):
+                path = pathlib.Path(fields[6])
+                return path if path.exists() else None
+        return None
+
+
+def seed_dataset(pg: Postgres, articles: int, users: int, reseed: bool) -> tuple[str, str]:
+    """A database seeded with `articles` articles, reused when it already
+    holds exactly that data set. Returns its name and how it was made."""
+    name = f"conduit_bench_{articles}"
+    args = ["--users", str(users), "--articles", str(articles)]
+    label = " ".join(args)
+    if pg.exists(name) and not reseed:
+        comment = pg.sql(f"SELECT shobj_description(oid, 'pg_database') FROM pg_database WHERE datname = '{name}'")
+        if comment == f"seed {label}":
+            log(f"reusing database {name} ({label})")
+            return name, "reused"
+    log(f"seeding {name} ({label}); this takes a while for large sets")
+    pg.sql(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+    pg.sql(f"CREATE DATABASE {name}")
+    started = time.monotonic()
+    env = dict(os.environ, DATABASE_URL=pg.url(name), RUST_LOG="warn")
+    subprocess.run([str(BINARY), "seed", *args], env=env, check=True)
+    seconds = time.monotonic() - started
+    pg.sql(f"VACUUM ANALYZE", database=name)
+    pg.sql(f"COMMENT ON DATABASE {name} IS 'seed {label}'")
+    log(f"seeded {name} in {seconds:.1f} s")
+    return name, f"seeded in {seconds:.0f} s"
+
+
+# --- the server ----------------------------------------------------------
+
+
+class Server:
+    def __init__(self, database_url: str, port: int, pool_size: int, extra: dict[str, str] | None = None):
+        self.port = port
+        self.base = f"http://127.0.0.1:{port}"
+        env = dict(
+            os.environ,
+            DATABASE_URL=database_url,
+            PORT=str(port),
+            APP_ENV="production",
+            JWT_SECRET=JWT_SECRET,
+            ACCESS_TOKEN_TTL_SECS="86400",
+            RUST_LOG="warn",
+            DATABASE_POOL_SIZE=str(pool_size),
+            # The benchmark measures serving, not the abuse limits.
+            RATE_LIMIT_POINTS="0",
+            SIGN_IN_LIMIT_PER_ACCOUNT="100000000",
+            SIGN_IN_LIMIT_PER_ADDRESS="100000000",
+            SIGN_UP_LIMIT_PER_ADDRESS="100000000",
+        )
+        env.update(extra or {})
+        WORK.mkdir(parents=True, exist_ok=True)
+        self.log_path = WORK / f"server-{port}.log"
+        self.process = subprocess.Popen(
+            [str(BINARY)], env=env, stdout=open(self.log_path, "w"), stderr=subprocess.STDOUT
+        )
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise RuntimeError(f"server exited; see {self.log_path}")
+            try:
+                with urllib.request.urlopen(f"{self.base}/readyz", timeout=1) as r:
+                    if r.status == 200:
+                        return
+            except (urllib.error.URLError, ConnectionError, TimeoutError):
+                time.sleep(0.2)
+        raise RuntimeError(f"server did not become ready; see {self.log_path}")
+
+    @property
+    def pid(self) -> int:
+        return self.process.pid
+
+    def stop(self) -> None:
+        self.process.send_signal(signal.SIGTERM)
+        try:
+            self.process.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+
+    def graphql(self, query: str, variables: dict | None = None, token: str | None = None) -> dict:
+        body = json.dumps({"query": query, "variables": variables or {}}).encode()
+        request = urllib.request.Request(
+            f"{self.base}/graphql",
+            data=body,
+            headers={"Content-Type": "application/json", **({"Authorization": f"Bearer {token}"} if token else {})},
+        )
+        with urllib.request.urlopen(request, timeout=30) as r:
+            response = json.loads(r.read())
+        if response.get("errors"):
+            raise RuntimeError(f"GraphQL errors: {response['errors']}")
+        return response["data"]
+
+    def statements(self) -> int:
+        with urllib.request.urlopen(f"{self.base}/metrics", timeout=5) as r:
+            text = r.read().decode()
+        match = re.search(r"^db_statements_total (\d+)", text, re.M)
+        if not match:
+            raise RuntimeError("db_statements_total missing from /metrics")
+        return int(match.group(1))
+
+    def reset_peak_memory(self) -> None:
+        # Writing 5 resets VmHWM to the current resident set (Linux).
+        pathlib.Path(f"/proc/{self.pid}/clear_refs").write_text("5")
+
+    def peak_memory_mib(self) -> float:
+        for line in pathlib.Path(f"/proc/{self.pid}/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+        raise RuntimeError("no VmHWM")
+
+
+# --- request sets ------------------------------------------------------------
+
+
+def body(query: str, variables: dict) -> str:
+    return json.dumps({"query": query, "variables": variables}, separators=(",", ":"))
+
+
+class Fixtures:
+    """Tokens of seeded readers and ids of articles and authors to act on."""
+
+    def __init__(self, server: Server, readers: int):
+        sign_in = document("sign_in")
+        self.tokens = []
+        for i in range(1, readers + 1):
+            data = server.graphql(sign_in, {"email": f"user{i}@example.com", "password": PASSWORD})
+            token = data["signInUser"]["token"]
+            if not token:
+                raise RuntimeError(f"user{i} could not sign in: {data}")
+            self.tokens.append(token)
+        listing = """query($after: String) { articles(first: 100, after: $after) {
+            edges { node { id slug author { id } } } pageInfo { endCursor } } }"""
+        self.articles: list[tuple[str, str]] = []
+        self.authors: set[str] = set()
+        after = None
+        for _ in range(5):
+            page = server.graphql(listing, {"after": after})["articles"]
+            for edge in page["edges"]:
+                self.articles.append((edge["node"]["id"], edge["node"]["slug"]))
+                self.authors.add(edge["node"]["author"]["id"])
+            after = page["pageInfo"]["endCursor"]
+        self.author_list = sorted(self.authors)
+
+
+def request_lines(scenario: str, fx: Fixtures, first: int = 20) -> list[str]:
+    rng = random.Random(scenario)
+    home_anonymous = document("home_anonymous")
+    home_signed_in = document("home_signed_in")
+    feed = document("feed")
+    article = document("article")
+
+    def read(kind: str) -> str:
+        token = rng.choice(fx.tokens)
+        if kind == "a":
+            return f"-\t{body(home_anonymous, {'first': first})}"
+        if kind == "b":
+            return f"{token}\t{body(home_signed_in, {'first': first})}"
+        if kind == "c":
+            return f"{token}\t{body(feed, {'first': first})}"
+        return f"{token}\t{body(article, {'slug': rng.choice(fx.articles)[1]})}"
+
+    if scenario in ("a", "b", "c", "d"):
+        count = 1 if scenario == "a" else 2000
+        return [read(scenario) for _ in range(count)]
+    if scenario == "e":
+        writes = {
+            "AddComment": lambda: {"articleId": rng.choice(fx.articles)[0], "body": f"A benchmark comment {rng.random()}"},
+            "Favorite": lambda: {"id": rng.choice(fx.articles)[0]},
+            "Unfavorite": lambda: {"id": rng.choice(fx.articles)[0]},
+            "Follow": lambda: {"id": rng.choice(fx.author_list)},
+            "Unfollow": lambda: {"id": rng.choice(fx.author_list)},
+        }
+        mutations = {name: document("writes", name) for name in writes}
+        lines = []
+        for i in range(5000):
+            if i % 5 == 0:  # 20% writes
+                name = rng.choice(sorted(writes))
+                lines.append(f"{rng.choice(fx.tokens)}\t{body(mutations[name], writes[name]())}")
+            else:
+                lines.append(read(rng.choice("abcd")))
+        rng.shuffle(lines)
+        return lines
+    if scenario == "f":
+        sign_in = document("sign_in")
+        return [
+            f"-\t{body(sign_in, {'email': f'user{i}@example.com', 'password': PASSWORD})}"
+            for i in range(1, 1001)
+        ]
+    raise KeyError(scenario)
+
+
+def check_lines(server: Server, lines: list[str], samples: int = 20) -> None:
+    """Sends a few of the requests once: any GraphQL error stops the run,
+    so the figures never time error responses."""
+    for line in random.Random(1).sample(lines, min(samples, len(lines))):
+        token, payload = line.split("\t", 1)
+        payload = json.loads(payload)
+        data = server.graphql(payload["query"], payload["variables"], None if token == "-" else token)
+        for value in data.values():
+            if isinstance(value, dict) and value.get("errors"):
+                raise RuntimeError(f"payload errors: {value['errors']}")
+
+
+# --- load ------------------------------------------------------------------
+
+
+def wrk(server: Server, lines: list[str], connections: int, seconds: int, threads: int = 2) -> dict:
+    with tempfile.NamedTemporaryFile("w", suffix=".txt", delete=False, dir=WORK) as f:
+        f.write("\n".join(lines) + "\n")
+        path = f.name
+    try:
+        result = subprocess.run(
+            [
+                "wrk", "-t", str(min(threads, connections)), "-c", str(connections), "-d", f"{seconds}s",
+                "--timeout", "10s", "-s", str(LUA), f"{server.base}/graphql",
+            ],
+            env=dict(os.environ, BENCH_REQUESTS=path),
+            capture_output=True,
+            text=True,
+            check=True,
+        )
+    finally:
+        os.unlink(path)
+    figures = json.loads(result.stdout.strip().splitlines()[-1])
+    figures["rps"] = figures["requests"] / (figures["duration_us"] / 1e6)
+    errors = sum(v for k, v in figures.items() if k.startswith("errors_"))
+    if errors:
+        raise RuntimeError(f"wrk saw {errors} errors: {figures}")
+    return figures
+
+
+def measure(server: Server, lines: list[str], connections: int, seconds: int, warmup: int) -> dict:
+    if warmup:
+        wrk(server, lines, connections, warmup)
+    server.reset_peak_memory()
+    before = server.statements()
+    figures = wrk(server, lines, connections, seconds)
+    figures["statements_per_request"] = (server.statements() - before) / figures["requests"]
+    figures["peak_rss_mib"] = server.peak_memory_mib()
+    return figures
+
+
+# --- pgbench replay ----------------------------------------------------------
+
+ENTRY = re.compile(r"^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d")
+PARAM = re.compile(r"\$(\d+) = ('(?:[^']|'')*'|NULL)")
+
+
+def capture_statements(pg: Postgres, database: str, pool_port: int, line: str) -> list[str]:
+    """The SQL one request of `line` sends, with its parameters inlined,
+    read from PostgreSQL's own statement log."""
+    log_file = pg.log_file()
+    if log_file is None:
+        raise RuntimeError("cannot find the PostgreSQL server log (pg_lsclusters)")
+    pg.sql(f"ALTER DATABASE {database} SET log_statement = 'all'")
+    server = Server(pg.url(database), pool_port, pool_size=1)
+    try:
+        token, payload = line.split("\t", 1)
+        payload = json.loads(payload)
+        call = lambda: server.graphql(payload["query"], payload["variables"], None if token == "-" else token)
+        call()  # warm: prepared statements exist, the pool's one connection is open
+        time.sleep(0.5)
+        offset = log_file.stat().st_size
+        call()
+        time.sleep(1.0)
+        with open(log_file, errors="replace") as f:
+            f.seek(offset)
+            text = f.read()
+    finally:
+        server.stop()
+        pg.sql(f"ALTER DATABASE {database} RESET log_statement")
+    # Entries start with a timestamp; continuation lines with a tab.
+    entries: list[str] = []
+    for raw in text.splitlines():
+        if ENTRY.match(raw):
+            entries.append(raw)
+        elif entries:
+            entries.append(entries.pop() + "\n" + raw.lstrip("\t"))
+    statements: list[str] = []
+    marker = f"@{database} "
+    for entry in entries:
+        if marker not in entry:
+            continue
+        match = re.search(r"LOG:\s+(?:execute [^:]*|statement): (.*)", entry, re.S)
+        if match:
+            statements.append(match.group(1).strip())
+            continue
+        match = re.search(r"DETAIL:\s+parameters: (.*)", entry, re.S)
+        if match and statements:
+            values = {int(n): v for n, v in PARAM.findall(match.group(1))}
+            statements[-1] = re.sub(
+                r"\$(\d+)", lambda m: values.get(int(m.group(1)), m.group(0)), statements[-1]
+            )
+    return statements
+
+
+def pgbench(pg: Postgres, database: str, statements: list[str], clients: int, seconds: int) -> float:
+    with tempfile.NamedTemporaryFile("w", suffix=".sql", delete=False, dir=WORK) as f:
+        for statement in statements:
+            f.write(statement.replace("\n", " ") + ";\n")
+        script = f.name
+    result = subprocess.run(
+        [
+            "pgbench", "-n", "-M", "prepared", "-c", str(clients), "-j", "2", "-T", str(seconds),
+            "-h", pg.host, "-p", str(pg.port), "-U", pg.user, "-f", script, database,
+        ],
+        capture_output=True,
+        text=True,
+    )
+    if result.returncode != 0:
+        raise RuntimeError(f"pgbench failed:\n{result.stderr}")
+    match = re.search(r"tps = ([\d.]+) \(without initial connection time\)", result.stdout)
+    if not match:
+        raise RuntimeError(f"no tps in pgbench output:\n{result.stdout}")
+    return float(match.group(1))
+
+
+def plan_nodes(pg: Postgres, database: str, statements: list[str]) -> list[str]:
+    """Scan nodes of each statement's plan (EXPLAIN, not ANALYZE)."""
+    nodes = []
+    for statement in statements:
+        if not statement.lstrip().upper().startswith("SELECT"):
+            continue
+        plan = json.loads(pg.sql(f"EXPLAIN (FORMAT JSON) {statement}", database=database))
+        stack = [plan[0]["Plan"]]
+        while stack:
+            node = stack.pop()
+            if "Scan" in node["Node Type"]:
+                relation = node.get("Relation Name") or node.get("Index Name") or ""
+                nodes.append(f"{node['Node Type']} on {relation}".strip())
+            stack.extend(node.get("Plans", []))
+    return nodes
+
+
+# --- the run -----------------------------------------------------------------
+
+SCENARIOS = {
+    "a": "home page, anonymous (20 articles, author, tags, favoritesCount)",
+    "b": "home page, signed in (+ viewerHasFavorited, author followedByViewer)",
+    "c": "personal feed, signed in",
+    "d": "article page with comments and their authors",
+    "e": "mix: 80% reads (a-d), 20% writes (addComment, favorite/unfavorite, follow/unfollow)",
+    "f": "sign-in (argon2id verification, new session)",
+}
+
+
+def ms(us: float) -> str:
+    return f"{us / 1000:.2f}"
+
+
+def machine() -> dict:
+    cpu = "unknown"
+    for line in pathlib.Path("/proc/cpuinfo").read_text().splitlines():
+        if line.startswith("model name"):
+            cpu = line.split(":", 1)[1].strip()
+            break
+    mem_kib = int(re.search(r"MemTotal:\s+(\d+)", pathlib.Path("/proc/meminfo").read_text()).group(1))
+    run = lambda *cmd: subprocess.run(cmd, capture_output=True, text=True).stdout.strip()
+    return {
+        "cpu": f"{os.cpu_count()} × {cpu}",
+        "memory": f"{mem_kib / 1024 / 1024:.0f} GiB",
+        "os": platform.platform(),
+        "rustc": run("rustc", "--version"),
+        "wrk": (run("wrk", "-v") or subprocess.run(["wrk", "-v"], capture_output=True, text=True).stderr).splitlines()[0],
+        "pgbench": run("pgbench", "--version"),
+        "commit": run("git", "-C", str(ROOT), "rev-parse", "--short", "HEAD"),
+    }
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--database-url", default=os.environ.get("BENCH_DATABASE_URL", "postgres://postgres@127.0.0.1:5432/postgres"))
+    parser.add_argument("--connections", type=int, default=64)
+    parser.add_argument("--seconds", type=int, default=15)
+    parser.add_argument("--warmup", type=int, default=3)
+    parser.add_argument("--pool-size", type=int, default=int(os.environ.get("BENCH_POOL_SIZE", "10")))
+    parser.add_argument("--users", type=int, default=10_000)
+    parser.add_argument("--articles", type=int, default=100_000)
+    parser.add_argument("--scaling", default="10000,100000,1000000", help="article counts for the scaling table; empty skips it")
+    parser.add_argument("--scenarios", default="abcdef")
+    parser.add_argument("--reseed", action="store_true")
+    parser.add_argument("--port", type=int, default=18400)
+    parser.add_argument("--output", default=str(ROOT / "BENCHMARKS.md"))
+    parser.add_argument("--json", default=str(WORK / "results.json"))
+    args = parser.parse_args()
+
+    WORK.mkdir(parents=True, exist_ok=True)
+    pg = Postgres(args.database_url)
+    results: dict = {
+        "date": dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+        "machine": machine(),
+        "postgres": pg.version(),
+        "settings": {k: getattr(args, k) for k in ("connections", "seconds", "warmup", "pool_size", "users", "articles")},
+    }
+    database, how = seed_dataset(pg, args.articles, args.users, args.reseed)
+    results["dataset"] = {
+        "database": database,
+        "how": how,
+        **{t: int(pg.sql(f"SELECT count(*) FROM {t}", database=database)) for t in ("users", "articles", "article_tags", "follows", "favorites", "comments")},
+    }
+
+    server = Server(pg.url(database), args.port, args.pool_size)
+    try:
+        fixtures = Fixtures(server, readers=64)
+        lines = {s: request_lines(s, fixtures) for s in args.scenarios}
+        for s in args.scenarios:
+            check_lines(server, lines[s])
+        results["scenarios"] = {}
+        for s in args.scenarios:
+            log(f"scenario ({s}) {SCENARIOS[s]}: {args.connections} connections, {args.seconds} s")
+            figures = measure(server, lines[s], args.connections, args.seconds, args.warmup)
+            results["scenarios"][s] = figures
+            log(f"  {figures['rps']:.0f} req/s, p50 {ms(figures['p50_us'])} ms, p99 {ms(figures['p99_us'])} ms, "
+                f"{figures['statements_per_request']:.2f} statements/request, peak {figures['peak_rss_mib']:.1f} MiB")
+
+        # Login flood: (a) alone, then (a) while (f) runs at full concurrency.
+        if "a" in args.scenarios and "f" in args.scenarios:
+            reader_connections = max(1, args.connections // 4)
+            log(f"login flood: (a) at {reader_connections} connections, alone and beside (f) at {args.connections}")
+            alone = measure(server, lines["a"], reader_connections, args.seconds, args.warmup)
+            flood_result: dict = {}
+            flood = threading.Thread(
+                target=lambda: flood_result.update(wrk(server, lines["f"], args.connections, args.seconds + 4))
+            )
+            flood.start()
+            time.sleep(2)
+            during = wrk(server, lines["a"], reader_connections, args.seconds)
+            flood.join()
+            results["flood"] = {"connections": reader_connections, "alone": alone, "during": during, "sign_in": flood_result}
+            log(f"  p99 alone {ms(alone['p99_us'])} ms, during the flood {ms(during['p99_us'])} ms "
+                f"({during['p99_us'] / alone['p99_us']:.2f}x); sign-ins {flood_result['rps']:.0f}/s")
+    finally:
+        server.stop()
+
+    # The limit: the same SQL straight from pgbench.
+    results["pgbench"] = {}
+    for s in "ab":
+        if s not in args.scenarios:
+            continue
+        statements = capture_statements(pg, database, args.port + 1, lines[s][0])
+        (WORK / f"pgbench-{s}.sql").write_text("".join(st.replace("\n", " ") + ";\n" for st in statements))
+        tps = pgbench(pg, database, statements, args.connections, args.seconds)
+        rps = results["scenarios"][s]["rps"]
+        results["pgbench"][s] = {"statements": len(statements), "tps": tps, "ratio": rps / tps}
+        log(f"pgbench ({s}): {len(statements)} statements, {tps:.0f} tps; server/pgbench = {rps / tps:.2f}")
+
+    # Flat scaling: (a), (b), (c) at each size; statements per page size.
+    results["scaling"] = {}
+    sizes = [int(n) for n in args.scaling.split(",") if n.strip()]
+    for articles in sizes:
+        database_n, how_n = seed_dataset(pg, articles, args.users, args.reseed)
+        server = Server(pg.url(database_n), args.port + 2, args.pool_size)
+        try:
+            fx = Fixtures(server, readers=64)
+            row: dict = {"how": how_n, "scenarios": {}, "statements_by_page_size": {}}
+            for s in "abc":
+                s_lines = request_lines(s, fx)
+                check_lines(server, s_lines)
+                figures = measure(server, s_lines, args.connections, max(5, args.seconds // 2), args.warmup)
+                row["scenarios"][s] = figures
+                log(f"{articles} articles, ({s}): p50 {ms(figures['p50_us'])} ms, p99 {ms(figures['p99_us'])} ms, {figures['rps']:.0f} req/s")
+                counts = []
+                for first in (1, 20, 100):
+                    token, payload = request_lines(s, fx, first=first)[0].split("\t", 1)
+                    payload = json.loads(payload)
+                    before = server.statements()
+                    server.graphql(payload["query"], payload["variables"], None if token == "-" else token)
+                    counts.append(server.statements() - before)
+                row["statements_by_page_size"][s] = counts
+        finally:
+            server.stop()
+        row["plans"] = {}
+        for s in "abc":
+            statements = capture_statements(pg, database_n, args.port + 1, request_lines(s, fx)[0])
+            row["plans"][s] = plan_nodes(pg, database_n, statements)
+        results["scaling"][articles] = row
+
+    pathlib.Path(args.json).write_text(json.dumps(results, indent=2))
+    write_report(results, pathlib.Path(args.output))
+    log(f"wrote {args.output} and {args.json}")
+    return 0
+
+
+def write_report(r: dict, path: pathlib.Path) -> None:
+    m, st, ds = r["machine"], r["settings"], r["dataset"]
+    out = []
+    w = out.append
+    w("# Benchmarks\n")
+    w("Figures from `scripts/bench.sh` (see \"Reproduce\" below). Timings vary with the machine and")
+    w("whatever else it runs; compare ratios and medians from one run, not across machines.\n")
+    w("## Setup\n")
+    w(f"- Date: {r['date']}; commit `{m['commit']}`")
+    w(f"- Machine: {m['cpu']}, {m['memory']}; {m['os']}")
+    w(f"- Load generator, database and server share the machine: {m['wrk']}; PostgreSQL {r['postgres']}; {m['pgbench']}; {m['rustc']}")
+    w(f"- Server: release build, `DATABASE_POOL_SIZE={st['pool_size']}`, rate limits off, `APP_ENV=production`")
+    w(f"- Load: {st['connections']} connections, {st['seconds']} s per scenario after a {st['warmup']} s warm-up; "
+      "readers are 64 seeded users picked at random per request")
+    w(f"- Data set (`conduit seed --users {st['users']} --articles {st['articles']}`, {ds['how']}): "
+      f"{ds['users']:,} users, {ds['articles']:,} articles, {ds['article_tags']:,} tag links, {ds['follows']:,} follows, "
+      f"{ds['favorites']:,} favorites, {ds['comments']:,} comments\n")
+    w("## Scenarios\n")
+    w("| Scenario | Requests/s | p50 ms | p99 ms | SQL statements / request | Peak RSS MiB |")
+    w("|---|---:|---:|---:|---:|---:|")
+    for s, f in r.get("scenarios", {}).items():
+        w(f"| ({s}) {SCENARIOS[s]} | {f['rps']:,.0f} | {ms(f['p50_us'])} | {ms(f['p99_us'])} | "
+          f"{f['statements_per_request']:.2f} | {f['peak_rss_mib']:.1f} |")
+    w("")
+    w("Statements are counted at the server's connections (`db_statements_total` on `/metrics`) over the")
+    w("measured window and divided by the requests served; peak RSS is the server's `VmHWM`, reset before")
+    w("each scenario. The documents are in `scripts/bench/documents/`.\n")
+    if r.get("pgbench"):
+        w("## Against PostgreSQL alone\n")
+        w("The SQL one request sends, captured from PostgreSQL's statement log with its parameters, replayed")
+        w(f"by `pgbench -M prepared` with the same number of clients ({st['connections']}) on the same database.\n")
+        w("| Scenario | Statements | Server requests/s | pgbench transactions/s | Ratio |")
+        w("|---|---:|---:|---:|---:|")
+        for s, p in r["pgbench"].items():
+            w(f"| ({s}) | {p['statements']} | {r['scenarios'][s]['rps']:,.0f} | {p['tps']:,.0f} | **{p['ratio']:.2f}** |")
+        w("\nThe replayed scripts are written to `target/bench/pgbench-a.sql` and `pgbench-b.sql`.\n")
+    if r.get("scaling"):
+        w("## As the data grows\n")
+        w("| Articles | (a) p50 / p99 ms | (b) p50 / p99 ms | (c) p50 / p99 ms | Statements for first: 1 / 20 / 100 (a; b; c) |")
+        w("|---:|---|---|---|---|")
+        for n, row in r["scaling"].items():
+            cells = [f"{ms(row['scenarios'][s]['p50_us'])} / {ms(row['scenarios'][s]['p99_us'])}" for s in "abc"]
+            counts = "; ".join(" / ".join(str(c) for c in row["statements_by_page_size"][s]) for s in "abc")
+            w(f"| {int(n):,} | {' | '.join(cells)} | {counts} |")
+        w("")
+        for s in "abc":
+            p50s = [row["scenarios"][s]["p50_us"] for row in r["scaling"].values()]
+            w(f"- ({s}) largest p50 / smallest p50: **{max(p50s) / min(p50s):.2f}x**")
+        largest = list(r["scaling"].values())[-1]
+        w("\nScan nodes of every statement's plan on the largest data set (`EXPLAIN`):\n")
+        for s in "abc":
+            nodes = sorted(set(largest["plans"][s]))
+            w(f"- ({s}): " + ", ".join(f"`{n}`" for n in nodes))
+        w("")
+    if r.get("flood"):
+        fl = r["flood"]
+        w("## Under a login flood\n")
+        w(f"(a) at {fl['connections']} connections, alone and while (f) signs in at {st['connections']} connections:\n")
+        w("| | (a) requests/s | (a) p50 ms | (a) p99 ms |")
+        w("|---|---:|---:|---:|")
+        w(f"| alone | {fl['alone']['rps']:,.0f} | {ms(fl['alone']['p50_us'])} | {ms(fl['alone']['p99_us'])} |")
+        w(f"| during the flood | {fl['during']['rps']:,.0f} | {ms(fl['during']['p50_us'])} | {ms(fl['during']['p99_us'])} |")
+        w(f"\np99 during / alone: **{fl['during']['p99_us'] / fl['alone']['p99_us']:.2f}x**; "
+          f"the flood completed {fl['sign_in']['rps']:,.0f} sign-ins/s.\n")
+    w("## Reproduce\n")
+    w("```sh")
+    w("scripts/bench.sh                      # everything above; rewrites this file")
+    w("scripts/bench.sh --scaling '' --scenarios ab --seconds 10   # a quick look")
+    w("```\n")
+    w("It needs a PostgreSQL it may create databases in (`BENCH_DATABASE_URL`, default")
+    w("`postgres://postgres@127.0.0.1:5432/postgres`); the pgbench comparison reads that server's log, found")
+    w("with `pg_lsclusters`. Seeded databases (`conduit_bench_<articles>`) are kept and reused; `--reseed`")
+    w("rebuilds them. Raw figures land in `target/bench/results.json`. The statement counts are also")
+    w("asserted in CI by `tests/api/query_count.rs`, which runs these same documents.")
+    path.write_text("\n".join(out) + "\n")
+
+
+if __name__ == "__main__":
+    sys.exit(main())
