@@ -1,0 +1,208 @@
+#!/usr/bin/env bash
+# Runs every end-to-end check against a built server binary:
+#   - the GraphQL over HTTP audit, the GraphiQL page in Chromium, the typed
+#     client (codegen, type check, an invalid operation refused, the journey)
+#     and automatic persisted queries, against two instances (A and B) that
+#     share one database and one Redis;
+#   - then trusted documents against a third instance (C) that runs only the
+#     documents in the typed client's manifest.
+#
+#   DATABASE_URL=postgres://postgres@127.0.0.1:5432/postgres e2e/run.sh target/debug/conduit
+#
+# DATABASE_URL names an admin database of a PostgreSQL server that allows
+# creating databases (default postgres://postgres@127.0.0.1:5432/postgres);
+# throwaway databases are made there and dropped at the end. REDIS_URL
+# (default redis://127.0.0.1:6379) is shared by A and B. Server logs and the
+# GraphiQL screenshot land in e2e/artifacts/. Exits non-zero if any check failed.
+set -euo pipefail
+
+# ---------------------------------------------------------------------------
+# Server environment. Keep these names in line with the server's
+# configuration (src/config.rs, README.md).
+#
+# Every instance: development mode (GraphiQL served), no query budget and
+# sign-in / sign-up limits high enough for repeated runs from one address.
+SERVER_ENV=(
+    APP_ENV=development
+    GRAPHIQL=true
+    RATE_LIMIT_POINTS=0
+    SIGN_IN_LIMIT_PER_ACCOUNT=100000
+    SIGN_IN_LIMIT_PER_ADDRESS=100000
+    SIGN_UP_LIMIT_PER_ADDRESS=100000
+    RUST_LOG=warn
+)
+# A and B: automatic persisted queries kept in the shared Redis.
+APQ_ENV=(
+    PERSISTED_QUERIES=redis
+)
+# C: only the documents of the typed client's manifest run.
+TRUSTED_DOCUMENTS_VAR=TRUSTED_DOCUMENTS
+# Ports of A, B and C.
+PORT_A=${E2E_PORT_A:-18281}
+PORT_B=${E2E_PORT_B:-18282}
+PORT_C=${E2E_PORT_C:-18283}
+# ---------------------------------------------------------------------------
+
+if [ $# -ne 1 ]; then
+    echo "usage: e2e/run.sh <path to the conduit binary>" >&2
+    exit 2
+fi
+ROOT="$(cd "$(dirname "$0")/.." && pwd)"
+BINARY="$(cd "$(dirname "$1")" && pwd)/$(basename "$1")"
+if [ ! -x "$BINARY" ]; then
+    echo "not an executable: $1" >&2
+    exit 2
+fi
+ADMIN_URL="${DATABASE_URL:-postgres://postgres@127.0.0.1:5432/postgres}"
+REDIS_URL="${REDIS_URL:-redis://127.0.0.1:6379}"
+ARTIFACTS="$ROOT/e2e/artifacts"
+MANIFEST="$ROOT/clients/typescript/src/gql/persisted-documents.json"
+export DEBIAN_FRONTEND=noninteractive
+cd "$ROOT"
+mkdir -p "$ARTIFACTS"
+
+step() { printf '\n=== %s\n' "$*"; }
+
+# A URL of the database NAME on the admin URL's server (query string kept).
+database_url() {
+    local base="${ADMIN_URL%%\?*}"
+    local query="${ADMIN_URL#"$base"}"
+    printf '%s/%s%s' "${base%/*}" "$1" "$query"
+}
+
+declare -A PIDS=()
+DATABASES=()
+FAILED=()
+PASSED=()
+
+stop_server() {
+    local name=$1 pid="${PIDS[$1]:-}"
+    [ -n "$pid" ] || return 0
+    kill -TERM "$pid" 2>/dev/null || true
+    wait "$pid" 2>/dev/null || true
+    unset "PIDS[$name]"
+}
+
+cleanup() {
+    local status=$?
+    for name in "${!PIDS[@]}"; do
+        stop_server "$name"
+    done
+    for db in "${DATABASES[@]}"; do
+        psql "$ADMIN_URL" -qc "DROP DATABASE IF EXISTS $db WITH (FORCE)" >/dev/null 2>&1 \
+            || echo "could not drop database $db" >&2
+    done
+    exit "$status"
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+show_logs() {
+    for log in "$ARTIFACTS"/server-*.log; do
+        [ -f "$log" ] || continue
+        echo "--- last lines of $(basename "$log")"
+        tail -n 40 "$log"
+    done
+}
+
+# start_server NAME PORT DATABASE_URL [VAR=value...]
+start_server() {
+    local name=$1 port=$2 db=$3
+    shift 3
+    env "${SERVER_ENV[@]}" "$@" HOST=127.0.0.1 PORT="$port" DATABASE_URL="$db" \
+        REDIS_URL="$REDIS_URL" JWT_SECRET="$JWT_SECRET" \
+        "$BINARY" >"$ARTIFACTS/server-$name.log" 2>&1 &
+    PIDS[$name]=$!
+    for _ in $(seq 1 90); do
+        if curl -fsS "http://127.0.0.1:$port/readyz" >/dev/null 2>&1; then
+            echo "server $name ready on port $port"
+            return 0
+        fi
+        if ! kill -0 "${PIDS[$name]}" 2>/dev/null; then
+            wait "${PIDS[$name]}" || true
+            unset "PIDS[$name]"
+            echo "server $name exited during start-up" >&2
+            tail -n 40 "$ARTIFACTS/server-$name.log" >&2
+            return 1
+        fi
+        sleep 1
+    done
+    echo "server $name not ready on port $port after 90 s" >&2
+    tail -n 40 "$ARTIFACTS/server-$name.log" >&2
+    return 1
+}
+
+# check NAME COMMAND...: runs a check, records the outcome, goes on.
+check() {
+    local name=$1
+    shift
+    step "$name"
+    if "$@"; then
+        PASSED+=("$name")
+    else
+        FAILED+=("$name")
+        echo "FAILED: $name"
+    fi
+}
+
+in_client() { (cd "$ROOT/clients/typescript" && "$@"); }
+
+step "prerequisites"
+if [ ! -x "${CHROMIUM_PATH:-/usr/bin/chromium}" ]; then
+    apt-get update -qq
+    apt-get install -y -qq chromium >/dev/null
+fi
+command -v node >/dev/null 2>&1 || { apt-get update -qq; apt-get install -y -qq nodejs npm >/dev/null; }
+node --version
+(cd "$ROOT/e2e" && npm ci --no-audit --no-fund --loglevel=error)
+(cd "$ROOT/clients/typescript" && npm ci --no-audit --no-fund --loglevel=error)
+JWT_SECRET="$(head -c 48 /dev/urandom | base64 | tr -d '\n')"
+
+DB="conduit_e2e_js_$$"
+psql "$ADMIN_URL" -qc "CREATE DATABASE $DB"
+DATABASES+=("$DB")
+SERVER_DB="$(database_url "$DB")"
+
+step "servers A and B (automatic persisted queries in Redis at $REDIS_URL)"
+if start_server A "$PORT_A" "$SERVER_DB" "${APQ_ENV[@]}" \
+    && start_server B "$PORT_B" "$SERVER_DB" "${APQ_ENV[@]}"; then
+    A="http://127.0.0.1:$PORT_A"
+    B="http://127.0.0.1:$PORT_B"
+    check "GraphQL over HTTP audit (A)" node e2e/graphql-http-audit.mjs "$A/graphql"
+    check "GraphiQL in Chromium (A)" node e2e/graphiql.mjs "$A"
+    check "typed client: codegen and type check" in_client npm run build
+    check "typed client: an invalid operation fails codegen" in_client node check-invalid.mjs
+    check "typed journey (A)" in_client env CONDUIT_URL="$A/graphql" npm run journey
+    check "typed journey registering documents (A, CONDUIT_PERSISTED=apq)" \
+        in_client env CONDUIT_URL="$A/graphql" CONDUIT_PERSISTED=apq npm run journey
+    check "typed journey by hash only on the other instance (B, CONDUIT_PERSISTED=1)" \
+        in_client env CONDUIT_URL="$B/graphql" CONDUIT_PERSISTED=1 npm run journey
+    check "automatic persisted queries (A and B)" node e2e/persisted.mjs --apq "$A" "$B"
+else
+    FAILED+=("start servers A and B")
+fi
+stop_server A
+stop_server B
+
+step "server C (trusted documents: $MANIFEST)"
+if [ ! -f "$MANIFEST" ]; then
+    echo "no manifest at $MANIFEST (did codegen fail?)" >&2
+    FAILED+=("start server C")
+elif start_server C "$PORT_C" "$SERVER_DB" "$TRUSTED_DOCUMENTS_VAR=$MANIFEST"; then
+    C="http://127.0.0.1:$PORT_C"
+    check "trusted documents (C)" node e2e/persisted.mjs --trusted "$C" "$MANIFEST"
+    check "typed journey by hash only (C, CONDUIT_PERSISTED=1)" \
+        in_client env CONDUIT_URL="$C/graphql" CONDUIT_PERSISTED=1 npm run journey
+else
+    FAILED+=("start server C")
+fi
+stop_server C
+
+step "summary"
+for name in "${PASSED[@]}"; do echo "passed: $name"; done
+for name in "${FAILED[@]}"; do echo "FAILED: $name"; done
+if [ "${#FAILED[@]}" -gt 0 ]; then
+    show_logs
+    exit 1
+fi
+echo "every end-to-end check passed"
