@@ -1,10 +1,12 @@
 //! argon2id password hashing off the async runtime.
 //!
 //! Hashing is deliberately slow (tens of milliseconds of CPU), so it runs on
-//! the blocking pool behind a semaphore sized to the cores: a login flood
-//! queues here instead of starving every other request of CPU.
+//! its own threads, one per core, at a lower scheduling priority (nice 10):
+//! they use idle CPU freely, but under a login flood the runtime's threads
+//! serving every other request come first. A semaphore bounds the work in
+//! flight; a sign-in that times out while queued costs nothing.
 
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, mpsc};
 
 use anyhow::Context;
 use argon2::{
@@ -20,9 +22,12 @@ const MEMORY_KIB: u32 = 19_456;
 const ITERATIONS: u32 = 2;
 const PARALLELISM: u32 = 1;
 
+type Job = Box<dyn FnOnce() + Send>;
+
 #[derive(Clone)]
 pub struct PasswordHasher {
     permits: Arc<Semaphore>,
+    jobs: mpsc::Sender<Job>,
     /// Verified against when an email is unknown, so that case costs the
     /// same as a wrong password and reveals nothing.
     dummy_hash: Arc<str>,
@@ -46,8 +51,32 @@ fn hash_now(password: &[u8]) -> anyhow::Result<String> {
 impl PasswordHasher {
     /// `concurrency` hashes may run at once (normally the number of cores).
     pub fn new(concurrency: usize) -> anyhow::Result<Self> {
+        let concurrency = concurrency.max(1);
+        let (jobs, queue) = mpsc::channel::<Job>();
+        let queue = Arc::new(Mutex::new(queue));
+        for i in 0..concurrency {
+            let queue = queue.clone();
+            std::thread::Builder::new()
+                .name(format!("argon2-{i}"))
+                .spawn(move || {
+                    lower_priority();
+                    loop {
+                        let job = queue.lock().unwrap_or_else(|e| e.into_inner()).recv();
+                        match job {
+                            // A panicking job drops its answer; the thread goes on.
+                            Ok(job) => {
+                                let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(job));
+                            }
+                            // Every hasher handle is gone.
+                            Err(_) => break,
+                        }
+                    }
+                })
+                .context("failed to start a password hashing thread")?;
+        }
         Ok(Self {
-            permits: Arc::new(Semaphore::new(concurrency.max(1))),
+            permits: Arc::new(Semaphore::new(concurrency)),
+            jobs,
             dummy_hash: hash_now(b"not a real password: timing equaliser")?.into(),
         })
     }
@@ -83,10 +112,30 @@ impl PasswordHasher {
             .acquire()
             .await
             .context("password hasher is shut down")?;
-        tokio::task::spawn_blocking(work)
+        let (done, result) = tokio::sync::oneshot::channel();
+        self.jobs
+            .send(Box::new(move || {
+                let _ = done.send(work());
+            }))
+            .ok()
+            .context("password hashing threads are gone")?;
+        result
             .await
-            .context("password hashing task failed")?
+            .context("password hashing failed")?
             .map_err(AppError::Internal)
+    }
+}
+
+/// Nice 10 for the calling thread (Linux schedules threads one by one);
+/// elsewhere hashing runs at normal priority.
+fn lower_priority() {
+    #[cfg(target_os = "linux")]
+    // SAFETY: plain system calls on the calling thread's own id.
+    unsafe {
+        let tid = libc::gettid();
+        if libc::setpriority(libc::PRIO_PROCESS, tid as libc::id_t, 10) != 0 {
+            tracing::warn!("could not lower the priority of a password hashing thread");
+        }
     }
 }
 
