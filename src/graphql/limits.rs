@@ -63,7 +63,9 @@ fn too_complex(rule: &'static str, measured: usize, limit: usize) -> ServerError
 const CACHED_DOCUMENTS: usize = 512;
 const MAX_CACHED_BYTES: usize = 16 * 1024;
 
-/// The limits as a schema extension, with its cache of parsed documents.
+/// The schema's one extension: the limits, with a cache of parsed
+/// documents, then the rate-limit charge for what passed. One extension,
+/// because async-graphql runs every field through each extension's chain.
 pub struct CheckedDocuments {
     limits: QueryLimits,
     cache: Arc<Mutex<lru::LruCache<String, ExecutableDocument>>>,
@@ -144,6 +146,9 @@ impl Extension for CheckedDocuments {
                 limits.max_cost,
             )]);
         }
+        super::rate_limit::charge(ctx, result.complexity)
+            .await
+            .map_err(|e| vec![e])?;
         Ok(result)
     }
 }

@@ -25,8 +25,6 @@ pub fn build_schema(state: Option<AppState>, config: &Config) -> ConduitSchema {
         mutation::MutationRoot::default(),
         EmptySubscription,
     )
-    // Outermost first: a document the limits refuse is never charged.
-    .extension(rate_limit::ChargeQueries)
     .extension(limits::CheckedDocuments::new(limits::QueryLimits {
         max_tokens: limits.max_tokens,
         max_aliases: limits.max_aliases,

@@ -5,13 +5,11 @@ use std::{
     sync::{Arc, Mutex},
 };
 
-use async_graphql::{
-    Context, ServerError, SimpleObject, ValidationResult,
-    extensions::{Extension, ExtensionContext, ExtensionFactory, NextValidation},
-};
+use async_graphql::{Context, ServerError, SimpleObject, extensions::ExtensionContext};
 use chrono::{DateTime, Utc};
 
 use crate::{
+    error::AppError,
     rate_limit::{Charge, Spender, refuse_if_exceeded},
     state::AppState,
 };
@@ -44,43 +42,26 @@ impl RateLimitTicket {
     }
 }
 
-/// Charges an operation its validated cost. Registered outside the static
-/// limits, so a refused document costs nothing.
-pub struct ChargeQueries;
-
-impl ExtensionFactory for ChargeQueries {
-    fn create(&self) -> Arc<dyn Extension> {
-        Arc::new(ChargeQueries)
+/// Charges an operation its validated cost (the static limits call it once
+/// a document passed them, so a refused document costs nothing).
+pub async fn charge(ctx: &ExtensionContext<'_>, complexity: usize) -> Result<(), ServerError> {
+    let (Some(state), Some(ticket)) = (
+        ctx.data_opt::<AppState>(),
+        ctx.data_opt::<Arc<RateLimitTicket>>(),
+    ) else {
+        return Ok(());
+    };
+    let charge = state
+        .limiter
+        .charge_query(ticket.spender, complexity as u64)
+        .await;
+    ticket.record(charge);
+    if let Some(charge) = charge
+        && charge.exceeded()
+    {
+        crate::telemetry::record_rate_limited("queries");
     }
-}
-
-#[async_graphql::async_trait::async_trait]
-impl Extension for ChargeQueries {
-    async fn validation(
-        &self,
-        ctx: &ExtensionContext<'_>,
-        next: NextValidation<'_>,
-    ) -> Result<ValidationResult, Vec<ServerError>> {
-        let result = next.run(ctx).await?;
-        let (Some(state), Some(ticket)) = (
-            ctx.data_opt::<AppState>(),
-            ctx.data_opt::<Arc<RateLimitTicket>>(),
-        ) else {
-            return Ok(result);
-        };
-        let charge = state
-            .limiter
-            .charge_query(ticket.spender, result.complexity as u64)
-            .await;
-        ticket.record(charge);
-        if let Some(charge) = charge
-            && charge.exceeded()
-        {
-            crate::telemetry::record_rate_limited("queries");
-        }
-        refuse_if_exceeded(charge).map_err(|e| vec![e.into_server_error()])?;
-        Ok(result)
-    }
+    refuse_if_exceeded(charge).map_err(AppError::into_server_error)
 }
 
 /// The spender's budget after this request was charged.
