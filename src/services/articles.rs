@@ -261,12 +261,8 @@ pub async fn favorited_by(
 
 /// Articles by the people the viewer follows, newest first.
 pub async fn feed(state: &AppState, user_id: Uuid, page: &PageRequest) -> AppResult<Page<Article>> {
-    let filter = ArticleFilter {
-        feed_of: Some(user_id),
-        ..Default::default()
-    };
     let mut conn = state.db.conn().await?;
-    Ok(article::list(&mut conn, &filter, page).await?)
+    Ok(article::feed(&mut conn, user_id, page).await?)
 }
 
 /// Each article's tags, in order.

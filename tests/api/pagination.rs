@@ -163,3 +163,92 @@ async fn the_default_page_is_twenty() {
     assert_eq!(titles(connection).len(), 20);
     assert_eq!(connection["pageInfo"]["hasNextPage"], true);
 }
+
+const FEED_PAGE: &str = "query($first: Int, $after: String, $last: Int, $before: String) {
+    viewer { feed(first: $first, after: $after, last: $last, before: $before) {
+        edges { cursor node { title } }
+        pageInfo { hasNextPage hasPreviousPage startCursor endCursor }
+    } }
+}";
+
+/// The feed merges each followed author's newest articles: pages both ways
+/// must still interleave authors in time order, through ties, and leave out
+/// authors not followed.
+#[tokio::test]
+async fn the_feed_pages_both_ways_across_followed_authors() {
+    let app = TestApp::spawn().await;
+    let reader = app.signed_in_user("reader").await;
+    for (author, count) in [("ann", 5), ("bob", 4), ("cid", 3)] {
+        let session = app.signed_in_user(author).await;
+        for i in 0..count {
+            app.create_article(&session.token, &format!("{author}{i}"), &[])
+                .await;
+        }
+    }
+    app.follow(&reader.token, "ann").await;
+    app.follow(&reader.token, "bob").await;
+    // Interleave the authors in time, with a tie across them.
+    app.db
+        .execute(
+            "UPDATE articles SET created_at = '2025-01-01'::timestamptz
+                 + (CASE WHEN title IN ('ann1', 'bob1') THEN 100 ELSE (substr(title, 4, 1)::int * 2
+                    + CASE WHEN title LIKE 'bob%' THEN 1 ELSE 0 END) END) * interval '1 minute'",
+        )
+        .await;
+    let expected: Vec<String> = {
+        let everything = app
+            .query(
+                "{ articles(first: 100) { edges { node { title author { username } } } } }",
+                json!({}),
+            )
+            .await;
+        everything.body["data"]["articles"]["edges"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|e| e["node"]["author"]["username"] != "cid")
+            .map(|e| e["node"]["title"].as_str().unwrap().to_owned())
+            .collect()
+    };
+    assert_eq!(expected.len(), 9);
+
+    let feed = |variables: Value| {
+        let app = &app;
+        let token = reader.token.clone();
+        async move {
+            let response = app.query_as(&token, FEED_PAGE, variables).await;
+            response.body["data"]["viewer"]["feed"].clone()
+        }
+    };
+    let mut forward = Vec::new();
+    let mut after: Option<String> = None;
+    loop {
+        let page = feed(json!({ "first": 2, "after": after })).await;
+        forward.extend(titles(&page));
+        if page["pageInfo"]["hasNextPage"] == json!(false) {
+            break;
+        }
+        after = page["pageInfo"]["endCursor"].as_str().map(String::from);
+    }
+    assert_eq!(forward, expected);
+
+    let mut backward: Vec<String> = Vec::new();
+    let mut before: Option<String> = None;
+    loop {
+        let page = feed(json!({ "last": 2, "before": before })).await;
+        let mut chunk = titles(&page);
+        chunk.extend(backward);
+        backward = chunk;
+        if page["pageInfo"]["hasPreviousPage"] == json!(false) {
+            break;
+        }
+        before = page["pageInfo"]["startCursor"].as_str().map(String::from);
+    }
+    assert_eq!(backward, expected);
+
+    // A window between two cursors.
+    let all = feed(json!({ "first": 100 })).await;
+    let cursor = |i: usize| all["edges"][i]["cursor"].clone();
+    let window = feed(json!({ "first": 100, "after": cursor(1), "before": cursor(6) })).await;
+    assert_eq!(titles(&window), expected[2..6]);
+}

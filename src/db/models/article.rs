@@ -5,12 +5,12 @@ use uuid::Uuid;
 
 use super::page::{Page, PageRequest};
 use crate::{
-    db::schema::{article_tags, articles, favorites, follows, tags},
+    db::schema::{article_tags, articles, favorites, tags},
     paginate,
 };
 
 /// A live article.
-#[derive(Debug, Clone, Queryable, Selectable, Identifiable)]
+#[derive(Debug, Clone, Queryable, QueryableByName, Selectable, Identifiable)]
 #[diesel(table_name = articles, check_for_backend(diesel::pg::Pg))]
 pub struct Article {
     pub id: Uuid,
@@ -50,8 +50,6 @@ pub struct ArticleFilter {
     pub tag: Option<String>,
     pub author_id: Option<Uuid>,
     pub favorited_by: Option<Uuid>,
-    /// Articles by the people this user follows.
-    pub feed_of: Option<Uuid>,
 }
 
 pub const SLUG_KEY: &str = "articles_slug_key";
@@ -157,15 +155,6 @@ pub async fn list(
             ),
         );
     }
-    if let Some(viewer) = filter.feed_of {
-        query = query.filter(
-            articles::author_id.eq_any(
-                follows::table
-                    .filter(follows::follower_id.eq(viewer))
-                    .select(follows::followee_id),
-            ),
-        );
-    }
     let rows = paginate!(
         query,
         page,
@@ -175,5 +164,60 @@ pub async fn list(
     )
     .load(conn)
     .await?;
+    Ok(page.finish(rows))
+}
+
+/// One page of the articles by the people `viewer` follows, newest first.
+///
+/// Each followed author contributes at most a page of their own newest
+/// articles (a range scan of `articles_author_recent_idx` under `LATERAL`),
+/// and only those are merged: the work grows with the number of people
+/// followed, not with how much they have written.
+pub async fn feed(
+    conn: &mut AsyncPgConnection,
+    viewer: Uuid,
+    page: &PageRequest,
+) -> QueryResult<Page<Article>> {
+    use diesel::sql_types::{BigInt, Timestamptz, Uuid as SqlUuid};
+
+    let order = if page.from_end { "ASC" } else { "DESC" };
+    let mut window = String::new();
+    let mut next_bind = 2;
+    for (keyset, operator) in [(page.after, "<"), (page.before, ">")] {
+        if keyset.is_some() {
+            window.push_str(&format!(
+                " AND (a.created_at, a.id) {operator} (${}, ${})",
+                next_bind,
+                next_bind + 1
+            ));
+            next_bind += 2;
+        }
+    }
+    let sql = format!(
+        "SELECT a.id, a.author_id, a.slug, a.title, a.description, a.body, \
+                a.favorites_count, a.created_at, a.updated_at \
+         FROM follows f \
+         CROSS JOIN LATERAL ( \
+             SELECT * FROM articles a \
+             WHERE a.author_id = f.followee_id AND a.deleted_at IS NULL{window} \
+             ORDER BY a.created_at {order}, a.id {order} \
+             LIMIT ${next_bind} \
+         ) a \
+         WHERE f.follower_id = $1 \
+         ORDER BY a.created_at {order}, a.id {order} \
+         LIMIT ${next_bind}"
+    );
+    let mut query = diesel::sql_query(sql)
+        .into_boxed()
+        .bind::<SqlUuid, _>(viewer);
+    for keyset in [page.after, page.before].into_iter().flatten() {
+        query = query
+            .bind::<Timestamptz, _>(keyset.created_at)
+            .bind::<SqlUuid, _>(keyset.id);
+    }
+    let rows = query
+        .bind::<BigInt, _>(page.fetch_limit())
+        .load::<Article>(conn)
+        .await?;
     Ok(page.finish(rows))
 }
