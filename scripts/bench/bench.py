@@ -571,6 +571,8 @@ def main() -> int:
         for s in "abc":
             statements = capture_statements(pg, database_n, args.port + 1, request_lines(s, fx)[0])
             row["plans"][s] = plan_nodes(pg, database_n, statements)
+        seq_scanned = {n.split(" on ", 1)[1] for nodes in row["plans"].values() for n in nodes if n.startswith("Seq Scan")}
+        row["seq_scan_rows"] = {t: int(pg.sql(f"SELECT count(*) FROM {t}", database=database_n)) for t in sorted(seq_scanned)}
         results["scaling"][articles] = row
 
     pathlib.Path(args.json).write_text(json.dumps(results, indent=2))
@@ -632,6 +634,9 @@ def write_report(r: dict, path: pathlib.Path) -> None:
         for s in "abc":
             nodes = sorted(set(largest["plans"][s]))
             w(f"- ({s}): " + ", ".join(f"`{n}`" for n in nodes))
+        if largest.get("seq_scan_rows"):
+            tables = ", ".join(f"`{t}` ({n:,} rows)" for t, n in largest["seq_scan_rows"].items())
+            w(f"\nSequential scans only on small tables, which PostgreSQL rightly reads whole: {tables}.")
         w("")
     if r.get("flood"):
         fl = r["flood"]

@@ -170,9 +170,9 @@ pub async fn list(
 /// One page of the articles by the people `viewer` follows, newest first.
 ///
 /// Each followed author contributes at most a page of their own newest
-/// articles (a range scan of `articles_author_recent_idx` under `LATERAL`),
-/// and only those are merged: the work grows with the number of people
-/// followed, not with how much they have written.
+/// articles (an index-only range scan of `articles_author_recent_idx` under
+/// `LATERAL`), and only those are merged: the work grows with the number
+/// of people followed, not with how much they have written.
 pub async fn feed(
     conn: &mut AsyncPgConnection,
     viewer: Uuid,
@@ -193,19 +193,26 @@ pub async fn feed(
             next_bind += 2;
         }
     }
+    // The inner scans read only the index (ids and times); the page's
+    // full rows are fetched once the page is known.
     let sql = format!(
         "SELECT a.id, a.author_id, a.slug, a.title, a.description, a.body, \
                 a.favorites_count, a.created_at, a.updated_at \
-         FROM follows f \
-         CROSS JOIN LATERAL ( \
-             SELECT * FROM articles a \
-             WHERE a.author_id = f.followee_id AND a.deleted_at IS NULL{window} \
-             ORDER BY a.created_at {order}, a.id {order} \
+         FROM articles a \
+         JOIN ( \
+             SELECT recent.id, recent.created_at \
+             FROM follows f \
+             CROSS JOIN LATERAL ( \
+                 SELECT a.id, a.created_at FROM articles a \
+                 WHERE a.author_id = f.followee_id AND a.deleted_at IS NULL{window} \
+                 ORDER BY a.created_at {order}, a.id {order} \
+                 LIMIT ${next_bind} \
+             ) recent \
+             WHERE f.follower_id = $1 \
+             ORDER BY recent.created_at {order}, recent.id {order} \
              LIMIT ${next_bind} \
-         ) a \
-         WHERE f.follower_id = $1 \
-         ORDER BY a.created_at {order}, a.id {order} \
-         LIMIT ${next_bind}"
+         ) page ON page.id = a.id \
+         ORDER BY a.created_at {order}, a.id {order}"
     );
     let mut query = diesel::sql_query(sql)
         .into_boxed()
