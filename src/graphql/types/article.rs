@@ -187,7 +187,8 @@ impl Article {
         before: Option<String>,
     ) -> async_graphql::Result<CommentConnection> {
         let args = PageArgs::new(first, after, last, before)?;
-        let page = comments::list(ctx.app(), self.0.id, &args.request).await?;
+        // Boxed to keep every field's future small (see `User::articles`).
+        let page = Box::pin(comments::list(ctx.app(), self.0.id, &args.request)).await?;
         Ok(args.connection(page, EmptyFields, |row| {
             let comment = Comment(row);
             (comment.keyset(), comment)

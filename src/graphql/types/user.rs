@@ -124,9 +124,13 @@ impl User {
         if !wants_list {
             return Ok(Connection::with_additional_fields(false, false, fields));
         }
-        let page = profiles::followers(ctx.app(), self.row.id, &args.request).await?;
+        let page = Box::pin(profiles::followers(ctx.app(), self.row.id, &args.request)).await?;
         Ok(args.connection(page, fields, |(user, keyset)| (keyset, User::public(user))))
     }
+
+    // The database futures below are boxed: async-graphql allocates and
+    // moves every field's future at the size of the type's largest
+    // resolver, so an unboxed connection would make `username` as costly.
 
     /// Articles this user wrote, newest first.
     #[graphql(complexity = "crate::graphql::limits::page_cost(first, last, child_complexity)")]
@@ -139,8 +143,8 @@ impl User {
         before: Option<String>,
     ) -> async_graphql::Result<ArticleConnection> {
         let args = PageArgs::new(first, after, last, before)?;
-        let page = articles::by_author(ctx.app(), self.row.id, &args.request).await?;
-        article_connection(ctx, &args, page).await
+        let page = Box::pin(articles::by_author(ctx.app(), self.row.id, &args.request)).await?;
+        Box::pin(article_connection(ctx, &args, page)).await
     }
 
     /// Articles this user favorited, newest article first.
@@ -154,7 +158,12 @@ impl User {
         before: Option<String>,
     ) -> async_graphql::Result<ArticleConnection> {
         let args = PageArgs::new(first, after, last, before)?;
-        let page = articles::favorited_by(ctx.app(), self.row.id, &args.request).await?;
-        article_connection(ctx, &args, page).await
+        let page = Box::pin(articles::favorited_by(
+            ctx.app(),
+            self.row.id,
+            &args.request,
+        ))
+        .await?;
+        Box::pin(article_connection(ctx, &args, page)).await
     }
 }
