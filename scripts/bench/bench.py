@@ -109,7 +109,11 @@ def seed_dataset(pg: Postgres, articles: int, users: int, reseed: bool) -> tuple
     if pg.exists(name) and not reseed:
         comment = pg.sql(f"SELECT shobj_description(oid, 'pg_database') FROM pg_database WHERE datname = '{name}'")
         if comment == f"seed {label}":
-            log(f"reusing database {name} ({label})")
+            log(f"reusing database {name} ({label}); vacuuming what earlier runs wrote")
+            # Earlier runs' writes (comments, favorites, sessions) would
+            # otherwise be vacuumed and checkpointed during the measurements.
+            pg.sql("VACUUM ANALYZE", database=name)
+            pg.sql("CHECKPOINT")
             return name, "reused"
     log(f"seeding {name} ({label}); this takes a while for large sets")
     pg.sql(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
