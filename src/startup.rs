@@ -10,7 +10,7 @@ use tokio::net::TcpListener;
 use crate::{
     auth::{jwt::JwtKeys, password::PasswordHasher},
     config::Config,
-    config::RateLimitStoreKind,
+    config::{PersistedQueryStore, RateLimitStoreKind},
     db::{self, Database, PoolSettings, embedded::EmbeddedPostgres},
     graphql,
     http::{self, persisted::PersistedDocuments},
@@ -62,7 +62,15 @@ impl Application {
             },
         )
         .await?;
-        let limiter = rate_limiter(config).await?;
+        // One Redis connection for whatever keeps its state there.
+        let redis = if config.rate_limits.store == RateLimitStoreKind::Redis
+            || config.persisted_queries == PersistedQueryStore::Redis
+        {
+            Some(crate::rate_limit::redis::connect(&config.rate_limits.redis_url).await?)
+        } else {
+            None
+        };
+        let limiter = rate_limiter(config, redis.as_ref())?;
         let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
         let state = AppState {
             db,
@@ -78,10 +86,9 @@ impl Application {
         let schema = graphql::build_schema(Some(state.clone()), config);
         let documents = PersistedDocuments::from_config(
             config.persisted_queries,
-            &config.rate_limits.redis_url,
+            redis.as_ref(),
             config.trusted_documents.as_deref(),
-        )
-        .await?;
+        )?;
         let router = http::router(state.clone(), schema, documents, config);
         let address = SocketAddr::new(config.host, config.port);
         let listener = TcpListener::bind(address)
@@ -134,13 +141,19 @@ impl Application {
     }
 }
 
-async fn rate_limiter(config: &Config) -> anyhow::Result<RateLimiter> {
+fn rate_limiter(
+    config: &Config,
+    redis: Option<&redis::aio::ConnectionManager>,
+) -> anyhow::Result<RateLimiter> {
     let limits = &config.rate_limits;
     let store: Arc<dyn RateLimitStore> = match limits.store {
         RateLimitStoreKind::Memory => Arc::new(MemoryStore::default()),
-        RateLimitStoreKind::Redis => {
-            Arc::new(RedisStore::connect(&limits.redis_url, &limits.redis_key_prefix).await?)
-        }
+        RateLimitStoreKind::Redis => Arc::new(RedisStore::new(
+            redis
+                .context("RATE_LIMIT_STORE=redis needs a Redis connection")?
+                .clone(),
+            &limits.redis_key_prefix,
+        )),
     };
     let budget = |limit, window| Budget { limit, window };
     Ok(RateLimiter::new(

@@ -50,9 +50,11 @@ pub enum Store {
 }
 
 impl PersistedDocuments {
-    pub async fn from_config(
+    /// `redis` is the process's Redis connection, present whenever `store`
+    /// is `Redis`.
+    pub fn from_config(
         store: PersistedQueryStore,
-        redis_url: &str,
+        redis: Option<&ConnectionManager>,
         trusted: Option<&Path>,
     ) -> anyhow::Result<Self> {
         if let Some(path) = trusted {
@@ -63,14 +65,11 @@ impl PersistedDocuments {
             PersistedQueryStore::Memory => Self::Automatic(Store::Memory(Mutex::new(
                 lru::LruCache::new(NonZeroUsize::new(MEMORY_CAPACITY).expect("non-zero")),
             ))),
-            PersistedQueryStore::Redis => {
-                let client = redis::Client::open(redis_url)
-                    .with_context(|| format!("invalid REDIS_URL `{redis_url}`"))?;
-                let connection = ConnectionManager::new(client)
-                    .await
-                    .with_context(|| format!("failed to connect to Redis at {redis_url}"))?;
-                Self::Automatic(Store::Redis(connection))
-            }
+            PersistedQueryStore::Redis => Self::Automatic(Store::Redis(
+                redis
+                    .context("PERSISTED_QUERIES=redis needs a Redis connection")?
+                    .clone(),
+            )),
         })
     }
 

@@ -30,18 +30,22 @@ pub struct RedisStore {
     prefix: String,
 }
 
+/// The one Redis connection of a process, shared by every store that
+/// uses Redis (it multiplexes commands).
+pub async fn connect(url: &str) -> anyhow::Result<ConnectionManager> {
+    let client = redis::Client::open(url).with_context(|| format!("invalid REDIS_URL `{url}`"))?;
+    ConnectionManager::new(client)
+        .await
+        .with_context(|| format!("failed to connect to Redis at {url}"))
+}
+
 impl RedisStore {
-    pub async fn connect(url: &str, prefix: &str) -> anyhow::Result<Self> {
-        let client =
-            redis::Client::open(url).with_context(|| format!("invalid REDIS_URL `{url}`"))?;
-        let connection = ConnectionManager::new(client)
-            .await
-            .with_context(|| format!("failed to connect to Redis at {url}"))?;
-        Ok(Self {
+    pub fn new(connection: ConnectionManager, prefix: &str) -> Self {
+        Self {
             connection,
             script: Script::new(CHARGE),
             prefix: prefix.to_owned(),
-        })
+        }
     }
 }
 
