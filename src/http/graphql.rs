@@ -378,29 +378,27 @@ fn tag_internal_errors(response: &mut BatchResponse, request_id: &RequestId) {
 /// A response for an error raised before (or instead of) execution.
 fn error_response(error: AppError, request_id: &RequestId, media: Media) -> Response {
     let status = match error.code() {
-        ErrorCode::Unauthenticated => StatusCode::UNAUTHORIZED,
-        ErrorCode::Forbidden => StatusCode::FORBIDDEN,
-        ErrorCode::NotFound => StatusCode::NOT_FOUND,
-        ErrorCode::BadUserInput => StatusCode::BAD_REQUEST,
-        ErrorCode::Timeout => StatusCode::SERVICE_UNAVAILABLE,
-        ErrorCode::QueryTooComplex => StatusCode::BAD_REQUEST,
-        ErrorCode::RateLimited => StatusCode::TOO_MANY_REQUESTS,
-        // Request errors: GraphQL over HTTP answers them 200 under
-        // `application/json`, which Apollo's persisted-query link expects.
+        ErrorCode::Unauthenticated => Some(StatusCode::UNAUTHORIZED),
+        ErrorCode::Forbidden => Some(StatusCode::FORBIDDEN),
+        ErrorCode::NotFound => Some(StatusCode::NOT_FOUND),
+        ErrorCode::BadUserInput => Some(StatusCode::BAD_REQUEST),
+        ErrorCode::Timeout => Some(StatusCode::SERVICE_UNAVAILABLE),
+        ErrorCode::QueryTooComplex => Some(StatusCode::BAD_REQUEST),
+        ErrorCode::RateLimited => Some(StatusCode::TOO_MANY_REQUESTS),
+        // Plain request errors: `render` answers them as GraphQL over HTTP
+        // says for the media type (200 under `application/json`, which
+        // Apollo's persisted-query link expects; 400 under the new one).
         ErrorCode::PersistedQueryNotFound
         | ErrorCode::PersistedQueryNotSupported
-        | ErrorCode::PersistedQueryNotTrusted => match media {
-            Media::Json => StatusCode::OK,
-            Media::GraphQLResponseJson => StatusCode::BAD_REQUEST,
-        },
-        ErrorCode::InternalServerError => StatusCode::INTERNAL_SERVER_ERROR,
+        | ErrorCode::PersistedQueryNotTrusted => None,
+        ErrorCode::InternalServerError => Some(StatusCode::INTERNAL_SERVER_ERROR),
     };
     let mut response = BatchResponse::Single(async_graphql::Response::from_errors(vec![
         error.into_server_error(),
     ]));
     tag_internal_errors(&mut response, request_id);
-    let mut http = render(&response, media, Some(status));
-    if status == StatusCode::UNAUTHORIZED {
+    let mut http = render(&response, media, status);
+    if status == Some(StatusCode::UNAUTHORIZED) {
         http.headers_mut()
             .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Token"));
     }
