@@ -3,27 +3,39 @@
 //! one is `QUERY_TOO_COMPLEX`, with the rule, the measured value and the
 //! limit in `extensions`.
 //!
-//! Cost is async-graphql's complexity with one change that matters: a list
-//! field costs its page size times its children (see [`page_cost`]), so
+//! The HTTP layer applies them to each operation before handing it to the
+//! schema, and the schema has no extension: async-graphql runs every
+//! resolved field and list item through each extension's hooks, which
+//! once cost a page of articles a quarter of its CPU.
+//!
+//! Cost: a field costs 1 plus what it selects, except the fields in
+//! [`PRICED`], whose children count once per row they can return: a
+//! page costs its size times its children (see [`page_cost`]), so
 //! `articles(first: 100) { comments { author } }` is priced as the 10,000
-//! rows it can touch, not as three fields.
+//! rows it can touch, not as three fields. Only the operation that runs
+//! is priced.
 
 use std::{
+    collections::HashMap,
     num::NonZeroUsize,
     sync::{Arc, Mutex},
 };
 
 use async_graphql::{
-    ServerError, ServerResult, ValidationResult, Variables,
-    extensions::{Extension, ExtensionContext, ExtensionFactory, NextParseQuery, NextValidation},
-    parser::types::{ExecutableDocument, OperationType, Selection, SelectionSet},
+    Name, OutputType, ServerError, Value, Variables,
+    parser::types::{
+        DocumentOperations, ExecutableDocument, Field, OperationDefinition, OperationType,
+        Selection, SelectionSet,
+    },
+    registry::{MetaType, MetaTypeName, Registry},
 };
 
 use super::{
     connection::{DEFAULT_PAGE, MAX_PAGE},
-    loaders::Loaders,
+    mutation::MutationRoot,
+    query::QueryRoot,
 };
-use crate::error::AppError;
+use crate::{error::AppError, services::comments::PLAIN_LIST_LIMIT};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct QueryLimits {
@@ -48,6 +60,36 @@ pub fn list_cost(len: usize, child_complexity: usize) -> usize {
     len.max(1).saturating_mul(child_complexity.max(1))
 }
 
+/// How a field's children are counted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Pricing {
+    /// 1 plus its children.
+    Single,
+    /// A page (`first` / `last`): its size times its children.
+    Page,
+    /// A list of at most this many rows.
+    AtMost(usize),
+    /// One row per item of this list argument.
+    PerItem(&'static str),
+}
+
+/// The fields that return many rows, by parent type and name. A test
+/// checks that every connection of the schema is here.
+const PRICED: &[(&str, &str, Pricing)] = &[
+    ("Query", "articles", Pricing::Page),
+    ("Query", "nodes", Pricing::PerItem("ids")),
+    ("User", "articles", Pricing::Page),
+    ("User", "favoriteArticles", Pricing::Page),
+    ("User", "followers", Pricing::Page),
+    ("Viewer", "feed", Pricing::Page),
+    ("Article", "commentsConnection", Pricing::Page),
+    (
+        "Article",
+        "comments",
+        Pricing::AtMost(PLAIN_LIST_LIMIT as usize),
+    ),
+];
+
 fn too_complex(rule: &'static str, measured: usize, limit: usize) -> ServerError {
     AppError::QueryTooComplex {
         rule,
@@ -63,112 +105,263 @@ fn too_complex(rule: &'static str, measured: usize, limit: usize) -> ServerError
 const CACHED_DOCUMENTS: usize = 512;
 const MAX_CACHED_BYTES: usize = 16 * 1024;
 
-/// The schema's one extension: the limits, with a cache of parsed
-/// documents, then the rate-limit charge for what passed. One extension,
-/// because async-graphql runs every field through each extension's chain.
-pub struct CheckedDocuments {
+/// The limits, the schema's field types they price by, and the cache of
+/// documents that passed them.
+pub struct DocumentLimits {
     limits: QueryLimits,
-    cache: Arc<Mutex<lru::LruCache<String, ExecutableDocument>>>,
+    types: FieldTypes,
+    cache: Mutex<lru::LruCache<String, Arc<ExecutableDocument>>>,
 }
 
-impl CheckedDocuments {
+/// What the operation a request runs measures.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Measure {
+    pub cost: usize,
+    pub depth: usize,
+    pub mutation: bool,
+}
+
+impl DocumentLimits {
     pub fn new(limits: QueryLimits) -> Self {
         Self {
             limits,
-            cache: Arc::new(Mutex::new(lru::LruCache::new(
+            types: FieldTypes::of_schema(),
+            cache: Mutex::new(lru::LruCache::new(
                 NonZeroUsize::new(CACHED_DOCUMENTS).expect("non-zero"),
-            ))),
+            )),
         }
     }
-}
 
-impl ExtensionFactory for CheckedDocuments {
-    fn create(&self) -> Arc<dyn Extension> {
-        Arc::new(Self {
-            limits: self.limits,
-            cache: self.cache.clone(),
-        })
-    }
-}
-
-#[async_graphql::async_trait::async_trait]
-impl Extension for CheckedDocuments {
-    async fn parse_query(
-        &self,
-        ctx: &ExtensionContext<'_>,
-        query: &str,
-        variables: &Variables,
-        next: NextParseQuery<'_>,
-    ) -> ServerResult<ExecutableDocument> {
-        let cached = self
+    /// The document `query` holds, parsed and within the limits on its
+    /// text and shape; cached, so a known document skips both.
+    pub fn document(&self, query: &str) -> Result<Arc<ExecutableDocument>, ServerError> {
+        if let Some(document) = self
             .cache
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .get(query)
-            .cloned();
-        let document = match cached {
-            Some(document) => document,
-            None => {
-                let document = self.limits.check(ctx, query, variables, next).await?;
-                if query.len() <= MAX_CACHED_BYTES {
-                    self.cache
-                        .lock()
-                        .unwrap_or_else(|e| e.into_inner())
-                        .put(query.to_owned(), document.clone());
-                }
-                document
-            }
-        };
-        if has_mutation(&document)
-            && let Some(loaders) = ctx.data_opt::<Loaders>()
         {
-            // Mutations run in turn and change what later ones read: no
-            // answer is cached across them.
-            loaders.enable_all_cache(false);
+            return Ok(document.clone());
+        }
+        let document = Arc::new(self.limits.check(query)?);
+        if query.len() <= MAX_CACHED_BYTES {
+            self.cache
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .put(query.to_owned(), document.clone());
         }
         Ok(document)
     }
 
-    async fn validation(
+    /// Depth and cost of the operation that `operation_name` picks, within
+    /// the limits. `None` when the document names no such operation, which
+    /// the executor reports.
+    pub fn measure(
         &self,
-        ctx: &ExtensionContext<'_>,
-        next: NextValidation<'_>,
-    ) -> Result<ValidationResult, Vec<ServerError>> {
-        let result = next.run(ctx).await?;
-        let limits = &self.limits;
-        if result.depth > limits.max_depth {
-            return Err(vec![too_complex("depth", result.depth, limits.max_depth)]);
+        document: &ExecutableDocument,
+        operation_name: Option<&str>,
+        variables: &Variables,
+    ) -> Result<Option<Measure>, ServerError> {
+        let Some(operation) = operation(document, operation_name) else {
+            return Ok(None);
+        };
+        let mut walk = Walk {
+            document,
+            operation,
+            variables,
+            types: &self.types,
+            fields: 0,
+            budget: self.limits.max_cost,
+            fragments: Vec::new(),
+        };
+        let root = match operation.ty {
+            OperationType::Mutation => "Mutation",
+            _ => "Query",
+        };
+        let (cost, depth) = walk.selections(&operation.selection_set.node, Some(root), 0);
+        if walk.fields > walk.budget {
+            // Every field costs at least 1: the walk stopped early, and
+            // what it counted is a lower bound.
+            return Err(too_complex("cost", walk.fields, self.limits.max_cost));
         }
-        if result.complexity > limits.max_cost {
-            return Err(vec![too_complex(
-                "cost",
-                result.complexity,
-                limits.max_cost,
-            )]);
+        if depth > self.limits.max_depth {
+            return Err(too_complex("depth", depth, self.limits.max_depth));
         }
-        super::rate_limit::charge(ctx, result.complexity)
-            .await
-            .map_err(|e| vec![e])?;
-        Ok(result)
+        if cost > self.limits.max_cost {
+            return Err(too_complex("cost", cost, self.limits.max_cost));
+        }
+        Ok(Some(Measure {
+            cost,
+            depth,
+            mutation: operation.ty == OperationType::Mutation,
+        }))
     }
 }
 
-fn has_mutation(document: &ExecutableDocument) -> bool {
-    document
-        .operations
-        .iter()
-        .any(|(_, op)| op.node.ty == OperationType::Mutation)
+/// The operation a request runs, chosen as the executor chooses it.
+pub fn operation<'a>(
+    document: &'a ExecutableDocument,
+    operation_name: Option<&str>,
+) -> Option<&'a OperationDefinition> {
+    let operation = match (&document.operations, operation_name) {
+        (DocumentOperations::Single(op), None) => Some(op),
+        (DocumentOperations::Single(_), Some(_)) => None,
+        (DocumentOperations::Multiple(ops), Some(name)) => ops.get(name),
+        (DocumentOperations::Multiple(ops), None) if ops.len() == 1 => ops.values().next(),
+        (DocumentOperations::Multiple(_), None) => None,
+    };
+    operation.map(|op| &op.node)
+}
+
+/// Each object and interface field's named type and pricing.
+struct FieldTypes(HashMap<String, HashMap<String, (String, Pricing)>>);
+
+impl FieldTypes {
+    fn of_schema() -> Self {
+        let mut registry = Registry::default();
+        QueryRoot::create_type_info(&mut registry);
+        MutationRoot::create_type_info(&mut registry);
+        let mut types = HashMap::new();
+        for (name, ty) in &registry.types {
+            let fields = match ty {
+                MetaType::Object { fields, .. } | MetaType::Interface { fields, .. } => fields,
+                _ => continue,
+            };
+            let fields = fields
+                .values()
+                .map(|field| {
+                    let pricing = PRICED
+                        .iter()
+                        .find(|(t, f, _)| t == name && *f == field.name)
+                        .map_or(Pricing::Single, |(_, _, pricing)| *pricing);
+                    let named = MetaTypeName::concrete_typename(&field.ty).to_owned();
+                    (field.name.clone(), (named, pricing))
+                })
+                .collect();
+            types.insert(name.clone(), fields);
+        }
+        Self(types)
+    }
+
+    fn field(&self, parent: &str, name: &str) -> Option<&(String, Pricing)> {
+        self.0.get(parent)?.get(name)
+    }
+}
+
+/// One pass over an operation, fragments inlined, for its cost and depth.
+struct Walk<'a> {
+    document: &'a ExecutableDocument,
+    operation: &'a OperationDefinition,
+    variables: &'a Variables,
+    types: &'a FieldTypes,
+    /// Fields visited, and how many may be before the walk gives up:
+    /// fragments can repeat a selection exponentially.
+    fields: usize,
+    budget: usize,
+    /// The fragments being expanded (a cycle, which validation refuses
+    /// later, is not followed).
+    fragments: Vec<&'a str>,
+}
+
+impl<'a> Walk<'a> {
+    /// Cost of `set` on `parent`, and the deepest field level in it
+    /// (`level` is the level of the field that selected it).
+    fn selections(
+        &mut self,
+        set: &'a SelectionSet,
+        parent: Option<&'a str>,
+        level: usize,
+    ) -> (usize, usize) {
+        let (mut cost, mut depth) = (0usize, level);
+        for item in &set.items {
+            if self.fields > self.budget {
+                break;
+            }
+            let (c, d) = match &item.node {
+                Selection::Field(field) => self.field(&field.node, parent, level + 1),
+                Selection::InlineFragment(inline) => {
+                    let on = inline.node.type_condition.as_ref();
+                    let parent = on.map(|c| c.node.on.node.as_str()).or(parent);
+                    self.selections(&inline.node.selection_set.node, parent, level)
+                }
+                Selection::FragmentSpread(spread) => {
+                    let name = spread.node.fragment_name.node.as_str();
+                    match self.document.fragments.get(name) {
+                        Some(fragment) if !self.fragments.contains(&name) => {
+                            self.fragments.push(name);
+                            let on = fragment.node.type_condition.node.on.node.as_str();
+                            let found =
+                                self.selections(&fragment.node.selection_set.node, Some(on), level);
+                            self.fragments.pop();
+                            found
+                        }
+                        _ => (0, level),
+                    }
+                }
+            };
+            cost = cost.saturating_add(c);
+            depth = depth.max(d);
+        }
+        (cost, depth)
+    }
+
+    fn field(&mut self, field: &'a Field, parent: Option<&'a str>, level: usize) -> (usize, usize) {
+        self.fields += 1;
+        let known = parent.and_then(|p| self.types.field(p, field.name.node.as_str()));
+        let (children, depth) = self.selections(
+            &field.selection_set.node,
+            known.map(|(ty, _)| ty.as_str()),
+            level,
+        );
+        let cost = match known.map_or(Pricing::Single, |(_, pricing)| *pricing) {
+            Pricing::Single => children.saturating_add(1),
+            Pricing::Page => page_cost(self.int(field, "first"), self.int(field, "last"), children),
+            Pricing::AtMost(rows) => list_cost(rows, children),
+            Pricing::PerItem(argument) => list_cost(self.len(field, argument), children),
+        };
+        (cost, depth)
+    }
+
+    /// An argument's value, through variables and their defaults.
+    fn argument(&self, field: &Field, name: &str) -> Option<Value> {
+        let value = field.get_argument(name)?.node.clone();
+        value
+            .into_const_with(|variable| self.variable(&variable).ok_or(()))
+            .ok()
+    }
+
+    fn variable(&self, name: &Name) -> Option<Value> {
+        self.variables.get(name).cloned().or_else(|| {
+            self.operation
+                .variable_definitions
+                .iter()
+                .find(|d| d.node.name.node == *name)
+                .and_then(|d| d.node.default_value.as_ref())
+                .map(|v| v.node.clone())
+        })
+    }
+
+    fn int(&self, field: &Field, name: &str) -> Option<i32> {
+        match self.argument(field, name)? {
+            Value::Number(n) => n
+                .as_i64()
+                .map(|n| n.clamp(i32::MIN.into(), i32::MAX.into()) as i32),
+            _ => None,
+        }
+    }
+
+    fn len(&self, field: &Field, name: &str) -> usize {
+        match self.argument(field, name) {
+            Some(Value::List(items)) => items.len(),
+            Some(Value::Null) | None => 0,
+            Some(_) => 1,
+        }
+    }
 }
 
 impl QueryLimits {
     /// Checks the text, parses it and checks the document's shape.
-    async fn check(
-        &self,
-        ctx: &ExtensionContext<'_>,
-        query: &str,
-        variables: &Variables,
-        next: NextParseQuery<'_>,
-    ) -> ServerResult<ExecutableDocument> {
+    fn check(&self, query: &str) -> Result<ExecutableDocument, ServerError> {
         let scan = scan(query, self.max_tokens);
         if scan.tokens > self.max_tokens {
             return Err(too_complex("tokens", scan.tokens, self.max_tokens));
@@ -178,7 +371,7 @@ impl QueryLimits {
         if scan.nesting > self.max_depth {
             return Err(too_complex("depth", scan.nesting, self.max_depth));
         }
-        let document = next.run(ctx, query, variables).await?;
+        let document = async_graphql::parser::parse_query(query)?;
         let shape = DocumentShape::of(&document);
         for (rule, measured, limit) in [
             ("aliases", shape.aliases, self.max_aliases),
@@ -390,5 +583,142 @@ mod tests {
         assert_eq!(page_cost(None, Some(100), 3), 300);
         assert_eq!(page_cost(Some(i32::MAX), None, 10), 1000);
         assert_eq!(page_cost(Some(0), None, 0), 1);
+    }
+
+    fn limits(max_cost: usize) -> DocumentLimits {
+        DocumentLimits::new(QueryLimits {
+            max_tokens: 2000,
+            max_aliases: 30,
+            max_root_fields: 20,
+            max_directives: 20,
+            max_depth: 15,
+            max_cost,
+        })
+    }
+
+    fn measure(query: &str, operation: Option<&str>, variables: serde_json::Value) -> Measure {
+        let limits = limits(10_000);
+        let document = limits.document(query).unwrap();
+        let variables = Variables::from_json(variables);
+        limits
+            .measure(&document, operation, &variables)
+            .unwrap()
+            .expect("an operation")
+    }
+
+    #[test]
+    fn every_connection_is_priced_by_its_page() {
+        let types = FieldTypes::of_schema();
+        for (parent, field, pricing) in PRICED {
+            assert_eq!(
+                types.field(parent, field).map(|(_, p)| *p),
+                Some(*pricing),
+                "{parent}.{field} is in the schema"
+            );
+        }
+        let mut registry = Registry::default();
+        QueryRoot::create_type_info(&mut registry);
+        MutationRoot::create_type_info(&mut registry);
+        let mut connections = 0;
+        for (name, ty) in &registry.types {
+            let MetaType::Object { fields, .. } = ty else {
+                continue;
+            };
+            for field in fields.values() {
+                let paged = field.args.contains_key("first") && field.args.contains_key("last");
+                if paged && field.ty.trim_end_matches('!').ends_with("Connection") {
+                    connections += 1;
+                    assert_eq!(
+                        types.field(name, &field.name).map(|(_, p)| *p),
+                        Some(Pricing::Page),
+                        "{name}.{} is a connection priced by its page",
+                        field.name
+                    );
+                }
+            }
+        }
+        assert_eq!(connections, 6);
+    }
+
+    #[test]
+    fn a_page_costs_its_size_times_what_each_row_selects() {
+        // edges (1) + node (1) + title (1) + author (1 + username 1) = 5 a row.
+        let page = "query($n: Int = 7) { articles(first: $n) { edges { node { title author { username } } } } }";
+        assert_eq!(measure(page, None, serde_json::json!({ "n": 5 })).cost, 25);
+        assert_eq!(
+            measure(page, None, serde_json::json!({})).cost,
+            35,
+            "default"
+        );
+        let literal = "{ articles(last: 3) { nodes { slug } } }";
+        assert_eq!(measure(literal, None, serde_json::json!({})).cost, 6);
+        let unset = "{ articles { nodes { slug } } }";
+        assert_eq!(
+            measure(unset, None, serde_json::json!({})).cost,
+            DEFAULT_PAGE as usize * 2
+        );
+        let plain = "{ article(slug: \"a\") { comments { body author { username } } } }";
+        assert_eq!(
+            measure(plain, None, serde_json::json!({})).cost,
+            1 + PLAIN_LIST_LIMIT as usize * 3
+        );
+        let nodes = "query($ids: [ID!]!) { nodes(ids: $ids) { id } }";
+        assert_eq!(
+            measure(nodes, None, serde_json::json!({ "ids": ["a", "b", "c"] })).cost,
+            3
+        );
+    }
+
+    #[test]
+    fn fragments_count_where_they_are_spread_and_cycles_stop() {
+        let query = "{ viewer { user { ...U } } }
+                     fragment U on User { username ... on User { bio } articles(first: 2) { nodes { ...A } } }
+                     fragment A on Article { slug author { ...U } }";
+        let measured = measure(query, None, serde_json::json!({}));
+        // U inside A is not expanded again (a cycle): author costs 1, a
+        // row 3 (nodes, slug, author), the page 6, U 8, viewer 10.
+        assert_eq!(measured.cost, 10, "{measured:?}");
+        assert_eq!(measured.depth, 5, "viewer user articles nodes slug");
+    }
+
+    #[test]
+    fn only_the_operation_that_runs_is_measured() {
+        let document =
+            "query Small { tags } query Large { articles(first: 100) { nodes { slug } } }
+                        mutation Write { signOut(input: {}) { errors { code } } }";
+        let small = measure(document, Some("Small"), serde_json::json!({}));
+        assert_eq!((small.cost, small.depth, small.mutation), (1, 1, false));
+        assert_eq!(
+            measure(document, Some("Large"), serde_json::json!({})).cost,
+            200
+        );
+        assert!(measure(document, Some("Write"), serde_json::json!({})).mutation);
+        let limits = limits(10_000);
+        let parsed = limits.document(document).unwrap();
+        assert_eq!(
+            limits
+                .measure(&parsed, None, &Variables::default())
+                .unwrap(),
+            None,
+            "no operation chosen: the executor says so"
+        );
+    }
+
+    #[test]
+    fn fragment_bombs_stop_at_the_cost_limit() {
+        // 2^12 copies of F12 from a document of a few hundred tokens.
+        let mut query = String::from("{ viewer { user { ...F0 } } }\n");
+        for i in 0..12 {
+            let next = format!("...F{}", i + 1);
+            query += &format!("fragment F{i} on User {{ {next} {next} }}\n");
+        }
+        query += "fragment F12 on User { username }";
+        let limits = limits(1_000);
+        let document = limits.document(&query).unwrap();
+        let error = limits
+            .measure(&document, None, &Variables::default())
+            .unwrap_err();
+        let extensions = error.extensions.unwrap();
+        assert_eq!(extensions.get("rule"), Some(&Value::from("cost")));
     }
 }

@@ -19,20 +19,12 @@ pub type ConduitSchema = Schema<query::QueryRoot, mutation::MutationRoot, EmptyS
 /// Builds the schema. `state` is absent only when printing the SDL.
 pub fn build_schema(state: Option<AppState>, config: &Config) -> ConduitSchema {
     let production = config.is_production();
-    let limits = config.limits;
+    // No extensions: the limits run in the HTTP layer (see `limits`).
     let mut builder = Schema::build(
         query::QueryRoot,
         mutation::MutationRoot::default(),
         EmptySubscription,
-    )
-    .extension(limits::CheckedDocuments::new(limits::QueryLimits {
-        max_tokens: limits.max_tokens,
-        max_aliases: limits.max_aliases,
-        max_root_fields: limits.max_root_fields,
-        max_directives: limits.max_directives,
-        max_depth: limits.max_depth,
-        max_cost: limits.max_cost,
-    }));
+    );
     if let Some(state) = state {
         builder = builder.data(state);
     }
@@ -75,4 +67,17 @@ impl ContextExt for Context<'_> {
         self.viewer()
             .ok_or_else(|| AppError::Unauthenticated("sign in to do this").into())
     }
+}
+
+/// The static limits of `config`, for the HTTP layer to apply.
+pub fn document_limits(config: &Config) -> limits::DocumentLimits {
+    let limits = config.limits;
+    limits::DocumentLimits::new(limits::QueryLimits {
+        max_tokens: limits.max_tokens,
+        max_aliases: limits.max_aliases,
+        max_root_fields: limits.max_root_fields,
+        max_directives: limits.max_directives,
+        max_depth: limits.max_depth,
+        max_cost: limits.max_cost,
+    })
 }

@@ -44,7 +44,6 @@ impl QueryRoot {
     /// Live articles, newest first. Filters combine: `tag` (any letter
     /// case), `author` and `favoritedBy` (usernames).
     #[allow(clippy::too_many_arguments)]
-    #[graphql(complexity = "crate::graphql::limits::page_cost(first, last, child_complexity)")]
     async fn articles(
         &self,
         ctx: &Context<'_>,
@@ -103,7 +102,6 @@ impl QueryRoot {
 
     /// The objects with these global ids (at most 100), null for each
     /// unknown or deleted one.
-    #[graphql(complexity = "crate::graphql::limits::list_cost(ids.len(), child_complexity)")]
     async fn nodes(
         &self,
         ctx: &Context<'_>,

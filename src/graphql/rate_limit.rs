@@ -5,7 +5,7 @@ use std::{
     sync::{Arc, Mutex},
 };
 
-use async_graphql::{Context, ServerError, SimpleObject, extensions::ExtensionContext};
+use async_graphql::{Context, ServerError, SimpleObject};
 use chrono::{DateTime, Utc};
 
 use crate::{
@@ -42,18 +42,16 @@ impl RateLimitTicket {
     }
 }
 
-/// Charges an operation its validated cost (the static limits call it once
-/// a document passed them, so a refused document costs nothing).
-pub async fn charge(ctx: &ExtensionContext<'_>, complexity: usize) -> Result<(), ServerError> {
-    let (Some(state), Some(ticket)) = (
-        ctx.data_opt::<AppState>(),
-        ctx.data_opt::<Arc<RateLimitTicket>>(),
-    ) else {
-        return Ok(());
-    };
+/// Charges an operation its cost (the static limits measured it, so a
+/// document they refuse costs nothing).
+pub async fn charge(
+    state: &AppState,
+    ticket: &RateLimitTicket,
+    cost: usize,
+) -> Result<(), ServerError> {
     let charge = state
         .limiter
-        .charge_query(ticket.spender, complexity as u64)
+        .charge_query(ticket.spender, cost as u64)
         .await;
     ticket.record(charge);
     if let Some(charge) = charge

@@ -2,8 +2,8 @@
 //! and for GraphiQL in a browser.
 
 use async_graphql::{
-    BatchRequest, BatchResponse, Request,
-    parser::types::{DocumentOperations, OperationType},
+    BatchRequest, BatchResponse, Request, ServerError,
+    parser::types::{ExecutableDocument, OperationType},
 };
 use async_graphql_axum::{GraphQLBatchRequest, rejection::GraphQLRejection};
 use axum::{
@@ -12,6 +12,7 @@ use axum::{
     http::{HeaderMap, HeaderValue, StatusCode, header},
     response::{IntoResponse, Response},
 };
+use futures_util::{StreamExt, stream::FuturesOrdered};
 use std::{
     net::{IpAddr, SocketAddr},
     sync::Arc,
@@ -25,8 +26,8 @@ use crate::{
     auth::Viewer,
     error::{AppError, ErrorCode},
     graphql::{
-        loaders,
-        rate_limit::{ClientAddress, RateLimitTicket},
+        limits, loaders,
+        rate_limit::{self, ClientAddress, RateLimitTicket},
     },
     rate_limit::Spender,
     services::sessions,
@@ -123,7 +124,7 @@ pub async fn get(
     if let Err(e) = state.documents.resolve(&mut request).await {
         return error_response(e, &request_id, media);
     }
-    if !is_query(&request) {
+    if !is_query(&state, &request) {
         let mut response = error_response(
             AppError::BadUserInput("only queries may be sent with GET; use POST".into()),
             &request_id,
@@ -185,13 +186,29 @@ async fn execute(
         span.record("user_id", viewer.user_id.to_string().as_str());
     }
 
-    let batch = prepare(state, viewer, ClientAddress(address), &ticket, batch);
-    let mut http = match tokio::time::timeout(
-        state.request_timeout,
-        state.schema.execute_batch(batch),
-    )
-    .await
-    {
+    let operations_context = Operation {
+        state,
+        viewer,
+        address: ClientAddress(address),
+        ticket: &ticket,
+        span: span.clone(),
+    };
+    let run = async {
+        match batch {
+            BatchRequest::Single(request) => {
+                BatchResponse::Single(operations_context.run(request).await)
+            }
+            BatchRequest::Batch(requests) => BatchResponse::Batch(
+                requests
+                    .into_iter()
+                    .map(|request| operations_context.run(request))
+                    .collect::<FuturesOrdered<_>>()
+                    .collect()
+                    .await,
+            ),
+        }
+    };
+    let mut http = match tokio::time::timeout(state.request_timeout, run).await {
         Ok(mut response) => {
             tag_internal_errors(&mut response, request_id);
             let codes = error_codes(&response);
@@ -281,36 +298,61 @@ fn error_codes(response: &BatchResponse) -> Vec<String> {
         .collect()
 }
 
-/// Attaches what each operation of the batch needs: the viewer, the
-/// client's address, the rate-limit ticket and a fresh set of loaders
-/// (they cache per request and know the viewer).
-fn prepare(
-    state: &HttpState,
+/// What every operation of a request shares.
+struct Operation<'a> {
+    state: &'a HttpState,
     viewer: Option<Viewer>,
     address: ClientAddress,
-    ticket: &Arc<RateLimitTicket>,
-    batch: BatchRequest,
-) -> BatchRequest {
-    let span = tracing::Span::current();
-    let with_data = |mut request: Request| {
-        request = request.data(address).data(ticket.clone());
-        let span = span.clone();
-        let loaders = loaders::for_request(&state.app, viewer, move |batch| {
+    ticket: &'a Arc<RateLimitTicket>,
+    span: tracing::Span,
+}
+
+impl Operation<'_> {
+    /// Runs one operation: the static limits, the rate-limit charge, then
+    /// the schema, with what resolvers need attached: the viewer, the
+    /// client's address, the rate-limit ticket and a fresh set of loaders
+    /// (they cache per operation and know the viewer).
+    async fn run(&self, mut request: Request) -> async_graphql::Response {
+        let refuse = |e: ServerError| async_graphql::Response::from_errors(vec![e]);
+        let limits = &self.state.limits;
+        let document = match limits.document(&request.query) {
+            Ok(document) => document,
+            Err(e) => return refuse(e),
+        };
+        let measure = match limits.measure(
+            &document,
+            request.operation_name.as_deref(),
+            &request.variables,
+        ) {
+            Ok(measure) => measure,
+            Err(e) => return refuse(e),
+        };
+        let span = self.span.clone();
+        let loaders = loaders::for_request(&self.state.app, self.viewer, move |batch| {
             tokio::spawn(batch.instrument(span.clone()))
         });
-        request = request.data(loaders);
-        match viewer {
+        if let Some(measure) = measure {
+            if measure.mutation {
+                // Mutations run in turn and change what later ones read:
+                // no answer is cached across them.
+                loaders.enable_all_cache(false);
+            }
+            if let Err(e) = rate_limit::charge(&self.state.app, self.ticket, measure.cost).await {
+                return refuse(e);
+            }
+        }
+        request.set_parsed_query(ExecutableDocument::clone(&document));
+        request = request
+            .data(self.address)
+            .data(self.ticket.clone())
+            .data(loaders);
+        request = match self.viewer {
             Some(viewer) => request.data(viewer),
             // Production hides the schema from anonymous clients.
-            None if state.production => request.disable_introspection(),
+            None if self.state.production => request.disable_introspection(),
             None => request,
-        }
-    };
-    match batch {
-        BatchRequest::Single(request) => BatchRequest::Single(with_data(request)),
-        BatchRequest::Batch(requests) => {
-            BatchRequest::Batch(requests.into_iter().map(with_data).collect())
-        }
+        };
+        self.state.schema.execute(request).await
     }
 }
 
@@ -341,18 +383,13 @@ fn accepts_html(headers: &HeaderMap) -> bool {
 }
 
 /// Whether the operation a GET would run is a query. A document that does
-/// not parse is left to the executor, which reports the syntax error.
-fn is_query(request: &Request) -> bool {
-    let Ok(document) = async_graphql::parser::parse_query(&request.query) else {
+/// not parse or pass the limits is left to `execute`, which reports why.
+fn is_query(state: &HttpState, request: &Request) -> bool {
+    let Ok(document) = state.limits.document(&request.query) else {
         return true;
     };
-    let operation = match (&document.operations, request.operation_name.as_deref()) {
-        (DocumentOperations::Single(op), _) => Some(op),
-        (DocumentOperations::Multiple(ops), Some(name)) => ops.get(name),
-        (DocumentOperations::Multiple(ops), None) if ops.len() == 1 => ops.values().next(),
-        (DocumentOperations::Multiple(_), None) => None,
-    };
-    operation.is_none_or(|op| op.node.ty == OperationType::Query)
+    limits::operation(&document, request.operation_name.as_deref())
+        .is_none_or(|op| op.ty == OperationType::Query)
 }
 
 const REQUEST_ID_KEY: &str = "requestId";

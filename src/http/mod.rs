@@ -23,6 +23,7 @@ pub struct HttpState {
     pub max_batch_size: usize,
     pub trusted_proxy_hops: usize,
     pub documents: std::sync::Arc<persisted::PersistedDocuments>,
+    pub limits: std::sync::Arc<crate::graphql::limits::DocumentLimits>,
 }
 
 pub fn router(
@@ -40,6 +41,7 @@ pub fn router(
         max_batch_size: config.limits.max_batch_size,
         trusted_proxy_hops: config.trusted_proxy_hops,
         documents: std::sync::Arc::new(documents),
+        limits: std::sync::Arc::new(crate::graphql::document_limits(config)),
     };
     let production = config.is_production();
     let mut routes = Router::new().route("/graphql", get(graphql::get).post(graphql::post));

@@ -162,9 +162,6 @@ impl Article {
 
     /// The newest comments, newest first, at most 100; page through all of
     /// them with `commentsConnection`.
-    #[graphql(
-        complexity = "crate::graphql::limits::list_cost(crate::services::comments::PLAIN_LIST_LIMIT as usize, child_complexity)"
-    )]
     async fn comments(&self, ctx: &Context<'_>) -> async_graphql::Result<Vec<Comment>> {
         Ok(ctx
             .loaders()
@@ -177,7 +174,6 @@ impl Article {
     }
 
     /// All comments, newest first, as a connection.
-    #[graphql(complexity = "crate::graphql::limits::page_cost(first, last, child_complexity)")]
     async fn comments_connection(
         &self,
         ctx: &Context<'_>,

@@ -104,7 +104,6 @@ impl User {
 
     /// Who follows this user, most recent first. `totalCount` alone costs
     /// no query.
-    #[graphql(complexity = "crate::graphql::limits::page_cost(first, last, child_complexity)")]
     async fn followers(
         &self,
         ctx: &Context<'_>,
@@ -133,7 +132,6 @@ impl User {
     // resolver, so an unboxed connection would make `username` as costly.
 
     /// Articles this user wrote, newest first.
-    #[graphql(complexity = "crate::graphql::limits::page_cost(first, last, child_complexity)")]
     async fn articles(
         &self,
         ctx: &Context<'_>,
@@ -148,7 +146,6 @@ impl User {
     }
 
     /// Articles this user favorited, newest article first.
-    #[graphql(complexity = "crate::graphql::limits::page_cost(first, last, child_complexity)")]
     async fn favorite_articles(
         &self,
         ctx: &Context<'_>,

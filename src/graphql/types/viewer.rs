@@ -27,7 +27,6 @@ impl Viewer {
     }
 
     /// Articles by the people the viewer follows, newest first.
-    #[graphql(complexity = "crate::graphql::limits::page_cost(first, last, child_complexity)")]
     async fn feed(
         &self,
         ctx: &Context<'_>,
