@@ -38,11 +38,23 @@ fn decode_cursor(name: &str, cursor: &str) -> Result<Keyset, AppError> {
 
 /// An opaque cursor for a position in a `(created_at, id)` list.
 pub fn encode_cursor(keyset: &Keyset) -> String {
-    URL_SAFE_NO_PAD.encode(format!(
-        "{}:{}",
-        keyset.created_at.timestamp_micros(),
-        keyset.id
-    ))
+    // One per row of every page: no formatting machinery.
+    let mut micros = itoa::Buffer::new();
+    let mut raw = Vec::with_capacity(20 + 1 + 36);
+    raw.extend_from_slice(
+        micros
+            .format(keyset.created_at.timestamp_micros())
+            .as_bytes(),
+    );
+    raw.push(b':');
+    raw.extend_from_slice(
+        keyset
+            .id
+            .hyphenated()
+            .encode_lower(&mut uuid::Uuid::encode_buffer())
+            .as_bytes(),
+    );
+    URL_SAFE_NO_PAD.encode(raw)
 }
 
 impl PageArgs {

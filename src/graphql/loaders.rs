@@ -42,7 +42,9 @@ pub struct ConduitLoader {
     viewer: Option<Viewer>,
 }
 
-pub type Loaders = DataLoader<ConduitLoader, HashMapCache>;
+/// The cache hashes with foldhash: its keys are ids the database made,
+/// and SipHash was a visible share of a page's CPU.
+pub type Loaders = DataLoader<ConduitLoader, HashMapCache<foldhash::fast::RandomState>>;
 
 /// `spawn` runs each batch; the HTTP layer passes one that keeps the
 /// request's tracing span, so batch log lines carry the request id.
@@ -60,7 +62,7 @@ where
             viewer,
         },
         spawn,
-        HashMapCache::default(),
+        HashMapCache::new(),
     );
     loaders.enable_all_cache(true);
     loaders
@@ -79,7 +81,7 @@ where
 {
     let keys: Vec<K> = keys
         .into_iter()
-        .collect::<std::collections::HashSet<K>>()
+        .collect::<foldhash::HashSet<K>>()
         .into_iter()
         .collect();
     if keys.is_empty() {

@@ -1,7 +1,5 @@
 //! Articles: writing, editing and deleting (author only), and the lists.
 
-use std::collections::HashMap;
-
 use diesel_async::AsyncConnection;
 use rand::Rng;
 use uuid::Uuid;
@@ -269,9 +267,9 @@ pub async fn feed(state: &AppState, user_id: Uuid, page: &PageRequest) -> AppRes
 pub async fn tags_of(
     state: &AppState,
     article_ids: &[Uuid],
-) -> AppResult<HashMap<Uuid, Vec<String>>> {
+) -> AppResult<foldhash::HashMap<Uuid, Vec<String>>> {
     let mut conn = state.db.conn().await?;
-    let mut tags: HashMap<Uuid, Vec<String>> = HashMap::new();
+    let mut tags = foldhash::HashMap::<Uuid, Vec<String>>::default();
     for (article_id, name) in tag::of_articles(&mut conn, article_ids).await? {
         tags.entry(article_id).or_default().push(name);
     }

@@ -1,7 +1,5 @@
 //! Comments: adding, deleting (author only), listing.
 
-use std::collections::HashMap;
-
 use diesel_async::AsyncConnection;
 use uuid::Uuid;
 
@@ -87,9 +85,9 @@ pub async fn list(
 pub async fn newest_of_articles(
     state: &AppState,
     article_ids: &[Uuid],
-) -> AppResult<HashMap<Uuid, Vec<Comment>>> {
+) -> AppResult<foldhash::HashMap<Uuid, Vec<Comment>>> {
     let mut conn = state.db.conn().await?;
-    let mut by_article: HashMap<Uuid, Vec<Comment>> = HashMap::new();
+    let mut by_article = foldhash::HashMap::<Uuid, Vec<Comment>>::default();
     for c in comment::newest_of_articles(&mut conn, article_ids, PLAIN_LIST_LIMIT).await? {
         by_article.entry(c.article_id).or_default().push(c);
     }

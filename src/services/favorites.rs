@@ -1,8 +1,6 @@
 //! Favorites. Idempotent both ways; counts stay exact because triggers
 //! adjust them in the same statement as the row change.
 
-use std::collections::HashSet;
-
 use diesel_async::AsyncConnection;
 use uuid::Uuid;
 
@@ -47,7 +45,7 @@ pub async fn favorited_among(
     state: &AppState,
     viewer: &Viewer,
     article_ids: &[Uuid],
-) -> AppResult<HashSet<Uuid>> {
+) -> AppResult<foldhash::HashSet<Uuid>> {
     let mut conn = state.db.conn().await?;
     Ok(
         favorite::favorited_among(&mut conn, viewer.user_id, article_ids)

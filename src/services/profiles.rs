@@ -1,7 +1,5 @@
 //! Profiles and follows.
 
-use std::collections::HashSet;
-
 use diesel_async::AsyncConnection;
 use uuid::Uuid;
 
@@ -54,7 +52,7 @@ pub async fn followed_among(
     state: &AppState,
     viewer: &Viewer,
     user_ids: &[Uuid],
-) -> AppResult<HashSet<Uuid>> {
+) -> AppResult<foldhash::HashSet<Uuid>> {
     let mut conn = state.db.conn().await?;
     Ok(follow::followed_among(&mut conn, viewer.user_id, user_ids)
         .await?
