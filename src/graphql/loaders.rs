@@ -24,6 +24,9 @@ pub struct ArticleById(pub Uuid);
 /// A live comment by id.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct CommentById(pub Uuid);
+/// An article's body (lists fetch articles without it).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct ArticleBody(pub Uuid);
 /// An article's tag names, in order.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct TagsOfArticle(pub Uuid);
@@ -111,12 +114,15 @@ where
 }
 
 impl Loader<UserById> for ConduitLoader {
-    type Value = User;
+    type Value = std::sync::Arc<User>;
     type Error = async_graphql::Error;
 
-    async fn load(&self, keys: &[UserById]) -> LoadResult<UserById, User> {
+    async fn load(&self, keys: &[UserById]) -> LoadResult<UserById, std::sync::Arc<User>> {
         let users = accounts::find_many(&self.state, &ids(keys, |k| k.0)).await?;
-        Ok(users.into_iter().map(|u| (UserById(u.id), u)).collect())
+        Ok(users
+            .into_iter()
+            .map(|u| (UserById(u.id), std::sync::Arc::new(u)))
+            .collect())
     }
 }
 
@@ -151,6 +157,19 @@ impl Loader<TagsOfArticle> for ConduitLoader {
             |k| k.0,
             |id| tags.remove(&id).unwrap_or_default(),
         ))
+    }
+}
+
+impl Loader<ArticleBody> for ConduitLoader {
+    type Value = String;
+    type Error = async_graphql::Error;
+
+    async fn load(&self, keys: &[ArticleBody]) -> LoadResult<ArticleBody, String> {
+        let bodies = articles::bodies_of(&self.state, &ids(keys, |k| k.0)).await?;
+        Ok(bodies
+            .into_iter()
+            .map(|(id, body)| (ArticleBody(id), body))
+            .collect())
     }
 }
 

@@ -71,7 +71,9 @@ impl QueryRoot {
         ctx: &Context<'_>,
         slug: String,
     ) -> async_graphql::Result<Option<Article>> {
-        Ok(articles::find_by_slug(ctx.app(), &slug).await?.map(Article))
+        Ok(articles::find_by_slug(ctx.app(), &slug)
+            .await?
+            .map(Article::from))
     }
 
     /// Tags of live articles, most used first (at most 100).

@@ -8,7 +8,7 @@ use super::validation;
 use crate::{
     auth::Viewer,
     db::models::{
-        article::{self, Article, ArticleChanges, ArticleFilter, NewArticle},
+        article::{self, Article, ArticleChanges, ArticleFilter, ArticleListing, NewArticle},
         page::{Page, PageRequest},
         tag, user,
     },
@@ -205,7 +205,7 @@ pub async fn list(
     state: &AppState,
     query: &ArticleQuery,
     page: &PageRequest,
-) -> AppResult<Page<Article>> {
+) -> AppResult<Page<ArticleListing>> {
     let mut conn = state.db.conn().await?;
     let mut filter = ArticleFilter {
         tag: query.tag.as_deref().map(|t| t.trim().to_lowercase()),
@@ -235,7 +235,7 @@ pub async fn by_author(
     state: &AppState,
     author_id: Uuid,
     page: &PageRequest,
-) -> AppResult<Page<Article>> {
+) -> AppResult<Page<ArticleListing>> {
     let filter = ArticleFilter {
         author_id: Some(author_id),
         ..Default::default()
@@ -248,7 +248,7 @@ pub async fn favorited_by(
     state: &AppState,
     user_id: Uuid,
     page: &PageRequest,
-) -> AppResult<Page<Article>> {
+) -> AppResult<Page<ArticleListing>> {
     let filter = ArticleFilter {
         favorited_by: Some(user_id),
         ..Default::default()
@@ -258,7 +258,11 @@ pub async fn favorited_by(
 }
 
 /// Articles by the people the viewer follows, newest first.
-pub async fn feed(state: &AppState, user_id: Uuid, page: &PageRequest) -> AppResult<Page<Article>> {
+pub async fn feed(
+    state: &AppState,
+    user_id: Uuid,
+    page: &PageRequest,
+) -> AppResult<Page<ArticleListing>> {
     let mut conn = state.db.conn().await?;
     Ok(article::feed(&mut conn, user_id, page).await?)
 }
@@ -274,6 +278,18 @@ pub async fn tags_of(
         tags.entry(article_id).or_default().push(name);
     }
     Ok(tags)
+}
+
+/// The bodies of articles a list fetched without them.
+pub async fn bodies_of(
+    state: &AppState,
+    article_ids: &[Uuid],
+) -> AppResult<foldhash::HashMap<Uuid, String>> {
+    let mut conn = state.db.conn().await?;
+    Ok(article::bodies(&mut conn, article_ids)
+        .await?
+        .into_iter()
+        .collect())
 }
 
 pub async fn most_used_tags(state: &AppState, limit: i64) -> AppResult<Vec<String>> {

@@ -244,3 +244,37 @@ mod bench_scenarios {
         );
     }
 }
+
+#[tokio::test]
+async fn lists_fetch_bodies_only_when_asked_in_one_statement_for_the_page() {
+    let app = TestApp::spawn().await;
+    let token = populate(&app).await;
+    let without = "query($first: Int!) { articles(first: $first) { nodes { slug } } }";
+    let with = "query($first: Int!) { articles(first: $first) { nodes { slug body } } }";
+    let mut counts = Vec::new();
+    for first in [1, 20, 100] {
+        let (plain, _) = statements_for(&app, &token, without, json!({ "first": first })).await;
+        let (bodies, body) = statements_for(&app, &token, with, json!({ "first": first })).await;
+        let nodes = body["data"]["articles"]["nodes"].as_array().unwrap();
+        assert_eq!(nodes.len(), first as usize);
+        assert!(nodes.iter().all(|n| n["body"] == "body"), "{body:?}");
+        counts.push((plain, bodies));
+    }
+    println!("statements without and with bodies for 1, 20, 100 articles: {counts:?}");
+    assert!(
+        counts.iter().all(|(plain, bodies)| *bodies == plain + 1),
+        "{counts:?}"
+    );
+
+    // A single article carries its body: no second statement.
+    let one = "query($slug: String!) { article(slug: $slug) { body } }";
+    let (single, _) = statements_for(&app, &token, one, json!({ "slug": "article-1" })).await;
+    let (slug_only, _) = statements_for(
+        &app,
+        &token,
+        "query($slug: String!) { article(slug: $slug) { slug } }",
+        json!({ "slug": "article-1" }),
+    )
+    .await;
+    assert_eq!(single, slug_only);
+}

@@ -10,19 +10,36 @@ use crate::{
 };
 
 /// A live article.
-#[derive(Debug, Clone, Queryable, QueryableByName, Selectable, Identifiable)]
+#[derive(Debug, Clone, Queryable, QueryableByName, Selectable)]
 #[diesel(table_name = articles, check_for_backend(diesel::pg::Pg))]
 pub struct Article {
+    #[diesel(embed)]
+    pub listing: ArticleListing,
+    pub body: String,
+}
+
+/// An article without its body, as lists fetch it: lists rarely show the
+/// body, and it is most of a row's size (see `bodies`).
+#[derive(Debug, Clone, Queryable, QueryableByName, Selectable)]
+#[diesel(table_name = articles, check_for_backend(diesel::pg::Pg))]
+pub struct ArticleListing {
     pub id: Uuid,
     pub author_id: Uuid,
     pub slug: String,
     pub title: String,
     pub description: String,
-    pub body: String,
     /// Kept exact by triggers on `favorites`.
     pub favorites_count: i32,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
+}
+
+impl std::ops::Deref for Article {
+    type Target = ArticleListing;
+
+    fn deref(&self) -> &ArticleListing {
+        &self.listing
+    }
 }
 
 #[derive(Debug, Insertable)]
@@ -123,15 +140,31 @@ pub async fn soft_delete(conn: &mut AsyncPgConnection, id: Uuid) -> QueryResult<
         .optional()
 }
 
+/// The bodies of these articles (live or not: a list fetched them a
+/// moment ago), by id.
+pub async fn bodies(
+    conn: &mut AsyncPgConnection,
+    ids: &[Uuid],
+) -> QueryResult<Vec<(Uuid, String)>> {
+    if ids.is_empty() {
+        return Ok(Vec::new());
+    }
+    articles::table
+        .filter(articles::id.eq_any(ids))
+        .select((articles::id, articles::body))
+        .load(conn)
+        .await
+}
+
 /// One page of live articles matching `filter`, newest first.
 pub async fn list(
     conn: &mut AsyncPgConnection,
     filter: &ArticleFilter,
     page: &PageRequest,
-) -> QueryResult<Page<Article>> {
+) -> QueryResult<Page<ArticleListing>> {
     let mut query = articles::table
         .filter(articles::deleted_at.is_null())
-        .select(Article::as_select())
+        .select(ArticleListing::as_select())
         .into_boxed();
     if let Some(tag) = &filter.tag {
         query = query.filter(
@@ -177,7 +210,7 @@ pub async fn feed(
     conn: &mut AsyncPgConnection,
     viewer: Uuid,
     page: &PageRequest,
-) -> QueryResult<Page<Article>> {
+) -> QueryResult<Page<ArticleListing>> {
     use diesel::sql_types::{BigInt, Timestamptz, Uuid as SqlUuid};
 
     let order = if page.from_end { "ASC" } else { "DESC" };
@@ -196,7 +229,7 @@ pub async fn feed(
     // The inner scans read only the index (ids and times); the page's
     // full rows are fetched once the page is known.
     let sql = format!(
-        "SELECT a.id, a.author_id, a.slug, a.title, a.description, a.body, \
+        "SELECT a.id, a.author_id, a.slug, a.title, a.description, \
                 a.favorites_count, a.created_at, a.updated_at \
          FROM articles a \
          JOIN ( \
@@ -224,7 +257,7 @@ pub async fn feed(
     }
     let rows = query
         .bind::<BigInt, _>(page.fetch_limit())
-        .load::<Article>(conn)
+        .load::<ArticleListing>(conn)
         .await?;
     Ok(page.finish(rows))
 }

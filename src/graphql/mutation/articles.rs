@@ -124,7 +124,7 @@ impl ArticleMutations {
         };
         let outcome = articles::create(ctx.app(), ctx.require_viewer()?, draft).await;
         let (article, errors) = match refusals(outcome)? {
-            Ok(article) => (Some(Article(article)), Vec::new()),
+            Ok(article) => (Some(Article::from(article)), Vec::new()),
             Err(errors) => (None, errors),
         };
         Ok(Some(CreateArticlePayload {
@@ -151,7 +151,7 @@ impl ArticleMutations {
         };
         let outcome = articles::update(ctx.app(), ctx.require_viewer()?, id, edit).await;
         let (article, errors) = match refusals(outcome)? {
-            Ok(article) => (Some(Article(article)), Vec::new()),
+            Ok(article) => (Some(Article::from(article)), Vec::new()),
             Err(errors) => (None, errors),
         };
         Ok(Some(UpdateArticlePayload {
@@ -172,7 +172,7 @@ impl ArticleMutations {
         let id = global_id::decode(&input.id, "Article")?;
         let article = articles::delete(ctx.app(), ctx.require_viewer()?, id).await?;
         Ok(Some(DeleteArticlePayload {
-            article: Article(article),
+            article: Article::from(article),
             client_mutation_id: input.client_mutation_id,
         }))
     }
@@ -187,7 +187,7 @@ impl ArticleMutations {
         let id = global_id::decode(&input.id, "Article")?;
         let article = favorites::favorite(ctx.app(), ctx.require_viewer()?, id).await?;
         Ok(Some(FavoriteArticlePayload {
-            article: Some(Article(article)),
+            article: Some(Article::from(article)),
             client_mutation_id: input.client_mutation_id,
         }))
     }
@@ -202,7 +202,7 @@ impl ArticleMutations {
         let id = global_id::decode(&input.id, "Article")?;
         let article = favorites::unfavorite(ctx.app(), ctx.require_viewer()?, id).await?;
         Ok(Some(UnfavoriteArticlePayload {
-            article: Some(Article(article)),
+            article: Some(Article::from(article)),
             client_mutation_id: input.client_mutation_id,
         }))
     }

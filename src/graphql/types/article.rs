@@ -6,12 +6,17 @@ use chrono::{DateTime, Utc};
 
 use super::{comment::Comment, global_id, user::User};
 use crate::{
-    db::models::{article::Article as ArticleRow, page::Keyset},
+    db::models::{
+        article::{Article as ArticleRow, ArticleListing},
+        page::Keyset,
+    },
+    error::AppError,
     graphql::{
         ContextExt,
         connection::PageArgs,
         loaders::{
-            self, FavoritedByViewer, FollowedByViewer, NewestComments, TagsOfArticle, UserById,
+            self, ArticleBody, FavoritedByViewer, FollowedByViewer, NewestComments, TagsOfArticle,
+            UserById,
         },
     },
     services::comments,
@@ -20,13 +25,33 @@ use crate::{
 pub type ArticleConnection = Connection<String, Article, EmptyFields, EmptyFields>;
 pub type CommentConnection = Connection<String, Comment, EmptyFields, EmptyFields>;
 
-pub struct Article(pub ArticleRow);
+pub struct Article {
+    row: ArticleListing,
+    /// `None` when a list fetched the article: the body is then loaded,
+    /// for the whole list at once, only if the selection asks for it.
+    body: Option<String>,
+}
+
+impl From<ArticleRow> for Article {
+    fn from(row: ArticleRow) -> Self {
+        Self {
+            row: row.listing,
+            body: Some(row.body),
+        }
+    }
+}
+
+impl From<ArticleListing> for Article {
+    fn from(row: ArticleListing) -> Self {
+        Self { row, body: None }
+    }
+}
 
 impl Article {
     pub fn keyset(&self) -> Keyset {
         Keyset {
-            created_at: self.0.created_at,
-            id: self.0.id,
+            created_at: self.row.created_at,
+            id: self.row.id,
         }
     }
 }
@@ -36,19 +61,19 @@ impl Article {
 pub async fn article_connection(
     ctx: &Context<'_>,
     args: &PageArgs,
-    page: crate::db::models::page::Page<ArticleRow>,
+    page: crate::db::models::page::Page<ArticleListing>,
 ) -> async_graphql::Result<ArticleConnection> {
     prefetch(ctx, &page.rows).await?;
     Ok(args.connection(page, EmptyFields, |row| {
-        let article = Article(row);
+        let article = Article::from(row);
         (article.keyset(), article)
     }))
 }
 
 /// Loads, for all `rows` at once, each relationship the selection asks of
-/// them (tags, favorite state, authors and whether the viewer follows
-/// them): one query per relationship, however many rows.
-async fn prefetch(ctx: &Context<'_>, rows: &[ArticleRow]) -> async_graphql::Result<()> {
+/// them (tags, bodies, favorite state, authors and whether the viewer
+/// follows them): one query per relationship, however many rows.
+async fn prefetch(ctx: &Context<'_>, rows: &[ArticleListing]) -> async_graphql::Result<()> {
     if rows.is_empty() {
         return Ok(());
     }
@@ -73,6 +98,12 @@ async fn prefetch(ctx: &Context<'_>, rows: &[ArticleRow]) -> async_graphql::Resu
         }
         Ok::<_, async_graphql::Error>(())
     };
+    let bodies = async {
+        if wants("body") {
+            loaders::prime(loaders, article_ids().map(ArticleBody)).await?;
+        }
+        Ok(())
+    };
     let favorited = async {
         if signed_in && wants("viewerHasFavorited") {
             loaders::prime(loaders, article_ids().map(FavoritedByViewer)).await?;
@@ -91,7 +122,7 @@ async fn prefetch(ctx: &Context<'_>, rows: &[ArticleRow]) -> async_graphql::Resu
         }
         Ok(())
     };
-    futures_util::try_join!(tags, favorited, authors, followed)?;
+    futures_util::try_join!(tags, bodies, favorited, authors, followed)?;
     Ok(())
 }
 
@@ -99,45 +130,51 @@ async fn prefetch(ctx: &Context<'_>, rows: &[ArticleRow]) -> async_graphql::Resu
 impl Article {
     /// Opaque global id.
     pub async fn id(&self) -> ID {
-        global_id::encode("Article", self.0.id)
+        global_id::encode("Article", self.row.id)
     }
 
     /// URL-safe, unique; changes when the title changes.
     async fn slug(&self) -> &str {
-        &self.0.slug
+        &self.row.slug
     }
 
     async fn title(&self) -> &str {
-        &self.0.title
+        &self.row.title
     }
 
     async fn description(&self) -> &str {
-        &self.0.description
+        &self.row.description
     }
 
-    async fn body(&self) -> &str {
-        &self.0.body
+    async fn body(&self, ctx: &Context<'_>) -> async_graphql::Result<String> {
+        if let Some(body) = &self.body {
+            return Ok(body.clone());
+        }
+        ctx.loaders()
+            .load_one(ArticleBody(self.row.id))
+            .await?
+            .ok_or_else(|| AppError::NotFound("article").into())
     }
 
     /// Lower-case tags in the author's order.
     async fn tag_list(&self, ctx: &Context<'_>) -> async_graphql::Result<Vec<String>> {
         Ok(ctx
             .loaders()
-            .load_one(TagsOfArticle(self.0.id))
+            .load_one(TagsOfArticle(self.row.id))
             .await?
             .unwrap_or_default())
     }
 
     async fn created_at(&self) -> DateTime<Utc> {
-        self.0.created_at
+        self.row.created_at
     }
 
     async fn updated_at(&self) -> DateTime<Utc> {
-        self.0.updated_at
+        self.row.updated_at
     }
 
     async fn favorites_count(&self) -> i32 {
-        self.0.favorites_count
+        self.row.favorites_count
     }
 
     /// False for anonymous viewers.
@@ -147,7 +184,7 @@ impl Article {
         }
         Ok(ctx
             .loaders()
-            .load_one(FavoritedByViewer(self.0.id))
+            .load_one(FavoritedByViewer(self.row.id))
             .await?
             .unwrap_or(false))
     }
@@ -155,7 +192,7 @@ impl Article {
     async fn author(&self, ctx: &Context<'_>) -> async_graphql::Result<Option<User>> {
         Ok(ctx
             .loaders()
-            .load_one(UserById(self.0.author_id))
+            .load_one(UserById(self.row.author_id))
             .await?
             .map(User::public))
     }
@@ -165,7 +202,7 @@ impl Article {
     async fn comments(&self, ctx: &Context<'_>) -> async_graphql::Result<Vec<Comment>> {
         Ok(ctx
             .loaders()
-            .load_one(NewestComments(self.0.id))
+            .load_one(NewestComments(self.row.id))
             .await?
             .unwrap_or_default()
             .into_iter()
@@ -184,7 +221,7 @@ impl Article {
     ) -> async_graphql::Result<CommentConnection> {
         let args = PageArgs::new(first, after, last, before)?;
         // Boxed to keep every field's future small (see `User::articles`).
-        let page = Box::pin(comments::list(ctx.app(), self.0.id, &args.request)).await?;
+        let page = Box::pin(comments::list(ctx.app(), self.row.id, &args.request)).await?;
         Ok(args.connection(page, EmptyFields, |row| {
             let comment = Comment(row);
             (comment.keyset(), comment)

@@ -54,6 +54,6 @@ impl Comment {
             .loaders()
             .load_one(ArticleById(self.0.article_id))
             .await?
-            .map(Article))
+            .map(Article::from))
     }
 }

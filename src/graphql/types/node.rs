@@ -33,7 +33,7 @@ pub async fn resolve(ctx: &Context<'_>, id: &ID) -> async_graphql::Result<Option
         "Article" => loaders
             .load_one(ArticleById(uuid))
             .await?
-            .map(|a| Node::Article(Article(a))),
+            .map(|a| Node::Article(Article::from(a))),
         "Comment" => loaders
             .load_one(CommentById(uuid))
             .await?

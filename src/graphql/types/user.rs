@@ -39,7 +39,9 @@ pub type FollowersConnection =
 
 /// A Conduit account.
 pub struct User {
-    row: UserRow,
+    /// Shared with the request's loader cache: a page of articles by a
+    /// few authors does not copy each author per row.
+    row: std::sync::Arc<UserRow>,
     /// Reached through the owner's own view (`Viewer.user`, the payload of
     /// the owner's mutation), where private fields show even before the
     /// request carries a token, e.g. right after `signInUser`.
@@ -48,17 +50,17 @@ pub struct User {
 
 impl User {
     /// The account as seen by anyone.
-    pub fn public(row: UserRow) -> Self {
+    pub fn public(row: impl Into<std::sync::Arc<UserRow>>) -> Self {
         Self {
-            row,
+            row: row.into(),
             own_view: false,
         }
     }
 
     /// The account as seen by its owner.
-    pub fn own(row: UserRow) -> Self {
+    pub fn own(row: impl Into<std::sync::Arc<UserRow>>) -> Self {
         Self {
-            row,
+            row: row.into(),
             own_view: true,
         }
     }
