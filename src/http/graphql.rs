@@ -504,12 +504,15 @@ fn render(response: &BatchResponse, media: Media, status: Option<StatusCode>) ->
         status = StatusCode::BAD_REQUEST;
     }
     // A request error has no `data` entry at all under the new media type.
-    let body = match response {
+    // Sized for a page of results up front, rather than grown by doubling.
+    let mut body = Vec::with_capacity(16 * 1024);
+    let written = match response {
         BatchResponse::Single(r) if request_error => {
-            serde_json::to_vec(&serde_json::json!({ "errors": r.errors }))
+            serde_json::to_writer(&mut body, &serde_json::json!({ "errors": r.errors }))
         }
-        _ => serde_json::to_vec(response),
+        _ => serde_json::to_writer(&mut body, response),
     };
+    let body = written.map(|()| body);
     let body = body.unwrap_or_else(|e| {
         tracing::error!(error = %e, "failed to serialise a response");
         serde_json::json!({ "errors": [{ "message": crate::error::INTERNAL_MESSAGE }] })
