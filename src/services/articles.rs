@@ -273,10 +273,11 @@ pub async fn tags_of(
     article_ids: &[Uuid],
 ) -> AppResult<foldhash::HashMap<Uuid, Vec<String>>> {
     let mut conn = state.db.conn().await?;
-    Ok(tag::of_articles(&mut conn, article_ids)
-        .await?
-        .into_iter()
-        .collect())
+    let mut tags = foldhash::HashMap::<Uuid, Vec<String>>::default();
+    for (article_id, name) in tag::of_articles(&mut conn, article_ids).await? {
+        tags.entry(article_id).or_default().push(name);
+    }
+    Ok(tags)
 }
 
 /// The bodies of articles a list fetched without them.

@@ -4,25 +4,19 @@ use uuid::Uuid;
 
 use crate::db::schema::{article_tags, articles, tags};
 
-/// The tags of each article that has any, in the author's order: one row
-/// per article, not per tag.
+/// The tags of each article, in the author's order.
 pub async fn of_articles(
     conn: &mut AsyncPgConnection,
     article_ids: &[Uuid],
-) -> QueryResult<Vec<(Uuid, Vec<String>)>> {
+) -> QueryResult<Vec<(Uuid, String)>> {
     if article_ids.is_empty() {
         return Ok(Vec::new());
     }
     article_tags::table
         .inner_join(tags::table)
         .filter(article_tags::article_id.eq_any(article_ids))
-        .group_by(article_tags::article_id)
-        .select((
-            article_tags::article_id,
-            diesel::dsl::sql::<diesel::sql_types::Array<diesel::sql_types::Text>>(
-                "array_agg(tags.name ORDER BY article_tags.position)",
-            ),
-        ))
+        .order((article_tags::article_id, article_tags::position))
+        .select((article_tags::article_id, tags::name))
         .load(conn)
         .await
 }
