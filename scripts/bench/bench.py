@@ -306,7 +306,9 @@ def check_lines(server: Server, lines: list[str], samples: int = 20) -> None:
 # --- load ------------------------------------------------------------------
 
 
-def wrk(server: Server, lines: list[str], connections: int, seconds: int, threads: int = 2) -> dict:
+def wrk(
+    server: Server, lines: list[str], connections: int, seconds: int, threads: int = 2, tolerate_timeouts: bool = False
+) -> dict:
     with tempfile.NamedTemporaryFile("w", suffix=".txt", delete=False, dir=WORK) as f:
         f.write("\n".join(lines) + "\n")
         path = f.name
@@ -325,7 +327,7 @@ def wrk(server: Server, lines: list[str], connections: int, seconds: int, thread
         os.unlink(path)
     figures = json.loads(result.stdout.strip().splitlines()[-1])
     figures["rps"] = figures["requests"] / (figures["duration_us"] / 1e6)
-    errors = sum(v for k, v in figures.items() if k.startswith("errors_"))
+    errors = sum(v for k, v in figures.items() if k.startswith("errors_") and not (tolerate_timeouts and k == "errors_timeout"))
     if errors:
         raise RuntimeError(f"wrk saw {errors} errors: {figures}")
     return figures
@@ -523,7 +525,11 @@ def main() -> int:
             alone = measure(server, lines["a"], reader_connections, args.seconds, args.warmup)
             flood_result: dict = {}
             flood = threading.Thread(
-                target=lambda: flood_result.update(wrk(server, lines["f"], args.connections, args.seconds + 4))
+                # The flood's own sign-ins may wait past wrk's 10 s timeout:
+                # hashing yields to reads by design. They are counted.
+                target=lambda: flood_result.update(
+                    wrk(server, lines["f"], args.connections, args.seconds + 4, tolerate_timeouts=True)
+                )
             )
             flood.start()
             time.sleep(2)
@@ -531,7 +537,8 @@ def main() -> int:
             flood.join()
             results["flood"] = {"connections": reader_connections, "alone": alone, "during": during, "sign_in": flood_result}
             log(f"  p99 alone {ms(alone['p99_us'])} ms, during the flood {ms(during['p99_us'])} ms "
-                f"({during['p99_us'] / alone['p99_us']:.2f}x); sign-ins {flood_result['rps']:.0f}/s")
+                f"({during['p99_us'] / alone['p99_us']:.2f}x); sign-ins {flood_result['rps']:.0f}/s, "
+                f"{flood_result['errors_timeout']} waited past 10 s")
 
         # The limit: the same SQL straight from pgbench. The host's speed
         # drifts by a third within minutes, so the server and pgbench take
@@ -665,7 +672,9 @@ def write_report(r: dict, path: pathlib.Path) -> None:
         w(f"| alone | {fl['alone']['rps']:,.0f} | {ms(fl['alone']['p50_us'])} | {ms(fl['alone']['p99_us'])} |")
         w(f"| during the flood | {fl['during']['rps']:,.0f} | {ms(fl['during']['p50_us'])} | {ms(fl['during']['p99_us'])} |")
         w(f"\np99 during / alone: **{fl['during']['p99_us'] / fl['alone']['p99_us']:.2f}x**; "
-          f"the flood completed {fl['sign_in']['rps']:,.0f} sign-ins/s.\n")
+          f"the flood completed {fl['sign_in']['rps']:,.0f} sign-ins/s, and "
+          f"{fl['sign_in'].get('errors_timeout', 0):,} of its sign-ins waited past wrk's 10 s timeout "
+          "(password hashing runs at a lower priority than reads, by design).\n")
     w("## Reproduce\n")
     w("```sh")
     w("scripts/bench.sh                      # everything above; rewrites this file")
