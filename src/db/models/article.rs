@@ -188,15 +188,9 @@ pub async fn list(
             ),
         );
     }
-    let rows = paginate!(
-        query,
-        page,
-        "articles.created_at, articles.id",
-        articles::created_at,
-        articles::id
-    )
-    .load(conn)
-    .await?;
+    let rows = paginate!(query, page, articles::created_at, articles::id)
+        .load(conn)
+        .await?;
     Ok(page.finish(rows))
 }
 
@@ -211,53 +205,88 @@ pub async fn feed(
     viewer: Uuid,
     page: &PageRequest,
 ) -> QueryResult<Page<ArticleListing>> {
-    use diesel::sql_types::{BigInt, Timestamptz, Uuid as SqlUuid};
-
-    let order = if page.from_end { "ASC" } else { "DESC" };
-    let mut window = String::new();
-    let mut next_bind = 2;
-    for (keyset, operator) in [(page.after, "<"), (page.before, ">")] {
-        if keyset.is_some() {
-            window.push_str(&format!(
-                " AND (a.created_at, a.id) {operator} (${}, ${})",
-                next_bind,
-                next_bind + 1
-            ));
-            next_bind += 2;
-        }
+    let rows = FeedQuery {
+        viewer,
+        after: page.after,
+        before: page.before,
+        from_end: page.from_end,
+        limit: page.fetch_limit(),
     }
-    // The inner scans read only the index (ids and times); the page's
-    // full rows are fetched once the page is known.
-    let sql = format!(
-        "SELECT a.id, a.author_id, a.slug, a.title, a.description, \
-                a.favorites_count, a.created_at, a.updated_at \
-         FROM articles a \
-         JOIN ( \
-             SELECT recent.id, recent.created_at \
-             FROM follows f \
-             CROSS JOIN LATERAL ( \
-                 SELECT a.id, a.created_at FROM articles a \
-                 WHERE a.author_id = f.followee_id AND a.deleted_at IS NULL{window} \
-                 ORDER BY a.created_at {order}, a.id {order} \
-                 LIMIT ${next_bind} \
-             ) recent \
-             WHERE f.follower_id = $1 \
-             ORDER BY recent.created_at {order}, recent.id {order} \
-             LIMIT ${next_bind} \
-         ) page ON page.id = a.id \
-         ORDER BY a.created_at {order}, a.id {order}"
-    );
-    let mut query = diesel::sql_query(sql)
-        .into_boxed()
-        .bind::<SqlUuid, _>(viewer);
-    for keyset in [page.after, page.before].into_iter().flatten() {
-        query = query
-            .bind::<Timestamptz, _>(keyset.created_at)
-            .bind::<SqlUuid, _>(keyset.id);
-    }
-    let rows = query
-        .bind::<BigInt, _>(page.fetch_limit())
-        .load::<ArticleListing>(conn)
-        .await?;
+    .load::<ArticleListing>(conn)
+    .await?;
     Ok(page.finish(rows))
+}
+
+/// The feed's statement. Its text is fixed for each window and direction
+/// and its values are bind parameters, so diesel keeps it prepared:
+/// `sql_query` would have PostgreSQL plan it on every request, which took
+/// longer than running it.
+struct FeedQuery {
+    viewer: Uuid,
+    after: Option<super::page::Keyset>,
+    before: Option<super::page::Keyset>,
+    from_end: bool,
+    limit: i64,
+}
+
+impl diesel::query_builder::QueryId for FeedQuery {
+    type QueryId = ();
+    const HAS_STATIC_QUERY_ID: bool = false;
+}
+
+impl diesel::query_builder::Query for FeedQuery {
+    type SqlType = diesel::sql_types::Untyped;
+}
+
+impl diesel::query_builder::QueryFragment<diesel::pg::Pg> for FeedQuery {
+    fn walk_ast<'b>(
+        &'b self,
+        mut out: diesel::query_builder::AstPass<'_, 'b, diesel::pg::Pg>,
+    ) -> QueryResult<()> {
+        use diesel::sql_types::{BigInt, Timestamptz, Uuid as SqlUuid};
+
+        let order = if self.from_end { "ASC" } else { "DESC" };
+        // The inner scans read only the index (ids and times); the page's
+        // full rows are fetched once the page is known.
+        out.push_sql(
+            "SELECT a.id, a.author_id, a.slug, a.title, a.description, \
+                    a.favorites_count, a.created_at, a.updated_at \
+             FROM articles a \
+             JOIN ( \
+                 SELECT recent.id, recent.created_at \
+                 FROM follows f \
+                 CROSS JOIN LATERAL ( \
+                     SELECT a.id, a.created_at FROM articles a \
+                     WHERE a.author_id = f.followee_id AND a.deleted_at IS NULL",
+        );
+        for (keyset, operator) in [(&self.after, " < ("), (&self.before, " > (")] {
+            if let Some(keyset) = keyset {
+                out.push_sql(" AND (a.created_at, a.id)");
+                out.push_sql(operator);
+                out.push_bind_param::<Timestamptz, _>(&keyset.created_at)?;
+                out.push_sql(", ");
+                out.push_bind_param::<SqlUuid, _>(&keyset.id)?;
+                out.push_sql(")");
+            }
+        }
+        out.push_sql(" ORDER BY a.created_at ");
+        out.push_sql(order);
+        out.push_sql(", a.id ");
+        out.push_sql(order);
+        out.push_sql(" LIMIT ");
+        out.push_bind_param::<BigInt, _>(&self.limit)?;
+        out.push_sql(") recent WHERE f.follower_id = ");
+        out.push_bind_param::<SqlUuid, _>(&self.viewer)?;
+        out.push_sql(" ORDER BY recent.created_at ");
+        out.push_sql(order);
+        out.push_sql(", recent.id ");
+        out.push_sql(order);
+        out.push_sql(" LIMIT ");
+        out.push_bind_param::<BigInt, _>(&self.limit)?;
+        out.push_sql(") page ON page.id = a.id ORDER BY a.created_at ");
+        out.push_sql(order);
+        out.push_sql(", a.id ");
+        out.push_sql(order);
+        Ok(())
+    }
 }

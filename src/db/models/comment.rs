@@ -73,15 +73,9 @@ pub async fn list(
         .filter(comments::deleted_at.is_null())
         .select(Comment::as_select())
         .into_boxed();
-    let rows = paginate!(
-        query,
-        page,
-        "comments.created_at, comments.id",
-        comments::created_at,
-        comments::id
-    )
-    .load(conn)
-    .await?;
+    let rows = paginate!(query, page, comments::created_at, comments::id)
+        .load(conn)
+        .await?;
     Ok(page.finish(rows))
 }
 

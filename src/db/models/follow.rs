@@ -75,15 +75,10 @@ pub async fn followers(
         .filter(users::deleted_at.is_null())
         .select((User::as_select(), follows::created_at))
         .into_boxed();
-    let rows: Vec<(User, DateTime<Utc>)> = paginate!(
-        query,
-        page,
-        "follows.created_at, follows.follower_id",
-        follows::created_at,
-        follows::follower_id
-    )
-    .load(conn)
-    .await?;
+    let rows: Vec<(User, DateTime<Utc>)> =
+        paginate!(query, page, follows::created_at, follows::follower_id)
+            .load(conn)
+            .await?;
     let page = page.finish(rows);
     Ok(Page {
         has_more: page.has_more,

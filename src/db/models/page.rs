@@ -47,35 +47,31 @@ impl PageRequest {
 
 /// Applies a keyset window and order to a boxed query over a table whose
 /// `created_at` and `id` columns are given, e.g.
-/// `paginate!(query, page, "articles.created_at, articles.id", articles::created_at, articles::id)`.
-/// The row comparison `(created_at, id) < (…)` lets PostgreSQL range-scan
-/// the `(created_at DESC, id DESC)` index, so deep pages cost no more than
-/// the first.
+/// `paginate!(query, page, articles::created_at, articles::id)`.
+///
+/// The window is `(created_at, id) < (t, i)` written as
+/// `created_at <= t AND (created_at < t OR id < i)`: the first half lets
+/// PostgreSQL range-scan the `(created_at DESC, id DESC)` index, so deep
+/// pages cost no more than the first, and the whole is plain DSL, so
+/// diesel keeps the statement prepared (a `sql` literal would have it
+/// parsed and planned on every request).
 #[macro_export]
 macro_rules! paginate {
-    ($query:expr, $page:expr, $columns:literal, $created_at:expr, $id:expr) => {{
-        use diesel::{
-            dsl::sql,
-            sql_types::{Bool, Timestamptz, Uuid as SqlUuid},
-        };
+    ($query:expr, $page:expr, $created_at:expr, $id:expr) => {{
         let page: &$crate::db::models::page::PageRequest = $page;
         let mut query = $query;
         if let Some(k) = page.after {
             query = query.filter(
-                sql::<Bool>(concat!("(", $columns, ") < ("))
-                    .bind::<Timestamptz, _>(k.created_at)
-                    .sql(", ")
-                    .bind::<SqlUuid, _>(k.id)
-                    .sql(")"),
+                $created_at
+                    .le(k.created_at)
+                    .and($created_at.lt(k.created_at).or($id.lt(k.id))),
             );
         }
         if let Some(k) = page.before {
             query = query.filter(
-                sql::<Bool>(concat!("(", $columns, ") > ("))
-                    .bind::<Timestamptz, _>(k.created_at)
-                    .sql(", ")
-                    .bind::<SqlUuid, _>(k.id)
-                    .sql(")"),
+                $created_at
+                    .ge(k.created_at)
+                    .and($created_at.gt(k.created_at).or($id.gt(k.id))),
             );
         }
         let query = if page.from_end {
