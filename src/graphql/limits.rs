@@ -35,17 +35,7 @@ use super::{
     mutation::MutationRoot,
     query::QueryRoot,
 };
-use crate::{error::AppError, services::comments::PLAIN_LIST_LIMIT};
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct QueryLimits {
-    pub max_tokens: usize,
-    pub max_aliases: usize,
-    pub max_root_fields: usize,
-    pub max_directives: usize,
-    pub max_depth: usize,
-    pub max_cost: usize,
-}
+use crate::{config::Limits, error::AppError, services::comments::PLAIN_LIST_LIMIT};
 
 /// The cost of a paginated field: the page it asks for times what each
 /// item costs. An out-of-range size is priced at the maximum page; the
@@ -108,7 +98,7 @@ const MAX_CACHED_BYTES: usize = 16 * 1024;
 /// The limits, the schema's field types they price by, and the cache of
 /// documents that passed them.
 pub struct DocumentLimits {
-    limits: QueryLimits,
+    limits: Limits,
     types: FieldTypes,
     cache: Mutex<lru::LruCache<String, Arc<ExecutableDocument>>>,
 }
@@ -122,7 +112,7 @@ pub struct Measure {
 }
 
 impl DocumentLimits {
-    pub fn new(limits: QueryLimits) -> Self {
+    pub fn new(limits: Limits) -> Self {
         Self {
             limits,
             types: FieldTypes::of_schema(),
@@ -143,7 +133,7 @@ impl DocumentLimits {
         {
             return Ok(document.clone());
         }
-        let document = Arc::new(self.limits.check(query)?);
+        let document = Arc::new(check(&self.limits, query)?);
         if query.len() <= MAX_CACHED_BYTES {
             self.cache
                 .lock()
@@ -359,31 +349,29 @@ impl<'a> Walk<'a> {
     }
 }
 
-impl QueryLimits {
-    /// Checks the text, parses it and checks the document's shape.
-    fn check(&self, query: &str) -> Result<ExecutableDocument, ServerError> {
-        let scan = scan(query, self.max_tokens);
-        if scan.tokens > self.max_tokens {
-            return Err(too_complex("tokens", scan.tokens, self.max_tokens));
-        }
-        // Checked before parsing, so a deep document never reaches the
-        // parser's own recursion limit (whose error has no code).
-        if scan.nesting > self.max_depth {
-            return Err(too_complex("depth", scan.nesting, self.max_depth));
-        }
-        let document = async_graphql::parser::parse_query(query)?;
-        let shape = DocumentShape::of(&document);
-        for (rule, measured, limit) in [
-            ("aliases", shape.aliases, self.max_aliases),
-            ("rootFields", shape.root_fields, self.max_root_fields),
-            ("directives", shape.directives, self.max_directives),
-        ] {
-            if measured > limit {
-                return Err(too_complex(rule, measured, limit));
-            }
-        }
-        Ok(document)
+/// Checks the text, parses it and checks the document's shape.
+fn check(limits: &Limits, query: &str) -> Result<ExecutableDocument, ServerError> {
+    let scan = scan(query, limits.max_tokens);
+    if scan.tokens > limits.max_tokens {
+        return Err(too_complex("tokens", scan.tokens, limits.max_tokens));
     }
+    // Checked before parsing, so a deep document never reaches the
+    // parser's own recursion limit (whose error has no code).
+    if scan.nesting > limits.max_depth {
+        return Err(too_complex("depth", scan.nesting, limits.max_depth));
+    }
+    let document = async_graphql::parser::parse_query(query)?;
+    let shape = DocumentShape::of(&document);
+    for (rule, measured, limit) in [
+        ("aliases", shape.aliases, limits.max_aliases),
+        ("rootFields", shape.root_fields, limits.max_root_fields),
+        ("directives", shape.directives, limits.max_directives),
+    ] {
+        if measured > limit {
+            return Err(too_complex(rule, measured, limit));
+        }
+    }
+    Ok(document)
 }
 
 /// What a pass over the text finds before parsing.
@@ -586,13 +574,14 @@ mod tests {
     }
 
     fn limits(max_cost: usize) -> DocumentLimits {
-        DocumentLimits::new(QueryLimits {
+        DocumentLimits::new(Limits {
             max_tokens: 2000,
             max_aliases: 30,
             max_root_fields: 20,
             max_directives: 20,
             max_depth: 15,
             max_cost,
+            max_batch_size: 10,
         })
     }
 

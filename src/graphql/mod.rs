@@ -71,13 +71,5 @@ impl ContextExt for Context<'_> {
 
 /// The static limits of `config`, for the HTTP layer to apply.
 pub fn document_limits(config: &Config) -> limits::DocumentLimits {
-    let limits = config.limits;
-    limits::DocumentLimits::new(limits::QueryLimits {
-        max_tokens: limits.max_tokens,
-        max_aliases: limits.max_aliases,
-        max_root_fields: limits.max_root_fields,
-        max_directives: limits.max_directives,
-        max_depth: limits.max_depth,
-        max_cost: limits.max_cost,
-    })
+    limits::DocumentLimits::new(config.limits)
 }
