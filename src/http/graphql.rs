@@ -73,6 +73,19 @@ pub async fn post(
             return response;
         }
     };
+    if let BatchRequest::Batch(requests) = &batch
+        && requests.len() > state.max_batch_size
+    {
+        return error_response(
+            AppError::QueryTooComplex {
+                rule: "batchSize",
+                measured: requests.len(),
+                limit: state.max_batch_size,
+            },
+            &request_id,
+            media,
+        );
+    }
     let requests: Vec<&mut Request> = match &mut batch {
         BatchRequest::Single(request) => vec![request],
         BatchRequest::Batch(requests) => requests.iter_mut().collect(),
@@ -83,7 +96,26 @@ pub async fn post(
             return error_response(e, &request_id, media);
         }
     }
-    execute(&state, &request_id, peer, &headers, media, batch).await
+    let (operations, batched) = match batch {
+        BatchRequest::Single(request) => (vec![Prepared::new(&state, request)], false),
+        BatchRequest::Batch(requests) => (
+            requests
+                .into_iter()
+                .map(|request| Prepared::new(&state, request))
+                .collect(),
+            true,
+        ),
+    };
+    execute(
+        &state,
+        &request_id,
+        peer,
+        &headers,
+        media,
+        operations,
+        batched,
+    )
+    .await
 }
 
 fn is_json(headers: &HeaderMap) -> bool {
@@ -124,7 +156,8 @@ pub async fn get(
     if let Err(e) = state.documents.resolve(&mut request).await {
         return error_response(e, &request_id, media);
     }
-    if !is_query(&state, &request) {
+    let operation = Prepared::new(&state, request);
+    if !operation.is_query() {
         let mut response = error_response(
             AppError::BadUserInput("only queries may be sent with GET; use POST".into()),
             &request_id,
@@ -142,7 +175,8 @@ pub async fn get(
         peer,
         &headers,
         media,
-        BatchRequest::Single(request),
+        vec![operation],
+        false,
     )
     .await
 }
@@ -153,22 +187,10 @@ async fn execute(
     peer: SocketAddr,
     headers: &HeaderMap,
     media: Media,
-    batch: BatchRequest,
+    operations: Vec<Prepared>,
+    batched: bool,
 ) -> Response {
     let started = Instant::now();
-    if let BatchRequest::Batch(requests) = &batch
-        && requests.len() > state.max_batch_size
-    {
-        return error_response(
-            AppError::QueryTooComplex {
-                rule: "batchSize",
-                measured: requests.len(),
-                limit: state.max_batch_size,
-            },
-            request_id,
-            media,
-        );
-    }
     let viewer = match viewer(state, headers).await {
         Ok(viewer) => viewer,
         Err(e) => return error_response(e, request_id, media),
@@ -179,9 +201,12 @@ async fn execute(
         None => Spender::Address(address),
     };
     let ticket = RateLimitTicket::new(spender);
-    let operations = operation_names(&batch);
+    let names: Vec<String> = operations
+        .iter()
+        .map(|p| p.request.operation_name.clone().unwrap_or_default())
+        .collect();
     let span = tracing::Span::current();
-    span.record("operation", operations.join(",").as_str());
+    span.record("operation", names.join(",").as_str());
     if let Some(viewer) = viewer {
         span.record("user_id", viewer.user_id.to_string().as_str());
     }
@@ -194,14 +219,16 @@ async fn execute(
         span: span.clone(),
     };
     let run = async {
-        match batch {
-            BatchRequest::Single(request) => {
-                BatchResponse::Single(operations_context.run(request).await)
+        let mut operations = operations.into_iter();
+        match (batched, operations.next()) {
+            (false, Some(operation)) => {
+                BatchResponse::Single(operations_context.run(operation).await)
             }
-            BatchRequest::Batch(requests) => BatchResponse::Batch(
-                requests
+            (_, first) => BatchResponse::Batch(
+                first
                     .into_iter()
-                    .map(|request| operations_context.run(request))
+                    .chain(operations)
+                    .map(|operation| operations_context.run(operation))
                     .collect::<FuturesOrdered<_>>()
                     .collect()
                     .await,
@@ -212,7 +239,7 @@ async fn execute(
         Ok(mut response) => {
             tag_internal_errors(&mut response, request_id);
             let codes = error_codes(&response);
-            for name in &operations {
+            for name in &names {
                 metrics_export::record_operation(
                     Some(name).filter(|n| !n.is_empty()).map(String::as_str),
                     started.elapsed(),
@@ -274,13 +301,6 @@ fn client_address(hops: usize, headers: &HeaderMap, peer: SocketAddr) -> IpAddr 
         .unwrap_or_else(|| peer.ip())
 }
 
-fn operation_names(batch: &BatchRequest) -> Vec<String> {
-    batch
-        .iter()
-        .map(|r| r.operation_name.clone().unwrap_or_default())
-        .collect()
-}
-
 fn error_codes(response: &BatchResponse) -> Vec<String> {
     let responses: Vec<&async_graphql::Response> = match response {
         BatchResponse::Single(r) => vec![r],
@@ -312,10 +332,14 @@ impl Operation<'_> {
     /// the schema, with what resolvers need attached: the viewer, the
     /// client's address, the rate-limit ticket and a fresh set of loaders
     /// (they cache per operation and know the viewer).
-    async fn run(&self, mut request: Request) -> async_graphql::Response {
+    async fn run(&self, operation: Prepared) -> async_graphql::Response {
         let refuse = |e: ServerError| async_graphql::Response::from_errors(vec![e]);
         let limits = &self.state.limits;
-        let document = match limits.document(&request.query) {
+        let Prepared {
+            mut request,
+            document,
+        } = operation;
+        let document = match document {
             Ok(document) => document,
             Err(e) => return refuse(e),
         };
@@ -382,14 +406,28 @@ fn accepts_html(headers: &HeaderMap) -> bool {
         .is_some_and(|v| v.contains("text/html"))
 }
 
-/// Whether the operation a GET would run is a query. A document that does
-/// not parse or pass the limits is left to `execute`, which reports why.
-fn is_query(state: &HttpState, request: &Request) -> bool {
-    let Ok(document) = state.limits.document(&request.query) else {
-        return true;
-    };
-    limits::operation(&document, request.operation_name.as_deref())
-        .is_none_or(|op| op.ty == OperationType::Query)
+/// A request and its document, parsed and within the static limits (or
+/// why not), looked up once.
+struct Prepared {
+    request: Request,
+    document: Result<Arc<ExecutableDocument>, ServerError>,
+}
+
+impl Prepared {
+    fn new(state: &HttpState, request: Request) -> Self {
+        let document = state.limits.document(&request.query);
+        Self { request, document }
+    }
+
+    /// Whether the operation is a query, as a GET must be. A document that
+    /// does not parse or pass the limits is left to `run`, which reports why.
+    fn is_query(&self) -> bool {
+        let Ok(document) = &self.document else {
+            return true;
+        };
+        limits::operation(document, self.request.operation_name.as_deref())
+            .is_none_or(|op| op.ty == OperationType::Query)
+    }
 }
 
 const REQUEST_ID_KEY: &str = "requestId";
