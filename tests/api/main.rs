@@ -10,6 +10,7 @@ mod limits;
 mod nodes;
 mod pagination;
 mod persisted;
+mod plans;
 mod profiles;
 mod query_count;
 mod rate_limits;

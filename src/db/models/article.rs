@@ -217,10 +217,11 @@ pub async fn feed(
     Ok(page.finish(rows))
 }
 
-/// The feed's statement. Its text is fixed for each window and direction
-/// and its values are bind parameters, so diesel keeps it prepared:
-/// `sql_query` would have PostgreSQL plan it on every request, which took
-/// longer than running it.
+/// The feed's statement. Its text is fixed for each window, direction and
+/// fetch size and its values are bind parameters, so diesel keeps it
+/// prepared: `sql_query` would have PostgreSQL plan it on every request,
+/// which took longer than running it. The limits are numbers in the text,
+/// as for every page (see `page::Limited`).
 struct FeedQuery {
     viewer: Uuid,
     after: Option<super::page::Keyset>,
@@ -243,7 +244,7 @@ impl diesel::query_builder::QueryFragment<diesel::pg::Pg> for FeedQuery {
         &'b self,
         mut out: diesel::query_builder::AstPass<'_, 'b, diesel::pg::Pg>,
     ) -> QueryResult<()> {
-        use diesel::sql_types::{BigInt, Timestamptz, Uuid as SqlUuid};
+        use diesel::sql_types::{Timestamptz, Uuid as SqlUuid};
 
         let order = if self.from_end { "ASC" } else { "DESC" };
         // The inner scans read only the index (ids and times); the page's
@@ -273,16 +274,14 @@ impl diesel::query_builder::QueryFragment<diesel::pg::Pg> for FeedQuery {
         out.push_sql(order);
         out.push_sql(", a.id ");
         out.push_sql(order);
-        out.push_sql(" LIMIT ");
-        out.push_bind_param::<BigInt, _>(&self.limit)?;
+        super::page::push_limit(&mut out, self.limit);
         out.push_sql(") recent WHERE f.follower_id = ");
         out.push_bind_param::<SqlUuid, _>(&self.viewer)?;
         out.push_sql(" ORDER BY recent.created_at ");
         out.push_sql(order);
         out.push_sql(", recent.id ");
         out.push_sql(order);
-        out.push_sql(" LIMIT ");
-        out.push_bind_param::<BigInt, _>(&self.limit)?;
+        super::page::push_limit(&mut out, self.limit);
         out.push_sql(") page ON page.id = a.id ORDER BY a.created_at ");
         out.push_sql(order);
         out.push_sql(", a.id ");

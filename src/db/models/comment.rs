@@ -3,7 +3,7 @@ use diesel::prelude::*;
 use diesel_async::{AsyncPgConnection, RunQueryDsl};
 use uuid::Uuid;
 
-use super::page::{Page, PageRequest};
+use super::page::{Limited, Page, PageRequest};
 use crate::{db::schema::comments, paginate};
 
 /// A live comment.
@@ -85,21 +85,68 @@ pub async fn newest_of_articles(
     article_ids: &[Uuid],
     per_article: i64,
 ) -> QueryResult<Vec<Comment>> {
-    if article_ids.is_empty() {
-        return Ok(Vec::new());
+    match article_ids {
+        [] => return Ok(Vec::new()),
+        // An article's page: a plain statement, whose plan PostgreSQL
+        // makes once. The general one's plan depends on how many ids it
+        // gets, so PostgreSQL plans that one for each call.
+        [article_id] => {
+            let query = comments::table
+                .filter(comments::article_id.eq(article_id))
+                .filter(comments::deleted_at.is_null())
+                .order((comments::created_at.desc(), comments::id.desc()))
+                .select(Comment::as_select());
+            return Limited::new(query, per_article).load(conn).await;
+        }
+        _ => {}
     }
-    diesel::sql_query(
-        "SELECT c.id, c.article_id, c.author_id, c.body, c.created_at, c.updated_at \
-         FROM unnest($1::uuid[]) AS a(id) \
-         CROSS JOIN LATERAL ( \
-             SELECT * FROM comments \
-             WHERE comments.article_id = a.id AND comments.deleted_at IS NULL \
-             ORDER BY comments.created_at DESC, comments.id DESC \
-             LIMIT $2 \
-         ) AS c",
-    )
-    .bind::<diesel::sql_types::Array<diesel::sql_types::Uuid>, _>(article_ids)
-    .bind::<diesel::sql_types::BigInt, _>(per_article)
+    NewestOfArticles {
+        article_ids,
+        per_article,
+    }
     .load(conn)
     .await
+}
+
+/// `newest_of_articles`' statement: fixed text with the ids bound and the
+/// limit a number (see `page::Limited`), so diesel keeps it prepared and
+/// PostgreSQL plans it once per connection. (`sql_query` text is parsed
+/// and planned on every call.)
+struct NewestOfArticles<'a> {
+    article_ids: &'a [Uuid],
+    per_article: i64,
+}
+
+impl diesel::query_builder::QueryId for NewestOfArticles<'_> {
+    type QueryId = ();
+    const HAS_STATIC_QUERY_ID: bool = false;
+}
+
+impl diesel::query_builder::Query for NewestOfArticles<'_> {
+    type SqlType = diesel::sql_types::Untyped;
+}
+
+impl diesel::query_builder::QueryFragment<diesel::pg::Pg> for NewestOfArticles<'_> {
+    fn walk_ast<'b>(
+        &'b self,
+        mut out: diesel::query_builder::AstPass<'_, 'b, diesel::pg::Pg>,
+    ) -> QueryResult<()> {
+        use diesel::sql_types::{Array, Uuid as SqlUuid};
+
+        out.push_sql(
+            "SELECT c.id, c.article_id, c.author_id, c.body, c.created_at, c.updated_at \
+             FROM unnest(",
+        );
+        out.push_bind_param::<Array<SqlUuid>, _>(self.article_ids)?;
+        out.push_sql(
+            ") AS a(id) \
+             CROSS JOIN LATERAL ( \
+                 SELECT * FROM comments \
+                 WHERE comments.article_id = a.id AND comments.deleted_at IS NULL \
+                 ORDER BY comments.created_at DESC, comments.id DESC",
+        );
+        super::page::push_limit(&mut out, self.per_article);
+        out.push_sql(") AS c");
+        Ok(())
+    }
 }

@@ -1,0 +1,110 @@
+//! The statements behind a page are planned once per connection, not on
+//! every request. PostgreSQL keeps a prepared statement's generic plan
+//! only while it costs no more than planning for the values at hand; a
+//! bound `LIMIT $n` is priced as a tenth of the table, so a page statement
+//! with one would be planned again each time it runs.
+
+use diesel::{QueryableByName, sql_types::BigInt, sql_types::Text};
+use serde_json::json;
+
+use crate::helpers::TestApp;
+
+const HOME_ANONYMOUS: &str = include_str!("../../scripts/bench/documents/home_anonymous.graphql");
+const HOME_SIGNED_IN: &str = include_str!("../../scripts/bench/documents/home_signed_in.graphql");
+const FEED: &str = include_str!("../../scripts/bench/documents/feed.graphql");
+const ARTICLE: &str = include_str!("../../scripts/bench/documents/article.graphql");
+
+#[derive(Debug, QueryableByName)]
+struct Plans {
+    #[diesel(sql_type = Text)]
+    statement: String,
+    #[diesel(sql_type = BigInt)]
+    generic_plans: i64,
+    #[diesel(sql_type = BigInt)]
+    custom_plans: i64,
+}
+
+#[tokio::test]
+async fn page_statements_run_on_a_plan_made_once() {
+    let app = TestApp::spawn_with(&[("DATABASE_POOL_SIZE", "2"), ("RATE_LIMIT_POINTS", "0")]).await;
+    let viewer = app.signed_in_user("viewer").await;
+    // Enough rows that a tenth of the table is far more than a page.
+    app.db
+        .execute(
+            "INSERT INTO users (username, email, password_hash)
+             SELECT 'author' || i, 'author' || i || '@example.com', 'x' FROM generate_series(1, 20) i;
+             INSERT INTO articles (author_id, slug, title, description, body, created_at)
+             SELECT u.id, 'article-' || i, 'Article ' || i, 'about', 'body', now() - i * interval '1 minute'
+             FROM generate_series(1, 5000) i
+             JOIN users u ON u.username = 'author' || (1 + i % 20);
+             INSERT INTO tags (name) SELECT 'tag' || i FROM generate_series(1, 5) i;
+             INSERT INTO article_tags (article_id, tag_id, position)
+             SELECT a.id, t.id, 0 FROM articles a JOIN tags t ON t.name = 'tag' || (1 + length(a.slug) % 5);
+             INSERT INTO follows (follower_id, followee_id)
+             SELECT v.id, u.id FROM users v, users u WHERE v.username = 'viewer' AND u.username LIKE 'author%';
+             INSERT INTO comments (article_id, author_id, body)
+             SELECT a.id, u.id, 'Comment by ' || u.username FROM articles a, users u
+             WHERE a.slug = 'article-1' AND u.username LIKE 'author%';
+             ANALYZE;",
+        )
+        .await;
+
+    // Each statement runs well past PostgreSQL's five trial plans on at
+    // least one of the two connections.
+    for _ in 0..16 {
+        for (token, document, variables) in [
+            (None, HOME_ANONYMOUS, json!({ "first": 20 })),
+            (
+                Some(viewer.token.as_str()),
+                HOME_SIGNED_IN,
+                json!({ "first": 20 }),
+            ),
+            (Some(viewer.token.as_str()), FEED, json!({ "first": 20 })),
+            (
+                Some(viewer.token.as_str()),
+                ARTICLE,
+                json!({ "slug": "article-1" }),
+            ),
+        ] {
+            let response = app
+                .post(json!({ "query": document, "variables": variables }), token)
+                .await;
+            assert!(response.body["errors"].is_null(), "{}", response.body);
+        }
+    }
+
+    // Both connections at once: each sees only its own statements.
+    let mut first = app.state.db.conn().await.expect("a connection");
+    let mut second = app.state.db.conn().await.expect("a second connection");
+    let query = "SELECT statement, generic_plans, custom_plans FROM pg_prepared_statements";
+    let mut plans: Vec<Plans> = Vec::new();
+    for conn in [&mut *first, &mut *second] {
+        use diesel_async::RunQueryDsl;
+        plans.extend(diesel::sql_query(query).load::<Plans>(conn).await.unwrap());
+    }
+    for p in &plans {
+        println!(
+            "{:>3} generic, {:>3} custom: {}",
+            p.generic_plans, p.custom_plans, p.statement
+        );
+    }
+    let planned_again: Vec<&Plans> = plans.iter().filter(|p| p.custom_plans > 5).collect();
+    assert!(
+        planned_again.is_empty(),
+        "planned on every execution: {planned_again:#?}"
+    );
+    // The pages themselves were among what ran: the home page's list, the
+    // feed and the article's comments.
+    for needle in [
+        r#"FROM "articles" WHERE ("articles"."deleted_at" IS NULL) ORDER BY"#,
+        "FROM follows f",
+        r#"FROM "comments""#,
+    ] {
+        assert!(
+            plans
+                .iter()
+                .any(|p| p.statement.contains(needle) && p.generic_plans > 0),
+            "no statement with `{needle}` ran on a generic plan"
+        );
+    }
+}
