@@ -398,25 +398,74 @@ def capture_statements(pg: Postgres, database: str, pool_port: int, line: str) -
     return statements
 
 
-def pgbench(pg: Postgres, database: str, statements: list[str], clients: int, seconds: int) -> float:
+def pgbench(pg: Postgres, database: str, statements: list[str], clients: int, seconds: int) -> tuple[float, dict]:
+    """Transactions per second, and CPU microseconds per transaction of
+    PostgreSQL and of pgbench itself, sampled from the middle of the run
+    (pgbench's backends exit with it)."""
     with tempfile.NamedTemporaryFile("w", suffix=".sql", delete=False, dir=WORK) as f:
         for statement in statements:
             f.write(statement.replace("\n", " ") + ";\n")
         script = f.name
-    result = subprocess.run(
+    process = subprocess.Popen(
         [
             "pgbench", "-n", "-M", "prepared", "-c", str(clients), "-j", "2", "-T", str(seconds),
             "-h", pg.host, "-p", str(pg.port), "-U", pg.user, "-f", script, database,
         ],
-        capture_output=True,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
         text=True,
     )
-    if result.returncode != 0:
-        raise RuntimeError(f"pgbench failed:\n{result.stderr}")
-    match = re.search(r"tps = ([\d.]+) \(without initial connection time\)", result.stdout)
+    time.sleep(1)
+    before, started = cpu_ticks(), time.monotonic()
+    time.sleep(max(1, seconds - 2))
+    after, window = cpu_ticks(), time.monotonic() - started
+    stdout, stderr = process.communicate()
+    if process.returncode != 0:
+        raise RuntimeError(f"pgbench failed:\n{stderr}")
+    match = re.search(r"tps = ([\d.]+) \(without initial connection time\)", stdout)
     if not match:
-        raise RuntimeError(f"no tps in pgbench output:\n{result.stdout}")
-    return float(match.group(1))
+        raise RuntimeError(f"no tps in pgbench output:\n{stdout}")
+    tps = float(match.group(1))
+    cpu = cpu_per_unit(before, after, tps * window, {"postgres": is_postgres, "pgbench": lambda pid, comm: comm == "pgbench"})
+    return tps, cpu
+
+
+# --- CPU accounting ----------------------------------------------------------
+
+TICKS = os.sysconf("SC_CLK_TCK")
+
+
+def is_postgres(pid: int, comm: str) -> bool:
+    return comm == "postgres" or comm.startswith("postgres:")
+
+
+def cpu_ticks() -> dict[int, tuple[str, int]]:
+    """User plus system CPU ticks of every process, by pid (Linux /proc)."""
+    ticks = {}
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            comm = pathlib.Path(f"/proc/{entry}/comm").read_text().strip()
+            fields = pathlib.Path(f"/proc/{entry}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        ticks[int(entry)] = (comm, int(fields[11]) + int(fields[12]))
+    return ticks
+
+
+def cpu_per_unit(before: dict, after: dict, units: float, roles: dict) -> dict:
+    """CPU microseconds per unit of work, by role, over processes alive
+    at both samples."""
+    totals = dict.fromkeys(roles, 0)
+    for pid, (comm, t) in after.items():
+        if pid not in before or before[pid][0] != comm:
+            continue
+        for role, matches in roles.items():
+            if matches(pid, comm):
+                totals[role] += t - before[pid][1]
+                break
+    return {role: ticks / TICKS / max(units, 1) * 1e6 for role, ticks in totals.items()}
 
 
 def plan_nodes(pg: Postgres, database: str, statements: list[str]) -> list[str]:
@@ -552,13 +601,38 @@ def main() -> int:
             (WORK / f"pgbench-{s}.sql").write_text("".join(st.replace("\n", " ") + ";\n" for st in statements))
             rounds = []
             for i in range(args.rounds):
-                rps = wrk(server, lines[s], args.connections, args.seconds)["rps"]
-                tps = pgbench(pg, database, statements, args.connections, args.seconds)
-                rounds.append({"rps": rps, "tps": tps, "ratio": rps / tps})
-                log(f"pgbench ({s}) round {i + 1}: server {rps:.0f} req/s, pgbench {tps:.0f} tps, ratio {rps / tps:.2f}")
+                before, children = cpu_ticks(), os.times()
+                figures = wrk(server, lines[s], args.connections, args.seconds)
+                after, children_after = cpu_ticks(), os.times()
+                rps = figures["rps"]
+                server_cpu = cpu_per_unit(
+                    before, after, figures["requests"],
+                    {"server": lambda pid, comm: pid == server.pid, "postgres": is_postgres},
+                )
+                server_cpu["wrk"] = (
+                    (children_after.children_user + children_after.children_system)
+                    - (children.children_user + children.children_system)
+                ) / figures["requests"] * 1e6
+                tps, pgbench_cpu = pgbench(pg, database, statements, args.connections, args.seconds)
+                rounds.append({"rps": rps, "tps": tps, "ratio": rps / tps, "server_cpu_us": server_cpu, "pgbench_cpu_us": pgbench_cpu})
+                log(f"pgbench ({s}) round {i + 1}: server {rps:.0f} req/s, pgbench {tps:.0f} tps, ratio {rps / tps:.2f}; "
+                    f"CPU us per request: server {server_cpu['server']:.0f}, its PostgreSQL {server_cpu['postgres']:.0f}, "
+                    f"wrk {server_cpu['wrk']:.0f}; per transaction: PostgreSQL {pgbench_cpu['postgres']:.0f}, "
+                    f"pgbench {pgbench_cpu['pgbench']:.0f}")
             ratio = statistics.median(r["ratio"] for r in rounds)
-            results["pgbench"][s] = {"statements": len(statements), "rounds": rounds, "ratio": ratio}
-            log(f"pgbench ({s}): {len(statements)} statements; median server/pgbench = {ratio:.2f}")
+            cpu = {
+                key: statistics.median(r[side][role] for r in rounds)
+                for key, side, role in (
+                    ("server", "server_cpu_us", "server"),
+                    ("server_postgres", "server_cpu_us", "postgres"),
+                    ("wrk", "server_cpu_us", "wrk"),
+                    ("pgbench_postgres", "pgbench_cpu_us", "postgres"),
+                    ("pgbench", "pgbench_cpu_us", "pgbench"),
+                )
+            }
+            results["pgbench"][s] = {"statements": len(statements), "rounds": rounds, "ratio": ratio, "cpu_us": cpu}
+            log(f"pgbench ({s}): {len(statements)} statements; median server/pgbench = {ratio:.2f}; "
+                f"median CPU us: server {cpu['server']:.0f} vs PostgreSQL under pgbench {cpu['pgbench_postgres']:.0f}")
     finally:
         server.stop()
 
@@ -642,6 +716,18 @@ def write_report(r: dict, path: pathlib.Path) -> None:
             ratios = " / ".join(f"{x['ratio']:.2f}" for x in p["rounds"])
             w(f"| ({s}) | {p['statements']} | {rps} | {tps} | {ratios} | **{p['ratio']:.2f}** |")
         w("\nThe replayed scripts are written to `target/bench/pgbench-a.sql` and `pgbench-b.sql`.\n")
+        w("Where the CPU goes: microseconds of CPU per request (server rounds) and per transaction (pgbench")
+        w("rounds), medians over the rounds, read from `/proc/<pid>/stat` of each process. The first column")
+        w("is the GraphQL, HTTP and JSON layers; the last two are the database work without them.\n")
+        w("| Scenario | Server | Its PostgreSQL | wrk | PostgreSQL under pgbench | pgbench | Server / PostgreSQL under pgbench |")
+        w("|---|---:|---:|---:|---:|---:|---:|")
+        for s, p in r["pgbench"].items():
+            c = p.get("cpu_us")
+            if not c:
+                continue
+            w(f"| ({s}) | {c['server']:.0f} | {c['server_postgres']:.0f} | {c['wrk']:.0f} | {c['pgbench_postgres']:.0f} | "
+              f"{c['pgbench']:.0f} | **{c['server'] / c['pgbench_postgres']:.2f}** |")
+        w("")
     if r.get("scaling"):
         w("## As the data grows\n")
         w("| Articles | (a) p50 / p99 ms | (b) p50 / p99 ms | (c) p50 / p99 ms | Statements for first: 1 / 20 / 100 (a; b; c) |")
