@@ -87,9 +87,8 @@ pub async fn newest_of_articles(
 ) -> QueryResult<Vec<Comment>> {
     match article_ids {
         [] => return Ok(Vec::new()),
-        // An article's page: a plain statement, whose plan PostgreSQL
-        // makes once. The general one's plan depends on how many ids it
-        // gets, so PostgreSQL plans that one for each call.
+        // An article's page: a plain statement, planned once per
+        // connection (see `NewestOfArticles` for the general one).
         [article_id] => {
             let query = comments::table
                 .filter(comments::article_id.eq(article_id))
@@ -108,10 +107,10 @@ pub async fn newest_of_articles(
     .await
 }
 
-/// `newest_of_articles`' statement: fixed text with the ids bound and the
-/// limit a number (see `page::Limited`), so diesel keeps it prepared and
-/// PostgreSQL plans it once per connection. (`sql_query` text is parsed
-/// and planned on every call.)
+/// `newest_of_articles`' statement for several articles: fixed text with
+/// the ids bound, so diesel keeps it prepared (`sql_query` text is parsed
+/// on every call). PostgreSQL still plans it for each call: how many ids
+/// it gets changes the best plan too much for a generic one.
 struct NewestOfArticles<'a> {
     article_ids: &'a [Uuid],
     per_article: i64,

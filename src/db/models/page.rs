@@ -69,9 +69,9 @@ const FETCH_STEPS: [i64; 6] = [2, 6, 11, 21, 51, 101];
 /// PostgreSQL keeps a prepared statement's generic plan only when it costs
 /// no more than planning for the values at hand, and it prices a bound
 /// `LIMIT $n` as a tenth of the table. Every page query would then be
-/// planned again on each execution (for the home page's list that was a
-/// sixth of PostgreSQL's CPU per request); with the number in the text it
-/// is planned once per connection.
+/// planned again on each execution (for the home page that was about a
+/// seventh of PostgreSQL's CPU per request); with the number in the text
+/// it is planned once per connection (`tests/api/plans.rs`).
 #[derive(Debug, Clone)]
 pub struct Limited<Q> {
     query: Q,
