@@ -770,7 +770,8 @@ def write_report(r: dict, path: pathlib.Path) -> None:
     w("`postgres://postgres@127.0.0.1:5432/postgres`); the pgbench comparison reads that server's log, found")
     w("with `pg_lsclusters`. Seeded databases (`conduit_bench_<articles>`) are kept and reused; `--reseed`")
     w("rebuilds them. Raw figures land in `target/bench/results.json`. The statement counts are also")
-    w("asserted in CI by `tests/api/query_count.rs`, which runs these same documents.")
+    w("asserted in CI by `tests/api/query_count.rs`, which runs these same documents, and")
+    w("`tests/api/plans.rs` checks that PostgreSQL plans each of their statements once per connection.")
     path.write_text("\n".join(out) + "\n")
 
 
