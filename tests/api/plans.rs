@@ -7,7 +7,7 @@
 use diesel::{QueryableByName, sql_types::BigInt, sql_types::Text};
 use serde_json::json;
 
-use crate::helpers::TestApp;
+use crate::{helpers::TestApp, query_count::populate_with};
 
 const HOME_ANONYMOUS: &str = include_str!("../../scripts/bench/documents/home_anonymous.graphql");
 const HOME_SIGNED_IN: &str = include_str!("../../scripts/bench/documents/home_signed_in.graphql");
@@ -27,41 +27,19 @@ struct Plans {
 #[tokio::test]
 async fn page_statements_run_on_a_plan_made_once() {
     let app = TestApp::spawn_with(&[("DATABASE_POOL_SIZE", "2"), ("RATE_LIMIT_POINTS", "0")]).await;
-    let viewer = app.signed_in_user("viewer").await;
     // Enough rows that a tenth of the table is far more than a page.
-    app.db
-        .execute(
-            "INSERT INTO users (username, email, password_hash)
-             SELECT 'author' || i, 'author' || i || '@example.com', 'x' FROM generate_series(1, 20) i;
-             INSERT INTO articles (author_id, slug, title, description, body, created_at)
-             SELECT u.id, 'article-' || i, 'Article ' || i, 'about', 'body', now() - i * interval '1 minute'
-             FROM generate_series(1, 5000) i
-             JOIN users u ON u.username = 'author' || (1 + i % 20);
-             INSERT INTO tags (name) SELECT 'tag' || i FROM generate_series(1, 5) i;
-             INSERT INTO article_tags (article_id, tag_id, position)
-             SELECT a.id, t.id, 0 FROM articles a JOIN tags t ON t.name = 'tag' || (1 + length(a.slug) % 5);
-             INSERT INTO follows (follower_id, followee_id)
-             SELECT v.id, u.id FROM users v, users u WHERE v.username = 'viewer' AND u.username LIKE 'author%';
-             INSERT INTO comments (article_id, author_id, body)
-             SELECT a.id, u.id, 'Comment by ' || u.username FROM articles a, users u
-             WHERE a.slug = 'article-1' AND u.username LIKE 'author%';
-             ANALYZE;",
-        )
-        .await;
+    let token = populate_with(&app, 5000).await;
+    app.db.execute("ANALYZE").await;
 
     // Each statement runs well past PostgreSQL's five trial plans on at
     // least one of the two connections.
     for _ in 0..16 {
         for (token, document, variables) in [
             (None, HOME_ANONYMOUS, json!({ "first": 20 })),
+            (Some(token.as_str()), HOME_SIGNED_IN, json!({ "first": 20 })),
+            (Some(token.as_str()), FEED, json!({ "first": 20 })),
             (
-                Some(viewer.token.as_str()),
-                HOME_SIGNED_IN,
-                json!({ "first": 20 }),
-            ),
-            (Some(viewer.token.as_str()), FEED, json!({ "first": 20 })),
-            (
-                Some(viewer.token.as_str()),
+                Some(token.as_str()),
                 ARTICLE,
                 json!({ "slug": "article-1" }),
             ),

@@ -27,14 +27,20 @@ const ARTICLE_PAGE: &str = "query($slug: String!) {
 /// 100 articles by 10 authors, each with tags, some favorited and followed
 /// by the viewer, some commented.
 async fn populate(app: &TestApp) -> String {
+    populate_with(app, 100).await
+}
+
+/// `articles` articles by 10 authors, as `populate`; returns the viewer's
+/// token.
+pub(crate) async fn populate_with(app: &TestApp, articles: u32) -> String {
     let viewer = app.signed_in_user("viewer").await;
     app.db
-        .execute(
+        .execute(&format!(
             "INSERT INTO users (username, email, password_hash)
              SELECT 'author' || i, 'author' || i || '@example.com', 'x' FROM generate_series(1, 10) i;
              INSERT INTO articles (author_id, slug, title, description, body, created_at)
              SELECT u.id, 'article-' || i, 'Article ' || i, 'about', 'body', now() - i * interval '1 minute'
-             FROM generate_series(1, 100) i
+             FROM generate_series(1, {articles}) i
              JOIN users u ON u.username = 'author' || (1 + i % 10);
              INSERT INTO tags (name) SELECT 'tag' || i FROM generate_series(1, 5) i;
              INSERT INTO article_tags (article_id, tag_id, position)
@@ -45,8 +51,8 @@ async fn populate(app: &TestApp) -> String {
              SELECT v.id, u.id FROM users v, users u WHERE v.username = 'viewer' AND u.username IN ('author1', 'author2');
              INSERT INTO comments (article_id, author_id, body)
              SELECT a.id, u.id, 'Comment by ' || u.username FROM articles a, users u
-             WHERE a.slug = 'article-1' AND u.username LIKE 'author%';",
-        )
+             WHERE a.slug = 'article-1' AND u.username LIKE 'author%';"
+        ))
         .await;
     viewer.token
 }
