@@ -96,26 +96,16 @@ pub async fn post(
             return error_response(e, &request_id, media);
         }
     }
-    let (operations, batched) = match batch {
-        BatchRequest::Single(request) => (vec![Prepared::new(&state, request)], false),
-        BatchRequest::Batch(requests) => (
+    let operations = match batch {
+        BatchRequest::Single(request) => Operations::Single(Prepared::new(&state, request)),
+        BatchRequest::Batch(requests) => Operations::Batch(
             requests
                 .into_iter()
                 .map(|request| Prepared::new(&state, request))
                 .collect(),
-            true,
         ),
     };
-    execute(
-        &state,
-        &request_id,
-        peer,
-        &headers,
-        media,
-        operations,
-        batched,
-    )
-    .await
+    execute(&state, &request_id, peer, &headers, media, operations).await
 }
 
 fn is_json(headers: &HeaderMap) -> bool {
@@ -169,16 +159,8 @@ pub async fn get(
             .insert(header::ALLOW, HeaderValue::from_static("POST"));
         return response;
     }
-    execute(
-        &state,
-        &request_id,
-        peer,
-        &headers,
-        media,
-        vec![operation],
-        false,
-    )
-    .await
+    let operations = Operations::Single(operation);
+    execute(&state, &request_id, peer, &headers, media, operations).await
 }
 
 async fn execute(
@@ -187,8 +169,7 @@ async fn execute(
     peer: SocketAddr,
     headers: &HeaderMap,
     media: Media,
-    operations: Vec<Prepared>,
-    batched: bool,
+    operations: Operations,
 ) -> Response {
     let started = Instant::now();
     let viewer = match viewer(state, headers).await {
@@ -201,10 +182,13 @@ async fn execute(
         None => Spender::Address(address),
     };
     let ticket = RateLimitTicket::new(spender);
-    let names: Vec<String> = operations
-        .iter()
-        .map(|p| p.request.operation_name.clone().unwrap_or_default())
-        .collect();
+    let names: Vec<String> = match &operations {
+        Operations::Single(operation) => std::slice::from_ref(operation),
+        Operations::Batch(operations) => operations.as_slice(),
+    }
+    .iter()
+    .map(|p| p.request.operation_name.clone().unwrap_or_default())
+    .collect();
     let span = tracing::Span::current();
     span.record("operation", names.join(",").as_str());
     if let Some(viewer) = viewer {
@@ -219,15 +203,13 @@ async fn execute(
         span: span.clone(),
     };
     let run = async {
-        let mut operations = operations.into_iter();
-        match (batched, operations.next()) {
-            (false, Some(operation)) => {
+        match operations {
+            Operations::Single(operation) => {
                 BatchResponse::Single(operations_context.run(operation).await)
             }
-            (_, first) => BatchResponse::Batch(
-                first
+            Operations::Batch(operations) => BatchResponse::Batch(
+                operations
                     .into_iter()
-                    .chain(operations)
                     .map(|operation| operations_context.run(operation))
                     .collect::<FuturesOrdered<_>>()
                     .collect()
@@ -404,6 +386,15 @@ fn accepts_html(headers: &HeaderMap) -> bool {
         .get(header::ACCEPT)
         .and_then(|v| v.to_str().ok())
         .is_some_and(|v| v.contains("text/html"))
+}
+
+/// What a request asks to run: one operation, or a JSON-array batch.
+/// Built once per request and moved, never copied: the single case stays
+/// inline, as in async-graphql's own `BatchRequest`.
+#[allow(clippy::large_enum_variant)]
+enum Operations {
+    Single(Prepared),
+    Batch(Vec<Prepared>),
 }
 
 /// A request and its document, parsed and within the static limits (or
