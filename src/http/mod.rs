@@ -1,5 +1,6 @@
 //! Axum routes and middleware.
 
+mod body_limit;
 mod graphiql;
 mod graphql;
 mod health;
@@ -9,7 +10,7 @@ mod security;
 
 use axum::{Router, error_handling::HandleErrorLayer, middleware, routing::get};
 use tower::{ServiceBuilder, limit::GlobalConcurrencyLimitLayer};
-use tower_http::{catch_panic::CatchPanicLayer, limit::RequestBodyLimitLayer};
+use tower_http::catch_panic::CatchPanicLayer;
 
 use crate::{config::Config, graphql::ConduitSchema, state::AppState};
 
@@ -53,7 +54,10 @@ pub fn router(
         .route("/readyz", get(health::readyz))
         .route("/metrics", get(health::metrics))
         .with_state(state)
-        .layer(RequestBodyLimitLayer::new(config.max_body_bytes))
+        .layer(middleware::from_fn_with_state(
+            body_limit::BodyLimit::new(config.max_body_bytes),
+            body_limit::limit,
+        ))
         .layer(
             ServiceBuilder::new()
                 .layer(HandleErrorLayer::new(health::overloaded))

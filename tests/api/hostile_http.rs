@@ -99,7 +99,83 @@ async fn ten_megabyte_bodies_are_refused() {
         .unwrap();
     assert_eq!(response.status(), 413);
     let text = response.text().await.unwrap();
-    assert_eq!(error(&text)["message"], "the request body is too large");
+    assert_eq!(
+        error(&text)["message"],
+        "the request body is too large: the limit is 1048576 bytes"
+    );
+    assert_eq!(error(&text)["extensions"]["code"], "BAD_USER_INPUT");
+}
+
+/// Writes one HTTP/1.1 request on `stream` and reads the response to its
+/// end: the status and whether the server keeps the connection open.
+async fn exchange(
+    stream: &mut tokio::net::TcpStream,
+    head: &str,
+    body: &[u8],
+) -> (u16, bool, String) {
+    use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
+    stream.write_all(head.as_bytes()).await.expect("head sent");
+    // Like Node's fetch: the whole body goes out before the answer is read.
+    stream
+        .write_all(body)
+        .await
+        .expect("body sent, not a broken pipe");
+    let mut reader = BufReader::new(stream);
+    let mut status_line = String::new();
+    reader.read_line(&mut status_line).await.unwrap();
+    let status = status_line.split(' ').nth(1).unwrap().parse().unwrap();
+    let (mut length, mut keep_alive) = (0, true);
+    loop {
+        let mut line = String::new();
+        reader.read_line(&mut line).await.unwrap();
+        let line = line.trim_end().to_ascii_lowercase();
+        if line.is_empty() {
+            break;
+        }
+        if let Some(v) = line.strip_prefix("content-length:") {
+            length = v.trim().parse().unwrap();
+        }
+        if line == "connection: close" {
+            keep_alive = false;
+        }
+    }
+    let mut text = vec![0; length];
+    reader.read_exact(&mut text).await.unwrap();
+    (status, keep_alive, String::from_utf8(text).unwrap())
+}
+
+#[tokio::test]
+async fn an_oversized_body_on_a_kept_alive_connection_reads_its_413() {
+    let app = TestApp::spawn().await;
+    let host = app.address.trim_start_matches("http://");
+    let mut stream = tokio::net::TcpStream::connect(host).await.unwrap();
+    let small = br#"{"query":"{ tags }"}"#;
+    let post = |length: usize| {
+        format!(
+            "POST /graphql HTTP/1.1\r\nhost: {host}\r\ncontent-type: application/json\r\ncontent-length: {length}\r\n\r\n"
+        )
+    };
+    let big = vec![b' '; 10 * 1024 * 1024];
+    for round in 0..5 {
+        let (status, keep_alive, _) = exchange(&mut stream, &post(small.len()), small).await;
+        assert_eq!((status, keep_alive), (200, true), "round {round}");
+        let (status, keep_alive, text) = exchange(&mut stream, &post(big.len()), &big).await;
+        assert_eq!((status, keep_alive), (413, true), "round {round}: {text}");
+        assert_eq!(error(&text)["extensions"]["code"], "BAD_USER_INPUT");
+    }
+}
+
+#[tokio::test]
+async fn a_client_that_waits_for_continue_gets_its_413_without_sending() {
+    let app = TestApp::spawn().await;
+    let host = app.address.trim_start_matches("http://");
+    let mut stream = tokio::net::TcpStream::connect(host).await.unwrap();
+    let head = format!(
+        "POST /graphql HTTP/1.1\r\nhost: {host}\r\ncontent-type: application/json\r\ncontent-length: {}\r\nexpect: 100-continue\r\n\r\n",
+        100 * 1024 * 1024
+    );
+    let (status, keep_alive, text) = exchange(&mut stream, &head, b"").await;
+    assert_eq!((status, keep_alive), (413, false), "{text}");
 }
 
 #[tokio::test]
