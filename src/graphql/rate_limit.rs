@@ -18,6 +18,17 @@ use crate::{
 #[derive(Debug, Clone, Copy)]
 pub struct ClientAddress(pub IpAddr);
 
+impl ClientAddress {
+    /// The address of the request `ctx` runs in. Every transport attaches
+    /// one; a request without it is refused rather than let past the
+    /// per-address budgets.
+    pub fn of(ctx: &Context<'_>) -> Result<IpAddr, AppError> {
+        ctx.data_opt::<Self>().map(|a| a.0).ok_or_else(|| {
+            AppError::Internal(anyhow::anyhow!("no client address attached to the request"))
+        })
+    }
+}
+
 /// Who pays for a request, and what the last charge came to. Shared by
 /// the operations of a batch, which are charged one by one.
 pub struct RateLimitTicket {

@@ -85,13 +85,22 @@ impl RateLimiter {
 
     /// Charges a request's cost to its spender. `None` when the query
     /// budget is off. A store failure admits the request (and is logged):
-    /// an outage of the shared store must not take the API down with it.
+    /// an outage of the shared store must not take reading down with it.
     pub async fn charge_query(&self, spender: Spender, cost: u64) -> Option<Charge> {
         let key = match spender {
             Spender::User(id) => format!("q:u:{id}"),
             Spender::Address(ip) => format!("q:ip:{ip}"),
         };
-        self.charge(&key, cost.max(1), self.budgets.queries).await
+        match self.charge(&key, cost.max(1), self.budgets.queries).await {
+            Ok(charge) => charge,
+            Err(e) => {
+                tracing::error!(
+                    error = format!("{e:#}"),
+                    "rate-limit store failed; request admitted"
+                );
+                None
+            }
+        }
     }
 
     /// One sign-in attempt for `email` from `address`. Every attempt
@@ -103,6 +112,7 @@ impl RateLimiter {
             self.charge(&account, 1, self.budgets.sign_in_per_account),
             self.charge(&from, 1, self.budgets.sign_in_per_address),
         );
+        let (by_account, by_address) = (closed(by_account)?, closed(by_address)?);
         if [by_account, by_address]
             .iter()
             .flatten()
@@ -117,33 +127,38 @@ impl RateLimiter {
     /// One sign-up attempt from `address`.
     pub async fn sign_up_attempt(&self, address: IpAddr) -> AppResult<()> {
         let key = format!("signup:ip:{address}");
-        let charge = self.charge(&key, 1, self.budgets.sign_up_per_address).await;
+        let charge = closed(self.charge(&key, 1, self.budgets.sign_up_per_address).await)?;
         if charge.is_some_and(|c| c.exceeded()) {
             crate::telemetry::record_rate_limited("sign_up");
         }
         refuse_if_exceeded(charge)
     }
 
-    async fn charge(&self, key: &str, cost: u64, budget: Budget) -> Option<Charge> {
+    async fn charge(&self, key: &str, cost: u64, budget: Budget) -> anyhow::Result<Option<Charge>> {
         if budget.limit == 0 {
-            return None;
+            return Ok(None);
         }
-        match self.store.charge(key, cost, budget.window).await {
-            Ok((used, reset_at)) => Some(Charge {
-                cost,
-                used,
-                limit: budget.limit,
-                reset_at,
-            }),
-            Err(e) => {
-                tracing::error!(
-                    error = format!("{e:#}"),
-                    "rate-limit store failed; request admitted"
-                );
-                None
-            }
-        }
+        let (used, reset_at) = self.store.charge(key, cost, budget.window).await?;
+        Ok(Some(Charge {
+            cost,
+            used,
+            limit: budget.limit,
+            reset_at,
+        }))
     }
+}
+
+/// Sign-in and sign-up budgets fail closed: while the store is out, a
+/// password guesser must not get unlimited tries. The client is told to
+/// retry.
+fn closed(charge: anyhow::Result<Option<Charge>>) -> AppResult<Option<Charge>> {
+    charge.map_err(|e| {
+        tracing::error!(
+            error = format!("{e:#}"),
+            "rate-limit store failed; sign-in or sign-up refused"
+        );
+        AppError::Unavailable("signing in and up is briefly unavailable; retry in a moment")
+    })
 }
 
 /// `RATE_LIMITED` when the charge went over its budget.

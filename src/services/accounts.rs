@@ -29,7 +29,8 @@ pub struct SignIn {
 }
 
 /// Profile edits. `None` keeps a field; for `bio` and `image`, `Some(None)`
-/// (or an empty string) clears it.
+/// (or an empty string) clears it. An empty password keeps the current one:
+/// settings forms send the field blank when it is not being changed.
 #[derive(Default)]
 pub struct ProfileUpdate {
     pub username: Option<String>,
@@ -183,6 +184,7 @@ pub async fn update_profile(
     update: ProfileUpdate,
 ) -> AppResult<User> {
     let email = update.email.as_deref().map(str::trim);
+    let password = update.password.filter(|p| !p.is_empty());
     let bio = empty_is_none(&update.bio);
     let image = empty_is_none(&update.image);
 
@@ -199,7 +201,7 @@ pub async fn update_profile(
     if let Some(Some(image)) = image {
         validation::image(image, &mut errors);
     }
-    if let Some(password) = &update.password {
+    if let Some(password) = &password {
         validation::password("password", password, &mut errors);
     }
     if errors.is_empty() && (update.username.is_some() || email.is_some()) {
@@ -215,7 +217,7 @@ pub async fn update_profile(
     }
     invalid_unless_empty(errors)?;
 
-    let password_hash = match update.password {
+    let password_hash = match password {
         Some(password) => Some(state.passwords.hash(password).await?),
         None => None,
     };

@@ -58,7 +58,8 @@ pub struct UpdateUserInput {
     pub email: Option<String>,
     pub bio: MaybeUndefined<String>,
     pub image: MaybeUndefined<String>,
-    /// A new password; the viewer's other sessions end.
+    /// A new password; the viewer's other sessions end. Omitted, null or
+    /// blank keeps the current password.
     pub password: Option<String>,
     /// A unique identifier for the client performing the mutation.
     pub client_mutation_id: Option<String>,
@@ -104,9 +105,10 @@ impl AccountMutations {
         ctx: &Context<'_>,
         input: CreateUserInput,
     ) -> async_graphql::Result<Option<CreateUserPayload>> {
-        if let Some(address) = ctx.data_opt::<ClientAddress>() {
-            ctx.app().limiter.sign_up_attempt(address.0).await?;
-        }
+        ctx.app()
+            .limiter
+            .sign_up_attempt(ClientAddress::of(ctx)?)
+            .await?;
         let outcome = accounts::sign_up(
             ctx.app(),
             SignUp {
@@ -133,12 +135,10 @@ impl AccountMutations {
         ctx: &Context<'_>,
         input: SignInUserInput,
     ) -> async_graphql::Result<Option<SignInUserPayload>> {
-        if let Some(address) = ctx.data_opt::<ClientAddress>() {
-            ctx.app()
-                .limiter
-                .sign_in_attempt(address.0, &input.email)
-                .await?;
-        }
+        ctx.app()
+            .limiter
+            .sign_in_attempt(ClientAddress::of(ctx)?, &input.email)
+            .await?;
         let outcome = accounts::sign_in(
             ctx.app(),
             SignIn {
