@@ -67,6 +67,10 @@ pub struct Config {
     /// `DATABASE_STATEMENT_TIMEOUT_MS` (default `5000`): PostgreSQL
     /// `statement_timeout` set on every pooled connection.
     pub database_statement_timeout: Duration,
+    /// `DATABASE_PING_AFTER_IDLE_SECS` (default `30`): a pooled connection
+    /// idle at least this long is pinged before a request gets it, so one
+    /// that died silently is replaced instead of failing the request.
+    pub database_ping_after_idle: Duration,
     /// `EMBEDDED_DATABASE_DIR` (default `./data`) and `EMBEDDED_DATABASE_PORT`
     /// (default `54329`): where the embedded PostgreSQL keeps its files and
     /// which local port it listens on.
@@ -291,6 +295,11 @@ impl Config {
                 &var,
                 "DATABASE_STATEMENT_TIMEOUT_MS",
                 5000,
+            )?),
+            database_ping_after_idle: Duration::from_secs(parse(
+                &var,
+                "DATABASE_PING_AFTER_IDLE_SECS",
+                30,
             )?),
             embedded_database: EmbeddedDatabase {
                 dir: parse(&var, "EMBEDDED_DATABASE_DIR", PathBuf::from("data"))?,

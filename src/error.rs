@@ -66,6 +66,11 @@ pub enum AppError {
     Invalid(Vec<FieldError>),
     /// `TIMEOUT` with this message: the server was too busy to answer in time.
     Timeout(&'static str),
+    /// `SERVICE_UNAVAILABLE` with this message and `retryAfter` (seconds) in
+    /// `extensions`, HTTP 503 with `Retry-After`: the database could not be
+    /// reached. Nothing was changed unless the client is told otherwise;
+    /// retrying is safe.
+    Unavailable(&'static str),
     /// `RATE_LIMITED`, with `retryAfter` (seconds) and `resetAt` in
     /// `extensions`: the spender's budget for this window is spent.
     RateLimited {
@@ -116,8 +121,14 @@ pub enum ErrorCode {
     NotFound,
     BadUserInput,
     Timeout,
+    ServiceUnavailable,
     QueryTooComplex,
     RateLimited,
+    /// The document is not GraphQL: nothing ran.
+    GraphQLParseFailed,
+    /// The document does not fit the schema, or its variables do not fit
+    /// the document: nothing ran.
+    GraphQLValidationFailed,
     PersistedQueryNotFound,
     PersistedQueryNotSupported,
     PersistedQueryNotTrusted,
@@ -132,8 +143,11 @@ impl ErrorCode {
             Self::NotFound => "NOT_FOUND",
             Self::BadUserInput => "BAD_USER_INPUT",
             Self::Timeout => "TIMEOUT",
+            Self::ServiceUnavailable => "SERVICE_UNAVAILABLE",
             Self::QueryTooComplex => "QUERY_TOO_COMPLEX",
             Self::RateLimited => "RATE_LIMITED",
+            Self::GraphQLParseFailed => "GRAPHQL_PARSE_FAILED",
+            Self::GraphQLValidationFailed => "GRAPHQL_VALIDATION_FAILED",
             Self::PersistedQueryNotFound => "PERSISTED_QUERY_NOT_FOUND",
             Self::PersistedQueryNotSupported => "PERSISTED_QUERY_NOT_SUPPORTED",
             Self::PersistedQueryNotTrusted => "PERSISTED_QUERY_NOT_TRUSTED",
@@ -159,6 +173,7 @@ impl AppError {
             Self::NotFound(_) => ErrorCode::NotFound,
             Self::BadUserInput(_) | Self::Invalid(_) => ErrorCode::BadUserInput,
             Self::Timeout(_) => ErrorCode::Timeout,
+            Self::Unavailable(_) => ErrorCode::ServiceUnavailable,
             Self::QueryTooComplex { .. } => ErrorCode::QueryTooComplex,
             Self::RateLimited { .. } => ErrorCode::RateLimited,
             Self::PersistedQueryNotFound => ErrorCode::PersistedQueryNotFound,
@@ -171,7 +186,10 @@ impl AppError {
     /// The message the client sees: never an internal cause.
     pub fn client_message(&self) -> String {
         match self {
-            Self::Unauthenticated(m) | Self::Forbidden(m) | Self::Timeout(m) => (*m).to_owned(),
+            Self::Unauthenticated(m)
+            | Self::Forbidden(m)
+            | Self::Timeout(m)
+            | Self::Unavailable(m) => (*m).to_owned(),
             Self::NotFound(what) => format!("{what} not found"),
             Self::BadUserInput(m) => m.clone(),
             Self::Invalid(errors) => join_messages(errors),
@@ -205,7 +223,34 @@ impl From<diesel::result::Error> for AppError {
         {
             return Self::Timeout("the query took too long and was cancelled");
         }
+        if is_disconnection(&e) {
+            tracing::warn!(error = %e, "lost the database connection");
+            return Self::Unavailable("the database is unavailable; retry in a moment");
+        }
         Self::Internal(anyhow::Error::new(e).context("database query failed"))
+    }
+}
+
+/// The connection failed rather than the statement: the server went away
+/// (shut down, restarted, terminated the backend) or the socket closed.
+/// diesel exposes no SQLSTATE, so the server's own shutdown messages
+/// (SQLSTATE class 57P) are recognised by their text.
+fn is_disconnection(e: &diesel::result::Error) -> bool {
+    use diesel::result::{DatabaseErrorKind, Error};
+    match e {
+        Error::DatabaseError(
+            DatabaseErrorKind::ClosedConnection | DatabaseErrorKind::UnableToSendCommand,
+            _,
+        ) => true,
+        Error::DatabaseError(_, info) => [
+            "terminating connection due to administrator command",
+            "terminating connection due to unexpected postmaster exit",
+            "terminating connection because of crash of another server process",
+            "the database system is",
+        ]
+        .iter()
+        .any(|m| info.message().starts_with(m)),
+        _ => false,
     }
 }
 
@@ -213,9 +258,10 @@ impl From<bb8::RunError<diesel_async::pooled_connection::PoolError>> for AppErro
     fn from(e: bb8::RunError<diesel_async::pooled_connection::PoolError>) -> Self {
         match e {
             bb8::RunError::TimedOut => Self::Timeout("the database is busy; try again in a moment"),
-            bb8::RunError::User(e) => Self::Internal(
-                anyhow::Error::new(e).context("failed to open a database connection"),
-            ),
+            bb8::RunError::User(e) => {
+                tracing::warn!(error = %e, "failed to open a database connection");
+                Self::Unavailable("the database is unavailable; retry in a moment")
+            }
         }
     }
 }
@@ -237,6 +283,10 @@ impl AppError {
     }
 }
 
+/// Seconds a client is told to wait before retrying after
+/// `SERVICE_UNAVAILABLE` (`Retry-After` and `extensions.retryAfter`).
+pub const UNAVAILABLE_RETRY_AFTER_SECS: u64 = 1;
+
 /// Whole seconds until `reset_at`, at least 1.
 pub fn retry_after_secs(reset_at: chrono::DateTime<chrono::Utc>) -> u64 {
     let millis = (reset_at - chrono::Utc::now()).num_milliseconds().max(0) as u64;
@@ -253,6 +303,30 @@ impl AppError {
     }
 }
 
+/// Gives `error` a code if it has none. Errors from our code carry one
+/// already; the rest come from async-graphql itself: a document that does
+/// not validate (no path) or an argument that does not coerce (a path, and
+/// async-graphql's "Failed to parse" message). Anything else without a code
+/// is a bug of ours, reported as internal.
+pub fn fill_error_code(error: &mut async_graphql::ServerError) {
+    let extensions = error.extensions.get_or_insert_with(Default::default);
+    if extensions.get("code").is_some() {
+        return;
+    }
+    let code = if error.path.is_empty() {
+        ErrorCode::GraphQLValidationFailed
+    } else if error.message.starts_with("Failed to parse")
+        || error.message.starts_with("Invalid value for argument")
+    {
+        ErrorCode::BadUserInput
+    } else {
+        tracing::error!(error = %error.message, path = ?error.path, "field error without a code");
+        error.message = INTERNAL_MESSAGE.to_owned();
+        ErrorCode::InternalServerError
+    };
+    extensions.set("code", code.as_str());
+}
+
 /// The single boundary between services and GraphQL.
 impl From<AppError> for async_graphql::Error {
     fn from(e: AppError) -> Self {
@@ -264,6 +338,7 @@ impl From<AppError> for async_graphql::Error {
             AppError::RateLimited { reset_at } => Some(*reset_at),
             _ => None,
         };
+        let unavailable = matches!(e, AppError::Unavailable(_));
         let figures = match &e {
             AppError::QueryTooComplex {
                 rule,
@@ -277,6 +352,9 @@ impl From<AppError> for async_graphql::Error {
             if let Some(reset_at) = reset_at {
                 ext.set("retryAfter", retry_after_secs(reset_at));
                 ext.set("resetAt", reset_at.to_rfc3339());
+            }
+            if unavailable {
+                ext.set("retryAfter", UNAVAILABLE_RETRY_AFTER_SECS);
             }
             if let Some((rule, measured, limit)) = figures {
                 ext.set("rule", rule);

@@ -59,6 +59,7 @@ impl Application {
                 size: config.database_pool_size,
                 acquire_timeout: config.database_acquire_timeout,
                 statement_timeout: config.database_statement_timeout,
+                ping_after_idle: config.database_ping_after_idle,
             },
         )
         .await?;

@@ -27,8 +27,8 @@ pub struct AccessClaims {
     pub exp: i64,
 }
 
-/// Why a presented token was refused. Clients see one generic message; the
-/// reason goes to the log.
+/// Why a presented token was refused. Clients see only whether it expired
+/// (see [`super::TokenRejection`]); the reason goes to the log.
 #[derive(Debug, thiserror::Error)]
 pub enum TokenError {
     #[error("token header has no known key id")]
@@ -37,6 +37,34 @@ pub enum TokenError {
     IssuedInFuture,
     #[error(transparent)]
     Invalid(#[from] jsonwebtoken::errors::Error),
+}
+
+impl TokenError {
+    /// A genuine token of ours whose time is up.
+    pub fn is_expired(&self) -> bool {
+        matches!(self, Self::Invalid(e) if *e.kind() == jsonwebtoken::errors::ErrorKind::ExpiredSignature)
+    }
+
+    /// Well-formed but not made by us: a bad signature, a key id or
+    /// algorithm we never use, or claims we never issue on a signature that
+    /// verified. Worth an operator's attention, unlike a truncated or
+    /// expired token.
+    pub fn is_forgery(&self) -> bool {
+        use jsonwebtoken::errors::ErrorKind;
+        match self {
+            Self::UnknownKey | Self::IssuedInFuture => true,
+            Self::Invalid(e) => matches!(
+                e.kind(),
+                ErrorKind::InvalidSignature
+                    | ErrorKind::InvalidAlgorithm
+                    | ErrorKind::InvalidIssuer
+                    | ErrorKind::InvalidAudience
+                    | ErrorKind::InvalidSubject
+                    | ErrorKind::ImmatureSignature
+                    | ErrorKind::MissingRequiredClaim(_)
+            ),
+        }
+    }
 }
 
 pub struct JwtKeys {

@@ -3,6 +3,7 @@
 
 pub mod embedded;
 pub mod models;
+pub mod pool;
 pub mod schema;
 pub mod seed;
 
@@ -27,7 +28,8 @@ use diesel_async::{
 use diesel_migrations::{EmbeddedMigrations, MigrationHarness, embed_migrations};
 use futures_util::FutureExt;
 
-use crate::error::AppResult;
+use crate::error::{AppError, AppResult};
+use pool::{ConnectionManager, Reachability};
 
 pub const MIGRATIONS: EmbeddedMigrations = embed_migrations!("migrations");
 
@@ -35,21 +37,27 @@ pub const MIGRATIONS: EmbeddedMigrations = embed_migrations!("migrations");
 const MIGRATION_LOCK_KEY: i64 = 0x0063_6f6e_6475_6974; // "conduit" in ASCII
 
 pub type PgManager = AsyncDieselConnectionManager<AsyncPgConnection>;
-pub type PooledConn<'a> = bb8::PooledConnection<'a, PgManager>;
+pub type PooledConn<'a> = bb8::PooledConnection<'a, ConnectionManager>;
 
 #[derive(Debug, Clone)]
 pub struct PoolSettings {
     pub size: u32,
     pub acquire_timeout: Duration,
     pub statement_timeout: Duration,
+    /// A connection idle this long is pinged before a request gets it.
+    pub ping_after_idle: Duration,
 }
 
 /// The connection pool. Cheap to clone.
 #[derive(Clone)]
 pub struct Database {
-    pool: bb8::Pool<PgManager>,
+    pool: bb8::Pool<ConnectionManager>,
     statements: Arc<AtomicU64>,
+    reachability: Reachability,
 }
+
+/// What a client is told while the database cannot be reached.
+const UNREACHABLE: &str = "the database is unavailable; retry in a moment";
 
 /// Counts every statement a pooled connection sends, through diesel's
 /// instrumentation hook: the ground truth for "queries per request".
@@ -90,14 +98,17 @@ impl Database {
             }
             .boxed()
         });
-        let manager = PgManager::new_with_config(url, config);
+        let manager = ConnectionManager::new(
+            PgManager::new_with_config(url, config),
+            settings.ping_after_idle,
+        );
+        let reachability = manager.reachability();
         let pool = bb8::Pool::builder()
             .max_size(settings.size)
             .connection_timeout(settings.acquire_timeout)
-            // A broken connection is detected by its first failing query and
-            // dropped; a test query on every checkout would double the
-            // statements of every request.
-            .test_on_check_out(false)
+            // The manager's check costs a round trip only for connections
+            // idle past `ping_after_idle` (see `pool`).
+            .test_on_check_out(true)
             .build(manager)
             .await
             .context("failed to build the database pool")?;
@@ -107,13 +118,24 @@ impl Database {
                 .await
                 .context("failed to connect to the database")?,
         );
-        Ok(Self { pool, statements })
+        Ok(Self {
+            pool,
+            statements,
+            reachability,
+        })
     }
 
     /// A pooled connection; waits at most the acquire timeout, then fails
-    /// with `TIMEOUT` instead of hanging.
+    /// instead of hanging: `SERVICE_UNAVAILABLE` when the database cannot
+    /// be reached, `TIMEOUT` when every connection is busy.
     pub async fn conn(&self) -> AppResult<PooledConn<'_>> {
-        Ok(self.pool.get().await?)
+        match self.pool.get().await {
+            Ok(conn) => Ok(conn),
+            Err(bb8::RunError::TimedOut) if !self.reachability.reachable() => {
+                Err(AppError::Unavailable(UNREACHABLE))
+            }
+            Err(e) => Err(e.into()),
+        }
     }
 
     /// True when a connection can be had and answers a query.

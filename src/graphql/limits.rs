@@ -35,7 +35,11 @@ use super::{
     mutation::MutationRoot,
     query::QueryRoot,
 };
-use crate::{config::Limits, error::AppError, services::comments::PLAIN_LIST_LIMIT};
+use crate::{
+    config::Limits,
+    error::{AppError, ErrorCode},
+    services::comments::PLAIN_LIST_LIMIT,
+};
 
 /// The cost of a paginated field: the page it asks for times what each
 /// item costs. An out-of-range size is priced at the maximum page; the
@@ -360,7 +364,14 @@ fn check(limits: &Limits, query: &str) -> Result<ExecutableDocument, ServerError
     if scan.nesting > limits.max_depth {
         return Err(too_complex("depth", scan.nesting, limits.max_depth));
     }
-    let document = async_graphql::parser::parse_query(query)?;
+    let document = async_graphql::parser::parse_query(query).map_err(|e| {
+        let mut error = ServerError::from(e);
+        error
+            .extensions
+            .get_or_insert_with(Default::default)
+            .set("code", ErrorCode::GraphQLParseFailed.as_str());
+        error
+    })?;
     let shape = DocumentShape::of(&document);
     for (rule, measured, limit) in [
         ("aliases", shape.aliases, limits.max_aliases),

@@ -23,7 +23,7 @@ use tracing::Instrument;
 
 use super::{HttpState, request_id::RequestId};
 use crate::{
-    auth::Viewer,
+    auth::{TokenRejection, Viewer},
     error::{AppError, ErrorCode},
     graphql::{
         limits, loaders,
@@ -55,22 +55,16 @@ pub async fn post(
     }
     let mut batch = match batch {
         Ok(batch) => batch.into_inner(),
+        // Size is `body_limit`'s business, before this runs.
         Err(rejection) => {
-            let message = rejection.0.to_string();
-            let too_large = message.contains("length limit exceeded");
-            let mut response = error_response(
-                AppError::BadUserInput(if too_large {
-                    "the request body is too large".to_owned()
-                } else {
-                    format!("the request body is not a GraphQL request: {message}")
-                }),
+            return error_response(
+                AppError::BadUserInput(format!(
+                    "the request body is not a GraphQL request: {}",
+                    rejection.0
+                )),
                 &request_id,
                 media,
             );
-            if too_large {
-                *response.status_mut() = StatusCode::PAYLOAD_TOO_LARGE;
-            }
-            return response;
         }
     };
     if let BatchRequest::Batch(requests) = &batch
@@ -172,10 +166,11 @@ async fn execute(
     operations: Operations,
 ) -> Response {
     let started = Instant::now();
-    let viewer = match viewer(state, headers).await {
-        Ok(viewer) => viewer,
+    let credentials = match credentials(state, headers).await {
+        Ok(credentials) => credentials,
         Err(e) => return error_response(e, request_id, media),
     };
+    let viewer = credentials.viewer;
     let address = client_address(state.trusted_proxy_hops, headers, peer);
     let spender = match viewer {
         Some(viewer) => Spender::User(viewer.user_id),
@@ -219,7 +214,10 @@ async fn execute(
     };
     let mut http = match tokio::time::timeout(state.request_timeout, run).await {
         Ok(mut response) => {
-            tag_internal_errors(&mut response, request_id);
+            tag_errors(&mut response, request_id);
+            if let Some(rejection) = credentials.rejected {
+                tell_token_rejection(&mut response, rejection);
+            }
             let codes = error_codes(&response);
             for name in &names {
                 metrics_export::record_operation(
@@ -228,12 +226,19 @@ async fn execute(
                     &codes,
                 );
             }
-            let limited = codes.iter().any(|c| c == ErrorCode::RateLimited.as_str());
-            render(
-                &response,
-                media,
-                limited.then_some(StatusCode::TOO_MANY_REQUESTS),
-            )
+            let has = |code: ErrorCode| codes.iter().any(|c| c == code.as_str());
+            let status = if has(ErrorCode::ServiceUnavailable) {
+                Some(StatusCode::SERVICE_UNAVAILABLE)
+            } else if has(ErrorCode::RateLimited) {
+                Some(StatusCode::TOO_MANY_REQUESTS)
+            } else {
+                None
+            };
+            let mut http = render(&response, media, status);
+            if status == Some(StatusCode::SERVICE_UNAVAILABLE) {
+                set_retry_after(&mut http, crate::error::UNAVAILABLE_RETRY_AFTER_SECS);
+            }
+            http
         }
         Err(_) => error_response(
             AppError::Timeout("the request took too long and was cancelled"),
@@ -259,7 +264,52 @@ async fn execute(
             );
         }
     }
+    if let Some(rejection) = credentials.rejected {
+        let challenge = format!(
+            "Bearer error=\"invalid_token\", error_description=\"{}\"",
+            rejection.description()
+        );
+        if let Ok(value) = HeaderValue::from_str(&challenge) {
+            http.headers_mut().insert(header::WWW_AUTHENTICATE, value);
+        }
+    }
     http
+}
+
+fn set_retry_after(response: &mut Response, seconds: u64) {
+    response
+        .headers_mut()
+        .insert(header::RETRY_AFTER, HeaderValue::from(seconds));
+}
+
+/// Key of the top-level `extensions` entry that says why the presented
+/// access token was ignored.
+const AUTHENTICATION_KEY: &str = "authentication";
+
+/// Tells the client why its token was ignored, in the response's
+/// top-level `extensions` rather than in `errors`: the data is good (it is
+/// what an anonymous client sees), and clients such as Apollo discard data
+/// that comes with errors.
+fn tell_token_rejection(response: &mut BatchResponse, rejection: TokenRejection) {
+    let responses: Vec<&mut async_graphql::Response> = match response {
+        BatchResponse::Single(r) => vec![r],
+        BatchResponse::Batch(rs) => rs.iter_mut().collect(),
+    };
+    for r in responses {
+        let mut entry = async_graphql::indexmap::IndexMap::new();
+        entry.insert(
+            async_graphql::Name::new("code"),
+            async_graphql::Value::from(rejection.code()),
+        );
+        entry.insert(
+            async_graphql::Name::new("message"),
+            async_graphql::Value::from(rejection.description()),
+        );
+        r.extensions.insert(
+            AUTHENTICATION_KEY.to_owned(),
+            async_graphql::Value::Object(entry),
+        );
+    }
 }
 
 /// The client's address: the connection's, unless proxies are trusted, in
@@ -294,7 +344,8 @@ fn error_codes(response: &BatchResponse) -> Vec<String> {
         .map(
             |e| match e.extensions.as_ref().and_then(|x| x.get("code")) {
                 Some(async_graphql::Value::String(code)) => code.clone(),
-                _ => "GRAPHQL_VALIDATION_FAILED".to_owned(),
+                // `tag_errors` gave every error a code first.
+                _ => ErrorCode::InternalServerError.as_str().to_owned(),
             },
         )
         .collect()
@@ -362,23 +413,44 @@ impl Operation<'_> {
     }
 }
 
-/// The viewer named by the `Authorization` header. No header is anonymous;
-/// a header that does not verify is an error, never anonymous.
-async fn viewer(state: &HttpState, headers: &HeaderMap) -> Result<Option<Viewer>, AppError> {
-    let Some(value) = headers.get(header::AUTHORIZATION) else {
-        return Ok(None);
+/// Who the `Authorization` header names.
+struct Credentials {
+    viewer: Option<Viewer>,
+    /// Why a presented token names nobody; the request is then anonymous.
+    rejected: Option<TokenRejection>,
+}
+
+/// The caller, per the `Authorization` header: no header is anonymous, and
+/// so is a header that does not verify, but then the client is told why.
+/// Only a database failure is an error.
+async fn credentials(state: &HttpState, headers: &HeaderMap) -> Result<Credentials, AppError> {
+    let anonymous = |rejected| Credentials {
+        viewer: None,
+        rejected,
     };
-    let malformed =
-        || AppError::Unauthenticated("Authorization must be `Token <jwt>` or `Bearer <jwt>`");
-    let value = value.to_str().map_err(|_| malformed())?;
-    let (scheme, token) = value.trim().split_once(' ').ok_or_else(malformed)?;
-    let token = token.trim();
-    if !(scheme.eq_ignore_ascii_case("token") || scheme.eq_ignore_ascii_case("bearer"))
-        || token.is_empty()
-    {
-        return Err(malformed());
-    }
-    sessions::authenticate(&state.app, token).await.map(Some)
+    let Some(value) = headers.get(header::AUTHORIZATION) else {
+        return Ok(anonymous(None));
+    };
+    let token = value
+        .to_str()
+        .ok()
+        .and_then(|value| value.trim().split_once(' '))
+        .filter(|(scheme, _)| {
+            scheme.eq_ignore_ascii_case("token") || scheme.eq_ignore_ascii_case("bearer")
+        })
+        .map(|(_, token)| token.trim())
+        .filter(|token| !token.is_empty());
+    let Some(token) = token else {
+        tracing::debug!("Authorization is neither `Token <jwt>` nor `Bearer <jwt>`");
+        return Ok(anonymous(Some(TokenRejection::Invalid)));
+    };
+    Ok(match sessions::authenticate(&state.app, token).await? {
+        Ok(viewer) => Credentials {
+            viewer: Some(viewer),
+            rejected: None,
+        },
+        Err(rejection) => anonymous(Some(rejection)),
+    })
 }
 
 fn accepts_html(headers: &HeaderMap) -> bool {
@@ -423,13 +495,15 @@ impl Prepared {
 
 const REQUEST_ID_KEY: &str = "requestId";
 
-/// Internal errors carry only the request id, which finds the logged cause.
-fn tag_internal_errors(response: &mut BatchResponse, request_id: &RequestId) {
+/// Every error gets a code; internal errors carry only the request id,
+/// which finds the logged cause.
+fn tag_errors(response: &mut BatchResponse, request_id: &RequestId) {
     let responses: Vec<&mut async_graphql::Response> = match response {
         BatchResponse::Single(r) => vec![r],
         BatchResponse::Batch(rs) => rs.iter_mut().collect(),
     };
     for error in responses.into_iter().flat_map(|r| r.errors.iter_mut()) {
+        crate::error::fill_error_code(error);
         let extensions = error.extensions.get_or_insert_with(Default::default);
         let internal = matches!(
             extensions.get("code"),
@@ -442,13 +516,15 @@ fn tag_internal_errors(response: &mut BatchResponse, request_id: &RequestId) {
 }
 
 /// A response for an error raised before (or instead of) execution.
-fn error_response(error: AppError, request_id: &RequestId, media: Media) -> Response {
-    let status = match error.code() {
+pub(super) fn error_response(error: AppError, request_id: &RequestId, media: Media) -> Response {
+    let code = error.code();
+    let status = match code {
         ErrorCode::Unauthenticated => Some(StatusCode::UNAUTHORIZED),
         ErrorCode::Forbidden => Some(StatusCode::FORBIDDEN),
         ErrorCode::NotFound => Some(StatusCode::NOT_FOUND),
         ErrorCode::BadUserInput => Some(StatusCode::BAD_REQUEST),
-        ErrorCode::Timeout => Some(StatusCode::SERVICE_UNAVAILABLE),
+        ErrorCode::Timeout | ErrorCode::ServiceUnavailable => Some(StatusCode::SERVICE_UNAVAILABLE),
+        ErrorCode::GraphQLParseFailed | ErrorCode::GraphQLValidationFailed => None,
         ErrorCode::QueryTooComplex => Some(StatusCode::BAD_REQUEST),
         ErrorCode::RateLimited => Some(StatusCode::TOO_MANY_REQUESTS),
         // Plain request errors: `render` answers them as GraphQL over HTTP
@@ -462,11 +538,14 @@ fn error_response(error: AppError, request_id: &RequestId, media: Media) -> Resp
     let mut response = BatchResponse::Single(async_graphql::Response::from_errors(vec![
         error.into_server_error(),
     ]));
-    tag_internal_errors(&mut response, request_id);
+    tag_errors(&mut response, request_id);
     let mut http = render(&response, media, status);
     if status == Some(StatusCode::UNAUTHORIZED) {
         http.headers_mut()
             .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Token"));
+    }
+    if code == ErrorCode::ServiceUnavailable {
+        set_retry_after(&mut http, crate::error::UNAVAILABLE_RETRY_AFTER_SECS);
     }
     http
 }
@@ -484,7 +563,7 @@ pub enum Media {
 }
 
 impl Media {
-    fn negotiate(headers: &HeaderMap) -> Self {
+    pub(super) fn negotiate(headers: &HeaderMap) -> Self {
         let accepts_graphql_response = headers
             .get_all(header::ACCEPT)
             .iter()

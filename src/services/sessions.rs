@@ -6,7 +6,7 @@ use diesel_async::{AsyncConnection, AsyncPgConnection};
 use uuid::Uuid;
 
 use crate::{
-    auth::{Viewer, refresh},
+    auth::{TokenRejection, Viewer, refresh},
     db::models::session::{self, NewRefreshToken, NewSession, RefreshTokenState},
     error::{AppError, AppResult, FieldError, UserErrorCode},
     state::AppState,
@@ -126,22 +126,36 @@ pub async fn refresh(state: &AppState, refresh_token: &str) -> AppResult<Session
 }
 
 /// The viewer named by a bearer access token, if the token verifies and its
-/// session and user are still live.
-pub async fn authenticate(state: &AppState, access_token: &str) -> AppResult<Viewer> {
-    let claims = state.jwt.verify(access_token).map_err(|reason| {
-        tracing::debug!(%reason, "access token refused");
-        AppError::Unauthenticated("invalid or expired access token")
-    })?;
+/// session and user are still live; otherwise why not. Only a database
+/// failure is an error: a bad token makes an anonymous request.
+pub async fn authenticate(
+    state: &AppState,
+    access_token: &str,
+) -> AppResult<Result<Viewer, TokenRejection>> {
+    let claims = match state.jwt.verify(access_token) {
+        Ok(claims) => claims,
+        Err(reason) if reason.is_expired() => {
+            tracing::debug!(%reason, "expired access token");
+            return Ok(Err(TokenRejection::Expired));
+        }
+        Err(reason) if reason.is_forgery() => {
+            tracing::warn!(%reason, "forged access token refused");
+            return Ok(Err(TokenRejection::Invalid));
+        }
+        Err(reason) => {
+            tracing::debug!(%reason, "malformed access token refused");
+            return Ok(Err(TokenRejection::Invalid));
+        }
+    };
     let mut conn = state.db.conn().await?;
     if !session::is_live(&mut conn, claims.sid, claims.sub).await? {
-        return Err(AppError::Unauthenticated(
-            "this session has ended; sign in again",
-        ));
+        tracing::debug!(session_id = %claims.sid, "access token of an ended session");
+        return Ok(Err(TokenRejection::SessionRevoked));
     }
-    Ok(Viewer {
+    Ok(Ok(Viewer {
         user_id: claims.sub,
         session_id: claims.sid,
-    })
+    }))
 }
 
 /// Ends the viewer's current session.

@@ -298,6 +298,7 @@ pub struct TestApp {
 #[derive(Debug)]
 pub struct GraphQLResponse {
     pub status: u16,
+    pub headers: reqwest::header::HeaderMap,
     pub body: Value,
 }
 
@@ -306,12 +307,39 @@ impl GraphQLResponse {
     pub fn error_code(&self) -> Option<&str> {
         self.body["errors"][0]["extensions"]["code"].as_str()
     }
+
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.get(name).and_then(|v| v.to_str().ok())
+    }
+}
+
+/// Asserts a request whose token was ignored was served as anonymous and
+/// said why: `WWW-Authenticate` per RFC 6750 and the code in the top-level
+/// `extensions`, with no entry in `errors` for it.
+pub fn assert_served_anonymously(response: &GraphQLResponse, code: &str) {
+    assert_eq!(response.status, 200, "{:?}", response.body);
+    let challenge = response.header("www-authenticate").unwrap_or_default();
+    assert!(
+        challenge.starts_with("Bearer error=\"invalid_token\", error_description=\""),
+        "WWW-Authenticate: {challenge:?}"
+    );
+    assert_eq!(
+        response.body["extensions"]["authentication"]["code"], code,
+        "{:?}",
+        response.body
+    );
+    assert!(
+        response.body["errors"].is_null(),
+        "a rejected token is not an error: {:?}",
+        response.body
+    );
 }
 
 /// Every response the suite sees through these helpers is JSON, never a
 /// 500, and never carries an internal error.
 async fn checked(response: reqwest::Response) -> GraphQLResponse {
     let status = response.status().as_u16();
+    let headers = response.headers().clone();
     let body: Value = response.json().await.expect("JSON body");
     assert_ne!(status, 500, "{body}");
     let internal = body
@@ -321,7 +349,11 @@ async fn checked(response: reqwest::Response) -> GraphQLResponse {
         .flat_map(|r| r["errors"].as_array().cloned().unwrap_or_default())
         .any(|e| e["extensions"]["code"] == "INTERNAL_SERVER_ERROR");
     assert!(!internal, "internal error: {body}");
-    GraphQLResponse { status, body }
+    GraphQLResponse {
+        status,
+        headers,
+        body,
+    }
 }
 
 /// A signed-in client's tokens.
@@ -548,14 +580,26 @@ impl Drop for TestApp {
     }
 }
 
-/// Asserts the response is an `UNAUTHENTICATED` rejection with no data.
-pub fn assert_unauthenticated(response: &GraphQLResponse) {
-    assert_eq!(response.status, 401, "{:?}", response.body);
+/// Asserts a `viewer` query whose token was ignored (see
+/// [`TestApp::viewer_username`]) saw no viewer, and was told why.
+pub fn assert_no_viewer(response: &GraphQLResponse, code: &str) {
+    assert_served_anonymously(response, code);
     assert_eq!(
-        response.error_code(),
-        Some("UNAUTHENTICATED"),
+        response.body["data"],
+        json!({ "viewer": null }),
         "{:?}",
         response.body
     );
-    assert_eq!(response.body["data"], Value::Null, "{:?}", response.body);
+}
+
+/// Asserts a `viewer` query (see [`TestApp::viewer_username`]) was served
+/// to a signed-in user.
+pub fn assert_viewer(response: &GraphQLResponse) {
+    assert!(
+        response.body["data"]["viewer"]["user"]["username"].is_string(),
+        "{:?}",
+        response.body
+    );
+    assert!(response.body["extensions"]["authentication"].is_null());
+    assert!(response.header("www-authenticate").is_none());
 }

@@ -96,6 +96,55 @@ async fn get_runs_queries_and_refuses_mutations() {
     assert_eq!(app.db.count("SELECT count(*) FROM users").await, 0);
 }
 
+/// Every error a client sees carries `extensions.code`, those that
+/// async-graphql raises itself included.
+#[tokio::test]
+async fn parse_and_validation_errors_have_codes() {
+    let app = TestApp::spawn().await;
+    let cases = [
+        ("{ tags", json!({}), "GRAPHQL_PARSE_FAILED"),
+        ("{ nope }", json!({}), "GRAPHQL_VALIDATION_FAILED"),
+        (
+            "query($n: Int!) { articles(first: $n) { totalCount } }",
+            json!({ "n": "ten" }),
+            "GRAPHQL_VALIDATION_FAILED",
+        ),
+        (
+            "query Named { tags }",
+            json!(null),
+            "GRAPHQL_VALIDATION_FAILED",
+        ),
+    ];
+    for (query, variables, code) in cases {
+        let mut body = json!({ "query": query, "variables": variables });
+        if query.starts_with("query Named") {
+            body["operationName"] = json!("Other");
+        }
+        let response = app.post(body, None).await;
+        let errors = response.body["errors"].as_array().expect("errors");
+        assert!(!errors.is_empty(), "{query}");
+        for error in errors {
+            assert_eq!(error["extensions"]["code"], code, "{query}: {error}");
+        }
+    }
+    // Metrics count them under the same codes.
+    let metrics = app
+        .client
+        .get(app.url("/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    for code in ["GRAPHQL_PARSE_FAILED", "GRAPHQL_VALIDATION_FAILED"] {
+        assert!(
+            metrics.contains(&format!("graphql_errors_total{{code=\"{code}\"}}")),
+            "{code} in metrics"
+        );
+    }
+}
+
 #[tokio::test]
 async fn browsers_get_graphiql() {
     let app = TestApp::spawn().await;

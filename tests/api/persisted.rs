@@ -33,9 +33,9 @@ async fn get(app: &TestApp, query_string: &str) -> GraphQLResponse {
         .send()
         .await
         .unwrap();
-    let status = response.status().as_u16();
     GraphQLResponse {
-        status,
+        status: response.status().as_u16(),
+        headers: response.headers().clone(),
         body: response.json().await.unwrap(),
     }
 }

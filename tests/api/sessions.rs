@@ -2,7 +2,7 @@
 
 use serde_json::json;
 
-use crate::helpers::{PASSWORD, TestApp, assert_unauthenticated};
+use crate::helpers::{PASSWORD, TestApp, assert_no_viewer, assert_viewer};
 
 const REFRESH: &str = "mutation($token: String!) {
     refreshSession(input: { refreshToken: $token, clientMutationId: \"r\" }) {
@@ -64,11 +64,14 @@ async fn reusing_a_spent_refresh_token_revokes_the_whole_session() {
     // A thief replays the spent token: refused, and the family dies.
     assert_eq!(refresh(&app, &session.refresh_token).await, refused());
     assert_eq!(refresh(&app, &legit_refresh).await, refused());
-    assert_unauthenticated(&app.viewer_username(&legit_access).await);
-    assert_unauthenticated(&app.viewer_username(&session.token).await);
+    assert_no_viewer(&app.viewer_username(&legit_access).await, "SESSION_REVOKED");
+    assert_no_viewer(
+        &app.viewer_username(&session.token).await,
+        "SESSION_REVOKED",
+    );
 
     // Other sessions of the same user are untouched.
-    assert_eq!(app.viewer_username(&other_token).await.status, 200);
+    assert_viewer(&app.viewer_username(&other_token).await);
 }
 
 #[tokio::test]
@@ -112,9 +115,9 @@ async fn signing_out_ends_the_session_and_only_it() {
         response.body,
         json!({ "data": { "signOut": { "errors": [], "clientMutationId": "bye" } } })
     );
-    assert_unauthenticated(&app.viewer_username(&here.token).await);
+    assert_no_viewer(&app.viewer_username(&here.token).await, "SESSION_REVOKED");
     assert_eq!(refresh(&app, &here.refresh_token).await, refused());
-    assert_eq!(app.viewer_username(&other_token).await.status, 200);
+    assert_viewer(&app.viewer_username(&other_token).await);
 }
 
 #[tokio::test]
@@ -135,9 +138,9 @@ async fn signing_out_everywhere_ends_every_session() {
         response.body["data"]["signOutEverywhere"],
         json!({ "revokedSessionCount": 2, "errors": [] })
     );
-    assert_unauthenticated(&app.viewer_username(&here.token).await);
-    assert_unauthenticated(&app.viewer_username(&other_token).await);
-    assert_eq!(app.viewer_username(&neighbour.token).await.status, 200);
+    assert_no_viewer(&app.viewer_username(&here.token).await, "SESSION_REVOKED");
+    assert_no_viewer(&app.viewer_username(&other_token).await, "SESSION_REVOKED");
+    assert_viewer(&app.viewer_username(&neighbour.token).await);
 }
 
 #[tokio::test]
@@ -160,7 +163,10 @@ async fn a_deleted_users_tokens_stop_working() {
     app.db
         .execute("UPDATE users SET deleted_at = now() WHERE username = 'jake'")
         .await;
-    assert_unauthenticated(&app.viewer_username(&session.token).await);
+    assert_no_viewer(
+        &app.viewer_username(&session.token).await,
+        "SESSION_REVOKED",
+    );
     assert_eq!(refresh(&app, &session.refresh_token).await, refused());
     let sign_in = app.sign_in("jake@example.com", PASSWORD).await;
     assert_eq!(

@@ -1,4 +1,8 @@
-//! Every way an access token can be bad is `UNAUTHENTICATED`, never anonymous.
+//! Every way an access token can be bad makes an anonymous request, served
+//! as one, that is told why: `WWW-Authenticate: Bearer
+//! error="invalid_token"` and a code in the top-level `extensions`
+//! (`TOKEN_EXPIRED`, `SESSION_REVOKED`, `TOKEN_INVALID`). Frontends that
+//! keep only the access token go on working after it expires.
 
 use base64::{Engine as _, engine::general_purpose::URL_SAFE_NO_PAD};
 use chrono::Utc;
@@ -6,7 +10,9 @@ use conduit::auth::jwt::{AUDIENCE, ISSUER, JwtKeys, key_id};
 use jsonwebtoken::{Algorithm, EncodingKey, Header};
 use serde_json::{Value, json};
 
-use crate::helpers::{JWT_SECRET, TestApp, assert_unauthenticated};
+use crate::helpers::{
+    JWT_SECRET, TestApp, assert_no_viewer, assert_served_anonymously, assert_viewer,
+};
 
 const QUERY: &str = "{ viewer { user { username } } }";
 
@@ -52,7 +58,7 @@ async fn both_authorization_schemes_work() {
 }
 
 #[tokio::test]
-async fn malformed_headers_are_refused() {
+async fn malformed_headers_are_ignored_and_said_to_be_invalid() {
     let app = TestApp::spawn().await;
     for header in [
         "Token",
@@ -63,12 +69,12 @@ async fn malformed_headers_are_refused() {
         "Bearer abc",
     ] {
         let response = app.query_with_authorization(header, QUERY).await;
-        assert_unauthenticated(&response);
+        assert_no_viewer(&response, "TOKEN_INVALID");
     }
 }
 
 #[tokio::test]
-async fn forged_expired_and_misaddressed_tokens_are_refused() {
+async fn forged_expired_and_misaddressed_tokens_name_nobody() {
     let app = TestApp::spawn().await;
     let session = app.signed_in_user("jake").await;
     let (sub, sid) = subject_and_session(&session.token);
@@ -84,7 +90,7 @@ async fn forged_expired_and_misaddressed_tokens_are_refused() {
 
     // Control: a token built the same way with the right key is accepted.
     let control = sign(&claims_for(&sub, &sid), JWT_SECRET, kid.clone());
-    assert_eq!(app.viewer_username(&control).await.status, 200);
+    assert_viewer(&app.viewer_username(&control).await);
 
     let mut without_sub = claims_for(&sub, &sid);
     without_sub.as_object_mut().unwrap().remove("sub");
@@ -94,6 +100,7 @@ async fn forged_expired_and_misaddressed_tokens_are_refused() {
     let cases = [
         (
             "expired",
+            "TOKEN_EXPIRED",
             sign(
                 &with(json!({ "iat": now - 3600, "exp": now - 1800 })),
                 JWT_SECRET,
@@ -102,6 +109,7 @@ async fn forged_expired_and_misaddressed_tokens_are_refused() {
         ),
         (
             "wrong issuer",
+            "TOKEN_INVALID",
             sign(
                 &with(json!({ "iss": "someone-else" })),
                 JWT_SECRET,
@@ -110,6 +118,7 @@ async fn forged_expired_and_misaddressed_tokens_are_refused() {
         ),
         (
             "wrong audience",
+            "TOKEN_INVALID",
             sign(
                 &with(json!({ "aud": "another-app" })),
                 JWT_SECRET,
@@ -118,21 +127,36 @@ async fn forged_expired_and_misaddressed_tokens_are_refused() {
         ),
         (
             "issued in the future",
+            "TOKEN_INVALID",
             sign(
                 &with(json!({ "iat": now + 3600, "exp": now + 7200 })),
                 JWT_SECRET,
                 kid.clone(),
             ),
         ),
-        ("no sub", sign(&without_sub, JWT_SECRET, kid.clone())),
-        ("no exp", sign(&without_exp, JWT_SECRET, kid.clone())),
-        ("no kid", sign(&claims_for(&sub, &sid), JWT_SECRET, None)),
+        (
+            "no sub",
+            "TOKEN_INVALID",
+            sign(&without_sub, JWT_SECRET, kid.clone()),
+        ),
+        (
+            "no exp",
+            "TOKEN_INVALID",
+            sign(&without_exp, JWT_SECRET, kid.clone()),
+        ),
+        (
+            "no kid",
+            "TOKEN_INVALID",
+            sign(&claims_for(&sub, &sid), JWT_SECRET, None),
+        ),
         (
             "forged with another secret, our kid",
+            "TOKEN_INVALID",
             sign(&claims_for(&sub, &sid), "another-secret", kid.clone()),
         ),
         (
             "forged with another secret and kid",
+            "TOKEN_INVALID",
             sign(
                 &claims_for(&sub, &sid),
                 "another-secret",
@@ -141,6 +165,7 @@ async fn forged_expired_and_misaddressed_tokens_are_refused() {
         ),
         (
             "unknown session",
+            "SESSION_REVOKED",
             sign(
                 &with(json!({ "sid": uuid::Uuid::new_v4() })),
                 JWT_SECRET,
@@ -149,6 +174,7 @@ async fn forged_expired_and_misaddressed_tokens_are_refused() {
         ),
         (
             "session of another user",
+            "SESSION_REVOKED",
             sign(
                 &with(json!({ "sub": uuid::Uuid::new_v4() })),
                 JWT_SECRET,
@@ -156,10 +182,14 @@ async fn forged_expired_and_misaddressed_tokens_are_refused() {
             ),
         ),
     ];
-    for (name, token) in cases {
+    for (name, code, token) in cases {
         let response = app.viewer_username(&token).await;
-        assert_eq!(response.status, 401, "{name}: {:?}", response.body);
-        assert_unauthenticated(&response);
+        assert_eq!(
+            response.body["extensions"]["authentication"]["code"], code,
+            "{name}: {:?}",
+            response.body
+        );
+        assert_no_viewer(&response, code);
     }
 }
 
@@ -191,7 +221,7 @@ fn hand_made_hmac_matches_the_library() {
 }
 
 #[tokio::test]
-async fn tampered_and_unsigned_tokens_are_refused() {
+async fn tampered_and_unsigned_tokens_name_nobody() {
     let app = TestApp::spawn().await;
     let jake = app.signed_in_user("jake").await;
     let anne = app.signed_in_user("anne").await;
@@ -201,7 +231,7 @@ async fn tampered_and_unsigned_tokens_are_refused() {
     // Jake's signature on a payload claiming to be Anne.
     let payload = URL_SAFE_NO_PAD.encode(claims_for(&anne_sub, &anne_sid).to_string());
     let tampered = format!("{}.{payload}.{}", parts[0], parts[2]);
-    assert_unauthenticated(&app.viewer_username(&tampered).await);
+    assert_no_viewer(&app.viewer_username(&tampered).await, "TOKEN_INVALID");
 
     // alg: none, with and without a signature part.
     let none_header = URL_SAFE_NO_PAD
@@ -210,7 +240,7 @@ async fn tampered_and_unsigned_tokens_are_refused() {
         format!("{none_header}.{payload}."),
         format!("{none_header}.{payload}"),
     ] {
-        assert_unauthenticated(&app.viewer_username(&token).await);
+        assert_no_viewer(&app.viewer_username(&token).await, "TOKEN_INVALID");
     }
 
     // RS256 in the header over an HMAC made with our secret (the HS/RS
@@ -220,7 +250,7 @@ async fn tampered_and_unsigned_tokens_are_refused() {
     let signing_input = format!("{rs_header}.{payload}");
     let mac = hmac_sha256(JWT_SECRET.as_bytes(), signing_input.as_bytes());
     let confused = format!("{signing_input}.{}", URL_SAFE_NO_PAD.encode(mac));
-    assert_unauthenticated(&app.viewer_username(&confused).await);
+    assert_no_viewer(&app.viewer_username(&confused).await, "TOKEN_INVALID");
 
     // HS512 with the right secret: the algorithm is pinned, so still refused.
     let mut header = Header::new(Algorithm::HS512);
@@ -231,23 +261,115 @@ async fn tampered_and_unsigned_tokens_are_refused() {
         &EncodingKey::from_secret(JWT_SECRET.as_bytes()),
     )
     .unwrap();
-    assert_unauthenticated(&app.viewer_username(&other_alg).await);
+    assert_no_viewer(&app.viewer_username(&other_alg).await, "TOKEN_INVALID");
+}
+
+/// Jake's token, as it will look once its time is up.
+fn expired_token_of(session_token: &str) -> String {
+    let (sub, sid) = subject_and_session(session_token);
+    let now = Utc::now().timestamp();
+    let mut claims = claims_for(&sub, &sid);
+    claims["iat"] = json!(now - 3600);
+    claims["exp"] = json!(now - 2700);
+    sign(&claims, JWT_SECRET, Some(key_id(JWT_SECRET)))
 }
 
 #[tokio::test]
-async fn a_bad_token_fails_even_a_public_query() {
+async fn an_expired_token_still_reads_public_data() {
     let app = TestApp::spawn().await;
+    let jake = app.signed_in_user("jake").await;
+    app.create_article(&jake.token, "Still readable", &["rust"])
+        .await;
+    let expired = expired_token_of(&jake.token);
+
     let response = app
-        .query_with_authorization(
-            "Token nonsense",
-            "{ user(username: \"jake\") { username } }",
+        .query_as(
+            &expired,
+            "{ articles(first: 5) { edges { node { title viewerHasFavorited author { username followedByViewer } } } } tags viewer { user { username } } }",
+            json!({}),
         )
         .await;
-    assert_unauthenticated(&response);
+    assert_served_anonymously(&response, "TOKEN_EXPIRED");
     assert_eq!(
-        response.body["errors"][0]["message"],
-        "invalid or expired access token"
+        response.body["data"],
+        json!({
+            "articles": { "edges": [{ "node": {
+                "title": "Still readable",
+                "viewerHasFavorited": false,
+                "author": { "username": "jake", "followedByViewer": false }
+            } }] },
+            "tags": ["rust"],
+            "viewer": null
+        })
     );
+    assert_eq!(
+        response.header("www-authenticate"),
+        Some(
+            "Bearer error=\"invalid_token\", error_description=\"the access token has expired; refresh it or sign in again\""
+        )
+    );
+    assert_eq!(
+        response.body["extensions"]["authentication"]["message"],
+        "the access token has expired; refresh it or sign in again"
+    );
+}
+
+#[tokio::test]
+async fn an_expired_token_gets_nothing_a_user_needs_and_changes_nothing() {
+    let app = TestApp::spawn().await;
+    let jake = app.signed_in_user("jake").await;
+    let expired = expired_token_of(&jake.token);
+    let response = app
+        .query_as(
+            &expired,
+            "mutation($input: CreateArticleInput!) { createArticle(input: $input) { article { slug } } }",
+            json!({ "input": { "title": "Nope", "description": "d", "body": "b", "tagList": [] } }),
+        )
+        .await;
+    assert_eq!(response.error_code(), Some("UNAUTHENTICATED"));
+    assert_eq!(response.body["data"]["createArticle"], json!(null));
+    assert_eq!(
+        response.body["extensions"]["authentication"]["code"],
+        "TOKEN_EXPIRED"
+    );
+    assert_eq!(app.db.count("SELECT count(*) FROM articles").await, 0);
+}
+
+#[tokio::test]
+async fn a_batch_with_a_bad_token_is_told_in_every_response() {
+    let app = TestApp::spawn().await;
+    let response = app
+        .client
+        .post(app.url("/graphql"))
+        .header("Authorization", "Token nonsense")
+        .json(&json!([{ "query": "{ tags }" }, { "query": "{ viewer { user { username } } }" }]))
+        .send()
+        .await
+        .unwrap();
+    assert!(
+        response
+            .headers()
+            .get("www-authenticate")
+            .is_some_and(|v| v.to_str().unwrap().contains("invalid_token"))
+    );
+    let body: Value = response.json().await.unwrap();
+    for item in body.as_array().unwrap() {
+        assert_eq!(
+            item["extensions"]["authentication"]["code"],
+            "TOKEN_INVALID"
+        );
+        assert!(item["errors"].is_null(), "{item}");
+    }
+}
+
+#[tokio::test]
+async fn no_token_is_anonymous_without_a_challenge() {
+    let app = TestApp::spawn().await;
+    let response = app
+        .query("{ viewer { user { username } } }", json!({}))
+        .await;
+    assert_eq!(response.body, json!({ "data": { "viewer": null } }));
+    assert!(response.header("www-authenticate").is_none());
 }
 
 #[tokio::test]
@@ -263,7 +385,7 @@ async fn tokens_from_rotated_keys_verify_until_removed() {
     let (old_token, _) = old
         .issue(sub.parse().unwrap(), sid.parse().unwrap(), Utc::now())
         .unwrap();
-    assert_unauthenticated(&app.viewer_username(&old_token).await);
+    assert_no_viewer(&app.viewer_username(&old_token).await, "TOKEN_INVALID");
 
     let rotated = TestApp::spawn_with(&[("JWT_PREVIOUS_SECRETS", "the-previous-secret")]).await;
     let session = rotated.signed_in_user("jake").await;
@@ -271,8 +393,5 @@ async fn tokens_from_rotated_keys_verify_until_removed() {
     let (old_token, _) = old
         .issue(sub.parse().unwrap(), sid.parse().unwrap(), Utc::now())
         .unwrap();
-    assert_eq!(
-        rotated.viewer_username(&old_token).await.body["data"]["viewer"]["user"]["username"],
-        "jake"
-    );
+    assert_viewer(&rotated.viewer_username(&old_token).await);
 }
