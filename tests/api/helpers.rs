@@ -223,6 +223,21 @@ impl TestDatabase {
         }
     }
 
+    /// An empty database on the server at `admin_url` (the app migrates it).
+    pub async fn create_on(admin_url: &str) -> Self {
+        let name = format!("conduit_test_{}", uuid::Uuid::new_v4().simple());
+        let mut admin = AsyncPgConnection::establish(admin_url).await.unwrap();
+        admin
+            .batch_execute(&format!("CREATE DATABASE \"{name}\""))
+            .await
+            .unwrap();
+        Self {
+            url: with_database(admin_url, &name),
+            name,
+            admin_url: admin_url.to_owned(),
+        }
+    }
+
     /// Runs SQL directly, as an operator would.
     pub async fn execute(&self, sql: &str) {
         let mut conn = AsyncPgConnection::establish(&self.url).await.unwrap();
@@ -369,8 +384,12 @@ impl TestApp {
     }
 
     pub async fn spawn_with(overrides: &[(&str, &str)]) -> Self {
+        Self::spawn_on(TestDatabase::create().await, overrides).await
+    }
+
+    /// A server on `db`, which may live on a PostgreSQL of the test's own.
+    pub async fn spawn_on(db: TestDatabase, overrides: &[(&str, &str)]) -> Self {
         conduit::telemetry::init(conduit::config::LogFormat::Pretty);
-        let db = TestDatabase::create().await;
         let config = test_config(&db.url, overrides);
         let app = Application::build(&config).await.expect("app builds");
         let address = format!("http://{}", app.local_addr());

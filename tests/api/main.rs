@@ -3,6 +3,7 @@
 mod accounts;
 mod articles;
 mod comments;
+mod database_restart;
 mod helpers;
 mod hostile_http;
 mod http;
