@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Runs every end-to-end check against a built server binary:
-#   - the GraphQL over HTTP audit, the GraphiQL page in Chromium, the typed
+#   - the GraphQL over HTTP audit, oversized bodies with Node's fetch, the
+#     GraphiQL page in Chromium, the typed
 #     client (codegen, type check, an invalid operation refused, the journey)
 #     and automatic persisted queries, against two instances (A and B) that
 #     share one database and one Redis;
@@ -169,14 +170,15 @@ if start_server A "$PORT_A" "$SERVER_DB" "${APQ_ENV[@]}" \
     A="http://127.0.0.1:$PORT_A"
     B="http://127.0.0.1:$PORT_B"
     check "GraphQL over HTTP audit (A)" node e2e/graphql-http-audit.mjs "$A/graphql"
+    check "oversized bodies read their 413 on kept-alive connections (A)" node e2e/oversized.mjs "$A/graphql"
     check "GraphiQL in Chromium (A)" node e2e/graphiql.mjs "$A"
     check "typed client: codegen and type check" in_client npm run build
     check "typed client: an invalid operation fails codegen" in_client node check-invalid.mjs
-    check "typed journey (A)" in_client env CONDUIT_URL="$A/graphql" npm run journey
+    check "typed journey (A)" in_client env CONDUIT_JWT_SECRET="$JWT_SECRET" CONDUIT_URL="$A/graphql" npm run journey
     check "typed journey registering documents (A, CONDUIT_PERSISTED=apq)" \
-        in_client env CONDUIT_URL="$A/graphql" CONDUIT_PERSISTED=apq npm run journey
+        in_client env CONDUIT_JWT_SECRET="$JWT_SECRET" CONDUIT_URL="$A/graphql" CONDUIT_PERSISTED=apq npm run journey
     check "typed journey by hash only on the other instance (B, CONDUIT_PERSISTED=1)" \
-        in_client env CONDUIT_URL="$B/graphql" CONDUIT_PERSISTED=1 npm run journey
+        in_client env CONDUIT_JWT_SECRET="$JWT_SECRET" CONDUIT_URL="$B/graphql" CONDUIT_PERSISTED=1 npm run journey
     check "automatic persisted queries (A and B)" node e2e/persisted.mjs --apq "$A" "$B"
 else
     FAILED+=("start servers A and B")
@@ -192,7 +194,7 @@ elif start_server C "$PORT_C" "$SERVER_DB" "$TRUSTED_DOCUMENTS_VAR=$MANIFEST"; t
     C="http://127.0.0.1:$PORT_C"
     check "trusted documents (C)" node e2e/persisted.mjs --trusted "$C" "$MANIFEST"
     check "typed journey by hash only (C, CONDUIT_PERSISTED=1)" \
-        in_client env CONDUIT_URL="$C/graphql" CONDUIT_PERSISTED=1 npm run journey
+        in_client env CONDUIT_JWT_SECRET="$JWT_SECRET" CONDUIT_URL="$C/graphql" CONDUIT_PERSISTED=1 npm run journey
 else
     FAILED+=("start server C")
 fi

@@ -31,6 +31,11 @@ export interface ClientOptions {
    */
   manifest?: Readonly<Record<string, string>>;
   fetch?: typeof fetch;
+  /**
+   * Called when the server ignored the token (the request was still
+   * answered, as anonymous): the place to refresh or to sign the user out.
+   */
+  onTokenRejected?: (rejection: TokenRejection) => void;
   /** Where to record what was sent; shared by the clients `withToken` makes. */
   sent?: SentRequest[];
 }
@@ -57,12 +62,27 @@ export class ConduitError extends Error {
   }
 }
 
+/**
+ * Why the server ignored the access token and served the request as
+ * anonymous: `TOKEN_EXPIRED` (refresh it), `SESSION_REVOKED` or
+ * `TOKEN_INVALID` (sign in again). From the response's top-level
+ * `extensions.authentication`.
+ */
+export interface TokenRejection {
+  code: 'TOKEN_EXPIRED' | 'SESSION_REVOKED' | 'TOKEN_INVALID';
+  message: string;
+}
+
 /** What the client sent, for tests that check the wire format. */
 export interface SentRequest {
   operationName: string | undefined;
   withQuery: boolean;
   withHash: boolean;
   status: number;
+  /** Set when the token was ignored (see `TokenRejection`). */
+  tokenRejection?: TokenRejection;
+  /** The `WWW-Authenticate` header, when the server sent one. */
+  challenge?: string;
 }
 
 type Meta = { __meta__?: { hash?: string } };
@@ -88,8 +108,10 @@ export class ConduitClient {
   private readonly persisted: PersistedMode;
   private readonly manifest: Readonly<Record<string, string>> | undefined;
   private readonly fetchImpl: typeof fetch;
+  private readonly onTokenRejected: ((rejection: TokenRejection) => void) | undefined;
 
   constructor(options: ClientOptions) {
+    this.onTokenRejected = options.onTokenRejected;
     this.url = options.url;
     this.token = options.token ?? null;
     this.persisted = options.persisted ?? 'off';
@@ -106,6 +128,7 @@ export class ConduitClient {
       persisted: this.persisted,
       fetch: this.fetchImpl,
       sent: this.sent,
+      ...(this.onTokenRejected ? { onTokenRejected: this.onTokenRejected } : {}),
       ...(this.manifest ? { manifest: this.manifest } : {}),
     });
   }
@@ -157,19 +180,24 @@ export class ConduitClient {
     } catch (error) {
       throw new ConduitError('NETWORK_ERROR', `${operationName ?? 'request'}: ${String(error)}`, 0, [], operationName);
     }
-    this.sent.push({
-      operationName,
-      withQuery: body.query !== undefined,
-      withHash: body.extensions !== undefined,
-      status: response.status,
-    });
     const raw = await response.text();
-    let answer: { data?: TResult | null; errors?: GraphQLErrorItem[] } | undefined;
+    let answer: { data?: TResult | null; errors?: GraphQLErrorItem[]; extensions?: { authentication?: TokenRejection } } | undefined;
     try {
       answer = JSON.parse(raw) as typeof answer;
     } catch {
       answer = undefined;
     }
+    const tokenRejection = answer?.extensions?.authentication;
+    const challenge = response.headers.get('www-authenticate');
+    this.sent.push({
+      operationName,
+      withQuery: body.query !== undefined,
+      withHash: body.extensions !== undefined,
+      status: response.status,
+      ...(tokenRejection ? { tokenRejection } : {}),
+      ...(challenge ? { challenge } : {}),
+    });
+    if (tokenRejection) this.onTokenRejected?.(tokenRejection);
     const errors = answer?.errors ?? [];
     const first = errors[0];
     if (first) {
