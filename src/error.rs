@@ -410,6 +410,71 @@ mod tests {
         assert_eq!(err.message, INTERNAL_MESSAGE);
     }
 
+    fn filled(message: &str, path: bool) -> (String, String) {
+        let mut error = async_graphql::ServerError::new(message, None);
+        if path {
+            error.path = vec![async_graphql::PathSegment::Field("articles".into())];
+        }
+        fill_error_code(&mut error);
+        let code = match error.extensions.as_ref().and_then(|x| x.get("code")) {
+            Some(async_graphql::Value::String(code)) => code.clone(),
+            other => panic!("no code: {other:?}"),
+        };
+        (code, error.message)
+    }
+
+    #[test]
+    fn errors_without_a_code_get_one() {
+        assert_eq!(
+            filled(r#"Unknown field "nope" on type "Query"."#, false).0,
+            "GRAPHQL_VALIDATION_FAILED"
+        );
+        assert_eq!(
+            filled(r#"Failed to parse "Int": invalid"#, true).0,
+            "BAD_USER_INPUT"
+        );
+        // A field error of ours without a code is a bug: its text stays in
+        // the log.
+        assert_eq!(
+            filled("Data `Loaders` does not exist.", true),
+            (
+                "INTERNAL_SERVER_ERROR".to_owned(),
+                INTERNAL_MESSAGE.to_owned()
+            )
+        );
+        // A code already there is kept.
+        let mut error: async_graphql::ServerError =
+            AppError::NotFound("article").into_server_error();
+        fill_error_code(&mut error);
+        assert_eq!(
+            error.extensions.unwrap().get("code"),
+            Some(&async_graphql::Value::from("NOT_FOUND"))
+        );
+    }
+
+    #[test]
+    fn a_lost_connection_is_unavailable_not_internal() {
+        use diesel::result::{DatabaseErrorKind, Error};
+        let closed = Error::DatabaseError(
+            DatabaseErrorKind::UnableToSendCommand,
+            Box::new("connection closed".to_owned()),
+        );
+        assert_eq!(AppError::from(closed).code(), ErrorCode::ServiceUnavailable);
+        let shutdown = Error::DatabaseError(
+            DatabaseErrorKind::Unknown,
+            Box::new("terminating connection due to administrator command".to_owned()),
+        );
+        assert_eq!(
+            AppError::from(shutdown).code(),
+            ErrorCode::ServiceUnavailable
+        );
+        let other = Error::DatabaseError(
+            DatabaseErrorKind::Unknown,
+            Box::new("relation \"users\" does not exist".to_owned()),
+        );
+        assert_eq!(AppError::from(other).code(), ErrorCode::InternalServerError);
+    }
+
     #[test]
     fn a_saturated_pool_is_a_timeout() {
         let e: AppError = bb8::RunError::TimedOut.into();

@@ -120,6 +120,12 @@ pub mod metrics_export {
         metrics::gauge!("db_pool_checkouts_waited_total").set(stats.get_waited as f64);
         metrics::gauge!("db_pool_checkouts_timed_out_total").set(stats.get_timed_out as f64);
         metrics::gauge!("db_pool_wait_seconds_total").set(stats.get_wait_time.as_secs_f64());
+        // Connections dropped because they died: found closed (or failing a
+        // ping) at checkout, or broken when given back.
+        metrics::gauge!("db_pool_connections_replaced_total", "when" => "checkout")
+            .set(stats.connections_closed_invalid as f64);
+        metrics::gauge!("db_pool_connections_replaced_total", "when" => "return")
+            .set(stats.connections_closed_broken as f64);
     }
 }
 

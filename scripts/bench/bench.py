@@ -204,6 +204,18 @@ class Server:
         # Writing 5 resets VmHWM to the current resident set (Linux).
         pathlib.Path(f"/proc/{self.pid}/clear_refs").write_text("5")
 
+    def memory_mib(self) -> float:
+        for line in pathlib.Path(f"/proc/{self.pid}/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024
+        raise RuntimeError("no VmRSS")
+
+    def graphql_errors(self) -> int:
+        """GraphQL errors served so far, of every code (`graphql_errors_total`)."""
+        with urllib.request.urlopen(f"{self.base}/metrics", timeout=5) as r:
+            text = r.read().decode()
+        return sum(int(float(n)) for n in re.findall(r"^graphql_errors_total\{[^}]*\} (\S+)", text, re.M))
+
     def peak_memory_mib(self) -> float:
         for line in pathlib.Path(f"/proc/{self.pid}/status").read_text().splitlines():
             if line.startswith("VmHWM:"):
@@ -307,7 +319,13 @@ def check_lines(server: Server, lines: list[str], samples: int = 20) -> None:
 
 
 def wrk(
-    server: Server, lines: list[str], connections: int, seconds: int, threads: int = 2, tolerate_timeouts: bool = False
+    server: Server,
+    lines: list[str],
+    connections: int,
+    seconds: int,
+    threads: int = 2,
+    tolerate_timeouts: bool = False,
+    tolerate_errors: bool = False,
 ) -> dict:
     with tempfile.NamedTemporaryFile("w", suffix=".txt", delete=False, dir=WORK) as f:
         f.write("\n".join(lines) + "\n")
@@ -328,7 +346,8 @@ def wrk(
     figures = json.loads(result.stdout.strip().splitlines()[-1])
     figures["rps"] = figures["requests"] / (figures["duration_us"] / 1e6)
     errors = sum(v for k, v in figures.items() if k.startswith("errors_") and not (tolerate_timeouts and k == "errors_timeout"))
-    if errors:
+    figures["errors"] = errors
+    if errors and not tolerate_errors:
         raise RuntimeError(f"wrk saw {errors} errors: {figures}")
     return figures
 
@@ -342,6 +361,37 @@ def measure(server: Server, lines: list[str], connections: int, seconds: int, wa
     figures["statements_per_request"] = (server.statements() - before) / figures["requests"]
     figures["peak_rss_mib"] = server.peak_memory_mib()
     return figures
+
+
+def soak(server: Server, lines: list[str], connections: int, seconds: int) -> dict:
+    """The mixed scenario for a long time, one wrk run a minute: errors of
+    every kind are counted rather than fatal, and the server's resident
+    memory is read after each minute."""
+    graphql_before = server.graphql_errors()
+    minutes = []
+    elapsed = 0
+    while elapsed < seconds:
+        chunk = min(60, seconds - elapsed)
+        figures = wrk(server, lines, connections, chunk, tolerate_errors=True)
+        elapsed += chunk
+        minutes.append({
+            "at_s": elapsed,
+            "requests": figures["requests"],
+            "rps": figures["rps"],
+            "p99_us": figures["p99_us"],
+            "errors": figures["errors"],
+            "rss_mib": server.memory_mib(),
+        })
+        log(f"  soak {elapsed} s: {figures['rps']:.0f} req/s, p99 {ms(figures['p99_us'])} ms, "
+            f"{figures['errors']} errors, RSS {minutes[-1]['rss_mib']:.1f} MiB")
+    return {
+        "connections": connections,
+        "seconds": seconds,
+        "minutes": minutes,
+        "requests": sum(m["requests"] for m in minutes),
+        "http_errors": sum(m["errors"] for m in minutes),
+        "graphql_errors": server.graphql_errors() - graphql_before,
+    }
 
 
 # --- pgbench replay ----------------------------------------------------------
@@ -533,6 +583,8 @@ def main() -> int:
     parser.add_argument("--scenarios", default="abcdef")
     parser.add_argument("--rounds", type=int, default=3, help="server/pgbench turns for the ratio")
     parser.add_argument("--reseed", action="store_true")
+    parser.add_argument("--soak", type=int, default=0, help="seconds of scenario (e) at the end, one wrk run a minute; 0 skips it")
+    parser.add_argument("--soak-connections", type=int, default=32)
     parser.add_argument("--port", type=int, default=18400)
     parser.add_argument("--output", default=str(ROOT / "BENCHMARKS.md"))
     parser.add_argument("--json", default=str(WORK / "results.json"))
@@ -556,8 +608,8 @@ def main() -> int:
     server = Server(pg.url(database), args.port, args.pool_size)
     try:
         fixtures = Fixtures(server, readers=64)
-        lines = {s: request_lines(s, fixtures) for s in args.scenarios}
-        for s in args.scenarios:
+        lines = {s: request_lines(s, fixtures) for s in sorted(set(args.scenarios) | ({"e"} if args.soak else set()))}
+        for s in lines:
             check_lines(server, lines[s])
         results["scenarios"] = {}
         for s in args.scenarios:
@@ -633,6 +685,12 @@ def main() -> int:
             results["pgbench"][s] = {"statements": len(statements), "rounds": rounds, "ratio": ratio, "cpu_us": cpu}
             log(f"pgbench ({s}): {len(statements)} statements; median server/pgbench = {ratio:.2f}; "
                 f"median CPU us: server {cpu['server']:.0f} vs PostgreSQL under pgbench {cpu['pgbench_postgres']:.0f}")
+        if args.soak:
+            log(f"soak: ({SCENARIOS['e'][:4]}) at {args.soak_connections} connections for {args.soak} s")
+            results["soak"] = soak(server, lines["e"], args.soak_connections, args.soak)
+            sk = results["soak"]
+            log(f"soak: {sk['requests']} requests, {sk['http_errors']} HTTP errors, {sk['graphql_errors']} GraphQL errors; "
+                f"RSS {sk['minutes'][0]['rss_mib']:.1f} MiB after the first minute, {sk['minutes'][-1]['rss_mib']:.1f} at the end")
     finally:
         server.stop()
 
@@ -669,10 +727,54 @@ def main() -> int:
         row["seq_scan_rows"] = {t: int(pg.sql(f"SELECT count(*) FROM {t}", database=database_n)) for t in sorted(seq_scanned)}
         results["scaling"][articles] = row
 
+    if results.get("soak"):
+        results["soak"].update(date=results["date"], commit=results["machine"]["commit"])
     pathlib.Path(args.json).write_text(json.dumps(results, indent=2))
-    write_report(results, pathlib.Path(args.output))
+    if results.get("soak") and not results.get("scenarios") and not results.get("scaling"):
+        replace_soak(pathlib.Path(args.output), results["soak"])
+    else:
+        write_report(results, pathlib.Path(args.output))
     log(f"wrote {args.output} and {args.json}")
     return 0
+
+
+SOAK_START, SOAK_END = "<!-- soak -->", "<!-- /soak -->"
+
+
+def soak_section(sk: dict) -> list[str]:
+    first, last = sk["minutes"][0]["rss_mib"], sk["minutes"][-1]["rss_mib"]
+    out = [SOAK_START, "## Soak\n"]
+    out.append(f"Scenario (e), the mix of reads and writes, at {sk['connections']} connections for {sk['seconds']} s "
+               f"({sk.get('date', '')}, commit `{sk.get('commit', '')}`), as one wrk run a minute; errors are counted, "
+               "not fatal, and the server's resident memory (`VmRSS`) is read after each minute.\n")
+    out.append("| After | Requests/s | p99 ms | HTTP errors | RSS MiB |")
+    out.append("|---:|---:|---:|---:|---:|")
+    for m in sk["minutes"]:
+        out.append(f"| {m['at_s']} s | {m['rps']:,.0f} | {ms(m['p99_us'])} | {m['errors']} | {m['rss_mib']:.1f} |")
+    out.append("")
+    out.append(f"- Requests: {sk['requests']:,}; errors: **{sk['http_errors']}** at the HTTP level (status, connect, "
+               f"read, write, timeout) and **{sk['graphql_errors']}** GraphQL errors (`graphql_errors_total`); target 0.")
+    out.append(f"- RSS after the first minute {first:.1f} MiB, at the end {last:.1f} MiB: "
+               f"**{(last - first) / first * 100:+.1f}%**; target within 10%.")
+    out.append(SOAK_END)
+    out.append("")
+    return out
+
+
+def replace_soak(path: pathlib.Path, sk: dict) -> None:
+    """Puts a soak-only run's section into the report, leaving the rest."""
+    text = path.read_text() if path.exists() else "# Benchmarks\n"
+    section = "\n".join(soak_section(sk))
+    if SOAK_START in text and SOAK_END in text:
+        head, rest = text.split(SOAK_START, 1)
+        tail = rest.split(SOAK_END, 1)[1].lstrip("\n")
+        text = head + section + "\n" + tail
+    elif "## Reproduce" in text:
+        head, tail = text.split("## Reproduce", 1)
+        text = head + section + "\n## Reproduce" + tail
+    else:
+        text += "\n" + section + "\n"
+    path.write_text(text)
 
 
 def write_report(r: dict, path: pathlib.Path) -> None:
@@ -761,10 +863,16 @@ def write_report(r: dict, path: pathlib.Path) -> None:
           f"the flood completed {fl['sign_in']['rps']:,.0f} sign-ins/s, and "
           f"{fl['sign_in'].get('errors_timeout', 0):,} of its sign-ins waited past wrk's 10 s timeout "
           "(password hashing runs at a lower priority than reads, by design).\n")
+    if r.get("soak"):
+        out.extend(soak_section(r["soak"]))
+    elif path.exists() and SOAK_START in (old := path.read_text()) and SOAK_END in old:
+        # A run without a soak keeps the last one's section, dated.
+        out.append(SOAK_START + old.split(SOAK_START, 1)[1].split(SOAK_END, 1)[0] + SOAK_END + "\n")
     w("## Reproduce\n")
     w("```sh")
     w("scripts/bench.sh                      # everything above; rewrites this file")
     w("scripts/bench.sh --scaling '' --scenarios ab --seconds 10   # a quick look")
+    w("scripts/bench.sh --scaling '' --scenarios '' --soak 600     # the soak alone; replaces only its section")
     w("```\n")
     w("It needs a PostgreSQL it may create databases in (`BENCH_DATABASE_URL`, default")
     w("`postgres://postgres@127.0.0.1:5432/postgres`); the pgbench comparison reads that server's log, found")

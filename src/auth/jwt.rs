@@ -172,6 +172,33 @@ mod tests {
     }
 
     #[test]
+    fn refusals_are_told_apart() {
+        let long_ago = Utc::now() - chrono::Duration::hours(2);
+        let (expired, _) = keys()
+            .issue(Uuid::new_v4(), Uuid::new_v4(), long_ago)
+            .unwrap();
+        let expired = keys().verify(&expired).unwrap_err();
+        assert!(expired.is_expired() && !expired.is_forgery());
+
+        let other = JwtKeys::new("another-secret", &[], Duration::from_secs(900));
+        let (foreign, _) = other
+            .issue(Uuid::new_v4(), Uuid::new_v4(), Utc::now())
+            .unwrap();
+        let unknown_key = keys().verify(&foreign).unwrap_err();
+        assert!(unknown_key.is_forgery() && !unknown_key.is_expired());
+
+        let (genuine, _) = keys()
+            .issue(Uuid::new_v4(), Uuid::new_v4(), Utc::now())
+            .unwrap();
+        let (head, _) = genuine.rsplit_once('.').unwrap();
+        let resigned = keys().verify(&format!("{head}.AAAA")).unwrap_err();
+        assert!(resigned.is_forgery());
+
+        let garbage = keys().verify("not.a.jwt").unwrap_err();
+        assert!(!garbage.is_forgery() && !garbage.is_expired());
+    }
+
+    #[test]
     fn expired_and_unsigned_tokens_are_refused() {
         let long_ago = Utc::now() - chrono::Duration::hours(2);
         let (token, _) = keys()

@@ -139,7 +139,10 @@ pub async fn authenticate(
             return Ok(Err(TokenRejection::Expired));
         }
         Err(reason) if reason.is_forgery() => {
-            tracing::warn!(%reason, "forged access token refused");
+            tracing::warn!(
+                %reason,
+                "access token refused: not signed by a current key, or with claims never issued"
+            );
             return Ok(Err(TokenRejection::Invalid));
         }
         Err(reason) => {
