@@ -44,6 +44,7 @@ pub mod metrics_export {
 
     use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
 
+    const UPKEEP_EVERY: Duration = Duration::from_secs(5);
     const LATENCY_BUCKETS: [f64; 12] = [
         0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 10.0,
     ];
@@ -62,6 +63,21 @@ pub mod metrics_export {
             let handle = recorder.handle();
             if metrics::set_global_recorder(recorder).is_err() {
                 tracing::warn!("a metrics recorder was already installed");
+            }
+            // Histograms keep every sample until upkeep folds them into
+            // their buckets; rendering does it too, but a server nobody
+            // scrapes would grow by every request's latency forever.
+            let upkeep = handle.clone();
+            let started = std::thread::Builder::new()
+                .name("metrics-upkeep".into())
+                .spawn(move || {
+                    loop {
+                        std::thread::sleep(UPKEEP_EVERY);
+                        upkeep.run_upkeep();
+                    }
+                });
+            if let Err(e) = started {
+                tracing::error!(error = %e, "failed to start the metrics upkeep thread");
             }
             handle
         })
