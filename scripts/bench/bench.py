@@ -686,7 +686,7 @@ def main() -> int:
             log(f"pgbench ({s}): {len(statements)} statements; median server/pgbench = {ratio:.2f}; "
                 f"median CPU us: server {cpu['server']:.0f} vs PostgreSQL under pgbench {cpu['pgbench_postgres']:.0f}")
         if args.soak:
-            log(f"soak: ({SCENARIOS['e'][:4]}) at {args.soak_connections} connections for {args.soak} s")
+            log(f"soak: scenario (e) at {args.soak_connections} connections for {args.soak} s")
             results["soak"] = soak(server, lines["e"], args.soak_connections, args.soak)
             sk = results["soak"]
             log(f"soak: {sk['requests']} requests, {sk['http_errors']} HTTP errors, {sk['graphql_errors']} GraphQL errors; "

@@ -587,6 +587,18 @@ impl TestApp {
         .await
     }
 
+    /// The Prometheus text of `/metrics`.
+    pub async fn metrics(&self) -> String {
+        self.client
+            .get(self.url("/metrics"))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap()
+    }
+
     /// Statements the server has sent to PostgreSQL so far.
     pub fn statements(&self) -> u64 {
         self.state.db.statements_executed()

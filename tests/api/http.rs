@@ -128,15 +128,7 @@ async fn parse_and_validation_errors_have_codes() {
         }
     }
     // Metrics count them under the same codes.
-    let metrics = app
-        .client
-        .get(app.url("/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = app.metrics().await;
     for code in ["GRAPHQL_PARSE_FAILED", "GRAPHQL_VALIDATION_FAILED"] {
         assert!(
             metrics.contains(&format!("graphql_errors_total{{code=\"{code}\"}}")),

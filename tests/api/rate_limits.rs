@@ -257,15 +257,7 @@ async fn metrics_count_operations_errors_and_rejections() {
         None,
     )
     .await;
-    let text = app
-        .client
-        .get(app.url("/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let text = app.metrics().await;
     for expected in [
         "graphql_requests_total{operation=\"HomePage\",outcome=\"ok\"}",
         "graphql_request_duration_seconds_bucket{operation=\"HomePage\"",
@@ -276,4 +268,48 @@ async fn metrics_count_operations_errors_and_rejections() {
     ] {
         assert!(text.contains(expected), "missing {expected} in:\n{text}");
     }
+}
+
+/// A store that fails (here a real Redis answering WRONGTYPE for the keys
+/// it is asked to count) refuses sign-in, which must never go unmetered,
+/// and admits queries, which must not go down with it.
+#[tokio::test]
+async fn a_failing_store_refuses_sign_in_and_admits_queries() {
+    let prefix = format!("conduit-test:{}:", uuid::Uuid::new_v4().simple());
+    let app = TestApp::spawn_with(&[
+        ("RATE_LIMIT_STORE", "redis"),
+        ("REDIS_URL", &*redis_url()),
+        ("REDIS_KEY_PREFIX", &*prefix),
+        ("RATE_LIMIT_POINTS", "100"),
+    ])
+    .await;
+    app.sign_up("jake", "jake@example.com").await;
+    let mut redis = conduit::rate_limit::redis::connect(&redis_url())
+        .await
+        .unwrap();
+    for key in ["signin:a:jake@example.com", "q:ip:127.0.0.1"] {
+        redis::cmd("DEL")
+            .arg(format!("{prefix}{key}"))
+            .query_async::<()>(&mut redis)
+            .await
+            .unwrap();
+        redis::cmd("HSET")
+            .arg(format!("{prefix}{key}"))
+            .arg("not")
+            .arg("a counter")
+            .query_async::<()>(&mut redis)
+            .await
+            .unwrap();
+    }
+
+    let refused = app.sign_in("jake@example.com", PASSWORD).await;
+    assert_eq!(refused.status, 503, "{:?}", refused.body);
+    assert_eq!(refused.error_code(), Some("SERVICE_UNAVAILABLE"));
+    assert_eq!(refused.header("retry-after"), Some("1"));
+    assert!(refused.body["data"]["signInUser"].is_null());
+    assert_eq!(app.db.count("SELECT count(*) FROM sessions").await, 0);
+
+    let (status, remaining, body) = spend(&app, None, None).await;
+    assert_eq!((status, remaining), (200, None), "{body}");
+    assert_eq!(body["data"]["tags"], json!([]));
 }
