@@ -207,6 +207,10 @@ async fn a_postgresql_restart_under_load_fails_nothing_it_should_not() {
                 .join(",")
         ))
         .await;
+    eprintln!(
+        "database restart: {} writes acknowledged, {stored} of them stored",
+        acknowledged.len()
+    );
     assert_eq!(
         stored,
         acknowledged.len() as i64,
@@ -237,6 +241,11 @@ async fn a_postgresql_restart_under_load_fails_nothing_it_should_not() {
         first_tries.push(send(&app, json!({ "query": READ }), None).await);
     }
     let failed: Vec<_> = first_tries.iter().filter(|o| !ok(o)).collect();
+    eprintln!(
+        "database restart with an idle pool: {} requests after it, {} failed",
+        first_tries.len(),
+        failed.len()
+    );
     assert!(
         failed.is_empty(),
         "requests after an idle restart failed: {failed:?}"
