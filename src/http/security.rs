@@ -27,7 +27,16 @@ pub fn cors(origins: &CorsOrigins) -> CorsLayer {
         .allow_origin(allow_origin)
         .allow_methods([Method::GET, Method::POST])
         .allow_headers([header::CONTENT_TYPE, header::AUTHORIZATION, X_REQUEST_ID])
-        .expose_headers([X_REQUEST_ID])
+        // What a frontend on another origin acts on: why its token was
+        // ignored, when to retry, what is left of its budget.
+        .expose_headers([
+            X_REQUEST_ID,
+            header::WWW_AUTHENTICATE,
+            header::RETRY_AFTER,
+            HeaderName::from_static("x-ratelimit-limit"),
+            HeaderName::from_static("x-ratelimit-remaining"),
+            HeaderName::from_static("x-ratelimit-reset"),
+        ])
         .max_age(Duration::from_secs(3600))
 }
 

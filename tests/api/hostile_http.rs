@@ -237,6 +237,29 @@ async fn cors_admits_only_configured_origins() {
         headers.contains("authorization") && headers.contains("content-type"),
         "{headers}"
     );
+    // A frontend on another origin can read why its token was ignored and
+    // when to retry.
+    let response = strict
+        .client
+        .post(strict.url("/graphql"))
+        .header("origin", "https://conduit.example.com")
+        .header("authorization", "Token expired.or.forged")
+        .json(&json!({ "query": "{ tags }" }))
+        .send()
+        .await
+        .unwrap();
+    let exposed = response.headers()["access-control-expose-headers"]
+        .to_str()
+        .unwrap()
+        .to_owned();
+    for name in [
+        "www-authenticate",
+        "retry-after",
+        "x-ratelimit-remaining",
+        "x-request-id",
+    ] {
+        assert!(exposed.contains(name), "{name} in {exposed}");
+    }
     let refused = preflight(&strict, "https://evil.example").await;
     assert!(
         refused
