@@ -13,7 +13,8 @@ use crate::{
     config::{PersistedQueryStore, RateLimitStoreKind},
     db::{self, Database, PoolSettings, embedded::EmbeddedPostgres},
     graphql,
-    http::{self, persisted::PersistedDocuments},
+    graphql::{executor::Executor, persisted::PersistedDocuments},
+    http,
     rate_limit::{
         Budget, Budgets, RateLimitStore, RateLimiter, memory::MemoryStore, redis::RedisStore,
     },
@@ -90,7 +91,8 @@ impl Application {
             redis.as_ref(),
             config.trusted_documents.as_deref(),
         )?;
-        let router = http::router(state.clone(), schema, documents, config);
+        let executor = Executor::new(state.clone(), schema, documents, config);
+        let router = http::router(state.clone(), executor, config);
         let address = SocketAddr::new(config.host, config.port);
         let listener = TcpListener::bind(address)
             .await

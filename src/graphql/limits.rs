@@ -3,7 +3,7 @@
 //! one is `QUERY_TOO_COMPLEX`, with the rule, the measured value and the
 //! limit in `extensions`.
 //!
-//! The HTTP layer applies them to each operation before handing it to the
+//! The executor applies them to each operation before handing it to the
 //! schema, and the schema has no extension: async-graphql runs every
 //! resolved field and list item through each extension's hooks, which
 //! once cost a page of articles a quarter of its CPU.

@@ -49,7 +49,7 @@ pub struct ConduitLoader {
 /// and SipHash was a visible share of a page's CPU.
 pub type Loaders = DataLoader<ConduitLoader, HashMapCache<foldhash::fast::RandomState>>;
 
-/// `spawn` runs each batch; the HTTP layer passes one that keeps the
+/// `spawn` runs each batch; the executor passes one that keeps the
 /// request's tracing span, so batch log lines carry the request id.
 ///
 /// Answers are cached for the request, so a list can prefetch what its

@@ -2,10 +2,12 @@
 //! thin: they parse arguments, call a service and map the result.
 
 pub mod connection;
+pub mod executor;
 pub mod guards;
 pub mod limits;
 pub mod loaders;
 pub mod mutation;
+pub mod persisted;
 pub mod query;
 pub mod rate_limit;
 pub mod types;
@@ -19,7 +21,7 @@ pub type ConduitSchema = Schema<query::QueryRoot, mutation::MutationRoot, EmptyS
 /// Builds the schema. `state` is absent only when printing the SDL.
 pub fn build_schema(state: Option<AppState>, config: &Config) -> ConduitSchema {
     let production = config.is_production();
-    // No extensions: the limits run in the HTTP layer (see `limits`).
+    // No extensions: the limits run in the executor (see `limits`).
     let mut builder = Schema::build(
         query::QueryRoot,
         mutation::MutationRoot::default(),
@@ -69,7 +71,7 @@ impl ContextExt for Context<'_> {
     }
 }
 
-/// The static limits of `config`, for the HTTP layer to apply.
+/// The static limits of `config`, for the executor to apply.
 pub fn document_limits(config: &Config) -> limits::DocumentLimits {
     limits::DocumentLimits::new(config.limits)
 }

@@ -1,10 +1,8 @@
 //! `/graphql`: POST for any operation, GET for queries (GraphQL over HTTP)
-//! and for GraphiQL in a browser.
+//! and for GraphiQL in a browser. Only transport lives here: media types,
+//! decoding, status codes and headers; the pipeline is `graphql::executor`.
 
-use async_graphql::{
-    BatchRequest, BatchResponse, Request, ServerError,
-    parser::types::{ExecutableDocument, OperationType},
-};
+use async_graphql::{BatchRequest, BatchResponse};
 use async_graphql_axum::{GraphQLBatchRequest, rejection::GraphQLRejection};
 use axum::{
     Extension,
@@ -12,26 +10,12 @@ use axum::{
     http::{HeaderMap, HeaderValue, StatusCode, header},
     response::{IntoResponse, Response},
 };
-use futures_util::{StreamExt, stream::FuturesOrdered};
-use std::{
-    net::{IpAddr, SocketAddr},
-    sync::Arc,
-    time::Instant,
-};
-
-use tracing::Instrument;
+use std::net::{IpAddr, SocketAddr};
 
 use super::{HttpState, request_id::RequestId};
 use crate::{
-    auth::{TokenRejection, Viewer},
     error::{AppError, ErrorCode},
-    graphql::{
-        limits, loaders,
-        rate_limit::{self, ClientAddress, RateLimitTicket},
-    },
-    rate_limit::Spender,
-    services::sessions,
-    telemetry::metrics_export,
+    graphql::executor::{self, Caller, Executed, Operations},
 };
 
 pub async fn post(
@@ -53,7 +37,7 @@ pub async fn post(
         *response.status_mut() = StatusCode::UNSUPPORTED_MEDIA_TYPE;
         return response;
     }
-    let mut batch = match batch {
+    let batch = match batch {
         Ok(batch) => batch.into_inner(),
         // Size is `body_limit`'s business, before this runs.
         Err(rejection) => {
@@ -67,39 +51,35 @@ pub async fn post(
             );
         }
     };
-    if let BatchRequest::Batch(requests) = &batch
-        && requests.len() > state.max_batch_size
-    {
-        return error_response(
-            AppError::QueryTooComplex {
-                rule: "batchSize",
-                measured: requests.len(),
-                limit: state.max_batch_size,
-            },
-            &request_id,
-            media,
-        );
-    }
-    let requests: Vec<&mut Request> = match &mut batch {
-        BatchRequest::Single(request) => vec![request],
-        BatchRequest::Batch(requests) => requests.iter_mut().collect(),
-    };
+    let executor = &state.executor;
     // A batch is refused whole when one of its documents is.
-    for request in requests {
-        if let Err(e) = state.documents.resolve(request).await {
-            return error_response(e, &request_id, media);
-        }
-    }
     let operations = match batch {
-        BatchRequest::Single(request) => Operations::Single(Prepared::new(&state, request)),
-        BatchRequest::Batch(requests) => Operations::Batch(
-            requests
-                .into_iter()
-                .map(|request| Prepared::new(&state, request))
-                .collect(),
-        ),
+        BatchRequest::Single(request) => executor.prepare(request).await.map(Operations::Single),
+        BatchRequest::Batch(requests) => {
+            let mut prepared = Vec::with_capacity(requests.len());
+            let checked = executor.check_batch_size(requests.len());
+            if checked.is_ok() {
+                for request in requests {
+                    match executor.prepare(request).await {
+                        Ok(operation) => prepared.push(operation),
+                        Err(e) => return error_response(e, &request_id, media),
+                    }
+                }
+            }
+            checked.map(|()| Operations::Batch(prepared))
+        }
     };
-    execute(&state, &request_id, peer, &headers, media, operations).await
+    match operations {
+        Ok(operations) => {
+            let caller = caller(&state, &headers, peer, &request_id);
+            respond(
+                executor.execute(operations, caller).await,
+                &request_id,
+                media,
+            )
+        }
+        Err(e) => error_response(e, &request_id, media),
+    }
 }
 
 fn is_json(headers: &HeaderMap) -> bool {
@@ -127,7 +107,7 @@ pub async fn get(
     if !has_document && state.graphiql && accepts_html(&headers) {
         return super::graphiql::page();
     }
-    let mut request = match async_graphql::http::parse_query_string(&query) {
+    let request = match async_graphql::http::parse_query_string(&query) {
         Ok(request) => request,
         Err(e) => {
             return error_response(
@@ -137,10 +117,10 @@ pub async fn get(
             );
         }
     };
-    if let Err(e) = state.documents.resolve(&mut request).await {
-        return error_response(e, &request_id, media);
-    }
-    let operation = Prepared::new(&state, request);
+    let operation = match state.executor.prepare(request).await {
+        Ok(operation) => operation,
+        Err(e) => return error_response(e, &request_id, media),
+    };
     if !operation.is_query() {
         let mut response = error_response(
             AppError::BadUserInput("only queries may be sent with GET; use POST".into()),
@@ -153,79 +133,40 @@ pub async fn get(
             .insert(header::ALLOW, HeaderValue::from_static("POST"));
         return response;
     }
-    let operations = Operations::Single(operation);
-    execute(&state, &request_id, peer, &headers, media, operations).await
+    let caller = caller(&state, &headers, peer, &request_id);
+    let executed = state
+        .executor
+        .execute(Operations::Single(operation), caller)
+        .await;
+    respond(executed, &request_id, media)
 }
 
-async fn execute(
+fn caller<'a>(
     state: &HttpState,
-    request_id: &RequestId,
+    headers: &'a HeaderMap,
     peer: SocketAddr,
-    headers: &HeaderMap,
-    media: Media,
-    operations: Operations,
-) -> Response {
-    let started = Instant::now();
-    let credentials = match credentials(state, headers).await {
-        Ok(credentials) => credentials,
-        Err(e) => return error_response(e, request_id, media),
-    };
-    let viewer = credentials.viewer;
-    let address = client_address(state.trusted_proxy_hops, headers, peer);
-    let spender = match viewer {
-        Some(viewer) => Spender::User(viewer.user_id),
-        None => Spender::Address(address),
-    };
-    let ticket = RateLimitTicket::new(spender);
-    let names: Vec<String> = match &operations {
-        Operations::Single(operation) => std::slice::from_ref(operation),
-        Operations::Batch(operations) => operations.as_slice(),
+    request_id: &'a RequestId,
+) -> Caller<'a> {
+    Caller {
+        // A header that is not text is credentials nobody can verify.
+        authorization: headers
+            .get(header::AUTHORIZATION)
+            .map(|v| v.to_str().unwrap_or_default()),
+        address: client_address(state.trusted_proxy_hops, headers, peer),
+        request_id: &request_id.0,
     }
-    .iter()
-    .map(|p| p.request.operation_name.clone().unwrap_or_default())
-    .collect();
-    let span = tracing::Span::current();
-    span.record("operation", names.join(",").as_str());
-    if let Some(viewer) = viewer {
-        span.record("user_id", viewer.user_id.to_string().as_str());
-    }
+}
 
-    let operations_context = Operation {
-        state,
-        viewer,
-        address: ClientAddress(address),
-        ticket: &ticket,
-        span: span.clone(),
-    };
-    let run = async {
-        match operations {
-            Operations::Single(operation) => {
-                BatchResponse::Single(operations_context.run(operation).await)
-            }
-            Operations::Batch(operations) => BatchResponse::Batch(
-                operations
-                    .into_iter()
-                    .map(|operation| operations_context.run(operation))
-                    .collect::<FuturesOrdered<_>>()
-                    .collect()
-                    .await,
-            ),
-        }
-    };
-    let mut http = match tokio::time::timeout(state.request_timeout, run).await {
-        Ok(mut response) => {
-            tag_errors(&mut response, request_id);
-            if let Some(rejection) = credentials.rejected {
-                tell_token_rejection(&mut response, rejection);
-            }
-            let codes = error_codes(&response);
-            for name in &names {
-                metrics_export::record_operation(
-                    Some(name).filter(|n| !n.is_empty()).map(String::as_str),
-                    started.elapsed(),
-                    &codes,
-                );
-            }
+/// The HTTP answer to what the pipeline made of a request.
+fn respond(executed: Executed, request_id: &RequestId, media: Media) -> Response {
+    let Executed {
+        result,
+        codes,
+        rejected,
+        charge,
+    } = executed;
+    let mut http = match result {
+        Ok(response) => {
             let has = |code: ErrorCode| codes.iter().any(|c| c == code.as_str());
             let status = if has(ErrorCode::ServiceUnavailable) {
                 Some(StatusCode::SERVICE_UNAVAILABLE)
@@ -240,15 +181,10 @@ async fn execute(
             }
             http
         }
-        Err(_) => error_response(
-            AppError::Timeout("the request took too long and was cancelled"),
-            request_id,
-            media,
-        ),
+        Err(e) => error_response(e, request_id, media),
     };
-    if let Some(charge) = ticket.last_charge() {
-        span.record("cost", charge.cost);
-        let headers = http.headers_mut();
+    let headers = http.headers_mut();
+    if let Some(charge) = charge {
         let mut set = |name: &'static str, value: String| {
             if let Ok(value) = HeaderValue::from_str(&value) {
                 headers.insert(name, value);
@@ -264,13 +200,13 @@ async fn execute(
             );
         }
     }
-    if let Some(rejection) = credentials.rejected {
+    if let Some(rejection) = rejected {
         let challenge = format!(
             "Bearer error=\"invalid_token\", error_description=\"{}\"",
             rejection.description()
         );
         if let Ok(value) = HeaderValue::from_str(&challenge) {
-            http.headers_mut().insert(header::WWW_AUTHENTICATE, value);
+            headers.insert(header::WWW_AUTHENTICATE, value);
         }
     }
     http
@@ -280,36 +216,6 @@ fn set_retry_after(response: &mut Response, seconds: u64) {
     response
         .headers_mut()
         .insert(header::RETRY_AFTER, HeaderValue::from(seconds));
-}
-
-/// Key of the top-level `extensions` entry that says why the presented
-/// access token was ignored.
-const AUTHENTICATION_KEY: &str = "authentication";
-
-/// Tells the client why its token was ignored, in the response's
-/// top-level `extensions` rather than in `errors`: the data is good (it is
-/// what an anonymous client sees), and clients such as Apollo discard data
-/// that comes with errors.
-fn tell_token_rejection(response: &mut BatchResponse, rejection: TokenRejection) {
-    let responses: Vec<&mut async_graphql::Response> = match response {
-        BatchResponse::Single(r) => vec![r],
-        BatchResponse::Batch(rs) => rs.iter_mut().collect(),
-    };
-    for r in responses {
-        let mut entry = async_graphql::indexmap::IndexMap::new();
-        entry.insert(
-            async_graphql::Name::new("code"),
-            async_graphql::Value::from(rejection.code()),
-        );
-        entry.insert(
-            async_graphql::Name::new("message"),
-            async_graphql::Value::from(rejection.description()),
-        );
-        r.extensions.insert(
-            AUTHENTICATION_KEY.to_owned(),
-            async_graphql::Value::Object(entry),
-        );
-    }
 }
 
 /// The client's address: the connection's, unless proxies are trusted, in
@@ -333,186 +239,11 @@ fn client_address(hops: usize, headers: &HeaderMap, peer: SocketAddr) -> IpAddr 
         .unwrap_or_else(|| peer.ip())
 }
 
-fn error_codes(response: &BatchResponse) -> Vec<String> {
-    let responses: Vec<&async_graphql::Response> = match response {
-        BatchResponse::Single(r) => vec![r],
-        BatchResponse::Batch(rs) => rs.iter().collect(),
-    };
-    responses
-        .iter()
-        .flat_map(|r| r.errors.iter())
-        .map(
-            |e| match e.extensions.as_ref().and_then(|x| x.get("code")) {
-                Some(async_graphql::Value::String(code)) => code.clone(),
-                // `tag_errors` gave every error a code first.
-                _ => ErrorCode::InternalServerError.as_str().to_owned(),
-            },
-        )
-        .collect()
-}
-
-/// What every operation of a request shares.
-struct Operation<'a> {
-    state: &'a HttpState,
-    viewer: Option<Viewer>,
-    address: ClientAddress,
-    ticket: &'a Arc<RateLimitTicket>,
-    span: tracing::Span,
-}
-
-impl Operation<'_> {
-    /// Runs one operation: the static limits, the rate-limit charge, then
-    /// the schema, with what resolvers need attached: the viewer, the
-    /// client's address, the rate-limit ticket and a fresh set of loaders
-    /// (they cache per operation and know the viewer).
-    async fn run(&self, operation: Prepared) -> async_graphql::Response {
-        let refuse = |e: ServerError| async_graphql::Response::from_errors(vec![e]);
-        let limits = &self.state.limits;
-        let Prepared {
-            mut request,
-            document,
-        } = operation;
-        let document = match document {
-            Ok(document) => document,
-            Err(e) => return refuse(e),
-        };
-        let measure = match limits.measure(
-            &document,
-            request.operation_name.as_deref(),
-            &request.variables,
-        ) {
-            Ok(measure) => measure,
-            Err(e) => return refuse(e),
-        };
-        let span = self.span.clone();
-        let loaders = loaders::for_request(&self.state.app, self.viewer, move |batch| {
-            tokio::spawn(batch.instrument(span.clone()))
-        });
-        if let Some(measure) = measure {
-            if measure.mutation {
-                // Mutations run in turn and change what later ones read:
-                // no answer is cached across them.
-                loaders.enable_all_cache(false);
-            }
-            if let Err(e) = rate_limit::charge(&self.state.app, self.ticket, measure.cost).await {
-                return refuse(e);
-            }
-        }
-        request.set_parsed_query(ExecutableDocument::clone(&document));
-        request = request
-            .data(self.address)
-            .data(self.ticket.clone())
-            .data(loaders);
-        request = match self.viewer {
-            Some(viewer) => request.data(viewer),
-            // Production hides the schema from anonymous clients.
-            None if self.state.production => request.disable_introspection(),
-            None => request,
-        };
-        self.state.schema.execute(request).await
-    }
-}
-
-/// Who the `Authorization` header names.
-struct Credentials {
-    viewer: Option<Viewer>,
-    /// Why a presented token names nobody; the request is then anonymous.
-    rejected: Option<TokenRejection>,
-}
-
-/// The caller, per the `Authorization` header: no header is anonymous, and
-/// so is a header that does not verify, but then the client is told why.
-/// Only a database failure is an error.
-async fn credentials(state: &HttpState, headers: &HeaderMap) -> Result<Credentials, AppError> {
-    let anonymous = |rejected| Credentials {
-        viewer: None,
-        rejected,
-    };
-    let Some(value) = headers.get(header::AUTHORIZATION) else {
-        return Ok(anonymous(None));
-    };
-    let token = value
-        .to_str()
-        .ok()
-        .and_then(|value| value.trim().split_once(' '))
-        .filter(|(scheme, _)| {
-            scheme.eq_ignore_ascii_case("token") || scheme.eq_ignore_ascii_case("bearer")
-        })
-        .map(|(_, token)| token.trim())
-        .filter(|token| !token.is_empty());
-    let Some(token) = token else {
-        tracing::debug!("Authorization is neither `Token <jwt>` nor `Bearer <jwt>`");
-        return Ok(anonymous(Some(TokenRejection::Invalid)));
-    };
-    Ok(match sessions::authenticate(&state.app, token).await? {
-        Ok(viewer) => Credentials {
-            viewer: Some(viewer),
-            rejected: None,
-        },
-        Err(rejection) => anonymous(Some(rejection)),
-    })
-}
-
 fn accepts_html(headers: &HeaderMap) -> bool {
     headers
         .get(header::ACCEPT)
         .and_then(|v| v.to_str().ok())
         .is_some_and(|v| v.contains("text/html"))
-}
-
-/// What a request asks to run: one operation, or a JSON-array batch.
-/// Built once per request and moved, never copied: the single case stays
-/// inline, as in async-graphql's own `BatchRequest`.
-#[allow(clippy::large_enum_variant)]
-enum Operations {
-    Single(Prepared),
-    Batch(Vec<Prepared>),
-}
-
-/// A request and its document, parsed and within the static limits (or
-/// why not), looked up once.
-struct Prepared {
-    request: Request,
-    document: Result<Arc<ExecutableDocument>, ServerError>,
-}
-
-impl Prepared {
-    fn new(state: &HttpState, request: Request) -> Self {
-        let document = state.limits.document(&request.query);
-        Self { request, document }
-    }
-
-    /// Whether the operation is a query, as a GET must be. A document that
-    /// does not parse or pass the limits is left to `run`, which reports why.
-    fn is_query(&self) -> bool {
-        let Ok(document) = &self.document else {
-            return true;
-        };
-        limits::operation(document, self.request.operation_name.as_deref())
-            .is_none_or(|op| op.ty == OperationType::Query)
-    }
-}
-
-const REQUEST_ID_KEY: &str = "requestId";
-
-/// Every error gets a code; internal errors carry only the request id,
-/// which finds the logged cause.
-fn tag_errors(response: &mut BatchResponse, request_id: &RequestId) {
-    let responses: Vec<&mut async_graphql::Response> = match response {
-        BatchResponse::Single(r) => vec![r],
-        BatchResponse::Batch(rs) => rs.iter_mut().collect(),
-    };
-    for error in responses.into_iter().flat_map(|r| r.errors.iter_mut()) {
-        crate::error::fill_error_code(error);
-        let extensions = error.extensions.get_or_insert_with(Default::default);
-        let internal = matches!(
-            extensions.get("code"),
-            Some(async_graphql::Value::String(code)) if code == ErrorCode::InternalServerError.as_str()
-        );
-        if internal {
-            extensions.set(REQUEST_ID_KEY, request_id.0.as_str());
-        }
-    }
 }
 
 /// A response for an error raised before (or instead of) execution.
@@ -538,7 +269,7 @@ pub(super) fn error_response(error: AppError, request_id: &RequestId, media: Med
     let mut response = BatchResponse::Single(async_graphql::Response::from_errors(vec![
         error.into_server_error(),
     ]));
-    tag_errors(&mut response, request_id);
+    executor::tag_errors(&mut response, &request_id.0);
     let mut http = render(&response, media, status);
     if status == Some(StatusCode::UNAUTHORIZED) {
         http.headers_mut()

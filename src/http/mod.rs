@@ -4,7 +4,6 @@ mod body_limit;
 mod graphiql;
 mod graphql;
 mod health;
-pub mod persisted;
 pub mod request_id;
 mod security;
 
@@ -12,37 +11,22 @@ use axum::{Router, error_handling::HandleErrorLayer, middleware, routing::get};
 use tower::{ServiceBuilder, limit::GlobalConcurrencyLimitLayer};
 use tower_http::catch_panic::CatchPanicLayer;
 
-use crate::{config::Config, graphql::ConduitSchema, state::AppState};
+use crate::{config::Config, graphql::executor::Executor, state::AppState};
 
 #[derive(Clone)]
 pub struct HttpState {
     pub app: AppState,
-    pub schema: ConduitSchema,
-    pub production: bool,
+    pub executor: std::sync::Arc<Executor>,
     pub graphiql: bool,
-    pub request_timeout: std::time::Duration,
-    pub max_batch_size: usize,
     pub trusted_proxy_hops: usize,
-    pub documents: std::sync::Arc<persisted::PersistedDocuments>,
-    pub limits: std::sync::Arc<crate::graphql::limits::DocumentLimits>,
 }
 
-pub fn router(
-    app: AppState,
-    schema: ConduitSchema,
-    documents: persisted::PersistedDocuments,
-    config: &Config,
-) -> Router {
+pub fn router(app: AppState, executor: Executor, config: &Config) -> Router {
     let state = HttpState {
         app,
-        schema,
-        production: config.is_production(),
+        executor: std::sync::Arc::new(executor),
         graphiql: config.graphiql,
-        request_timeout: config.request_timeout,
-        max_batch_size: config.limits.max_batch_size,
         trusted_proxy_hops: config.trusted_proxy_hops,
-        documents: std::sync::Arc::new(documents),
-        limits: std::sync::Arc::new(crate::graphql::document_limits(config)),
     };
     let production = config.is_production();
     let mut routes = Router::new().route("/graphql", get(graphql::get).post(graphql::post));

@@ -4,6 +4,7 @@ mod accounts;
 mod articles;
 mod comments;
 mod database_restart;
+mod executor;
 mod helpers;
 mod hostile_http;
 mod http;

@@ -1,7 +1,7 @@
 //! Persisted documents over HTTP: Apollo's automatic persisted queries, in
 //! memory and shared through Redis, and the trusted-documents mode.
 
-use conduit::http::persisted::sha256_hex;
+use conduit::graphql::persisted::sha256_hex;
 use serde_json::{Value, json};
 
 use crate::helpers::{GraphQLResponse, TestApp, test_config};

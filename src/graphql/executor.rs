@@ -1,0 +1,399 @@
+//! The GraphQL pipeline, whatever carries the request: given documents (or
+//! persisted hashes), variables, the caller's credentials and address, it
+//! resolves persisted and trusted documents, authenticates, checks the
+//! static limits, charges the rate limit, builds loaders, executes within
+//! the timeout and gives every error a code. Transports (`http`) only
+//! decode requests and encode what comes back.
+
+use std::{net::IpAddr, sync::Arc, time::Duration};
+
+use async_graphql::{
+    BatchResponse, Request, ServerError,
+    parser::types::{ExecutableDocument, OperationType},
+};
+use futures_util::{StreamExt, stream::FuturesOrdered};
+use tracing::Instrument;
+
+use super::{
+    ConduitSchema,
+    limits::{self, DocumentLimits},
+    loaders,
+    persisted::PersistedDocuments,
+    rate_limit::{self, ClientAddress, RateLimitTicket},
+};
+use crate::{
+    auth::{TokenRejection, Viewer},
+    config::Config,
+    error::{AppError, ErrorCode},
+    rate_limit::{Charge, Spender},
+    services::sessions,
+    state::AppState,
+    telemetry::metrics_export,
+};
+
+pub struct Executor {
+    app: AppState,
+    schema: ConduitSchema,
+    limits: DocumentLimits,
+    documents: PersistedDocuments,
+    /// Production hides the schema from anonymous clients.
+    production: bool,
+    request_timeout: Duration,
+    max_batch_size: usize,
+}
+
+/// Who is calling, as the transport saw it.
+#[derive(Debug, Clone, Copy)]
+pub struct Caller<'a> {
+    /// The credentials sent (`Token <jwt>` or `Bearer <jwt>`), if any;
+    /// `Some("")` for ones the transport could not read.
+    pub authorization: Option<&'a str>,
+    pub address: IpAddr,
+    /// Put on internal errors, so the logged cause can be found.
+    pub request_id: &'a str,
+}
+
+/// What a request asks to run: one operation, or a batch.
+/// Built once per request and moved, never copied: the single case stays
+/// inline, as in async-graphql's own `BatchRequest`.
+#[allow(clippy::large_enum_variant)]
+pub enum Operations {
+    Single(Prepared),
+    Batch(Vec<Prepared>),
+}
+
+impl Operations {
+    fn as_slice(&self) -> &[Prepared] {
+        match self {
+            Self::Single(operation) => std::slice::from_ref(operation),
+            Self::Batch(operations) => operations.as_slice(),
+        }
+    }
+}
+
+/// A request with its document resolved (persisted documents) and parsed
+/// within the static limits, or why not, looked up once.
+pub struct Prepared {
+    request: Request,
+    document: Result<Arc<ExecutableDocument>, ServerError>,
+}
+
+impl Prepared {
+    /// Whether the operation is a query, as a GET must be. A document that
+    /// does not parse or pass the limits is left to the run, which says why.
+    pub fn is_query(&self) -> bool {
+        let Ok(document) = &self.document else {
+            return true;
+        };
+        limits::operation(document, self.request.operation_name.as_deref())
+            .is_none_or(|op| op.ty == OperationType::Query)
+    }
+}
+
+/// What came of a request.
+pub struct Executed {
+    /// The responses, every error coded; or why nothing ran.
+    pub result: Result<BatchResponse, AppError>,
+    /// The codes of every error in `result`'s responses.
+    pub codes: Vec<String>,
+    /// Why the presented token named nobody; the request ran anonymously.
+    pub rejected: Option<TokenRejection>,
+    /// The last rate-limit charge, for the budget headers.
+    pub charge: Option<Charge>,
+}
+
+impl Executor {
+    pub fn new(
+        app: AppState,
+        schema: ConduitSchema,
+        documents: PersistedDocuments,
+        config: &Config,
+    ) -> Self {
+        Self {
+            app,
+            schema,
+            limits: super::document_limits(config),
+            documents,
+            production: config.is_production(),
+            request_timeout: config.request_timeout,
+            max_batch_size: config.limits.max_batch_size,
+        }
+    }
+
+    /// A batch of `len` operations, within `MAX_BATCH_SIZE` or refused
+    /// before any is looked at.
+    pub fn check_batch_size(&self, len: usize) -> Result<(), AppError> {
+        if len > self.max_batch_size {
+            return Err(AppError::QueryTooComplex {
+                rule: "batchSize",
+                measured: len,
+                limit: self.max_batch_size,
+            });
+        }
+        Ok(())
+    }
+
+    /// Puts a persisted document's text on `request` (or refuses it) and
+    /// parses it within the static limits.
+    pub async fn prepare(&self, mut request: Request) -> Result<Prepared, AppError> {
+        self.documents.resolve(&mut request).await?;
+        let document = self.limits.document(&request.query);
+        Ok(Prepared { request, document })
+    }
+
+    pub async fn execute(&self, operations: Operations, caller: Caller<'_>) -> Executed {
+        let started = std::time::Instant::now();
+        let credentials = match self.credentials(caller.authorization).await {
+            Ok(credentials) => credentials,
+            Err(e) => {
+                return Executed {
+                    codes: vec![e.code().as_str().to_owned()],
+                    result: Err(e),
+                    rejected: None,
+                    charge: None,
+                };
+            }
+        };
+        let viewer = credentials.viewer;
+        let spender = match viewer {
+            Some(viewer) => Spender::User(viewer.user_id),
+            None => Spender::Address(caller.address),
+        };
+        let ticket = RateLimitTicket::new(spender);
+        let names: Vec<String> = operations
+            .as_slice()
+            .iter()
+            .map(|p| p.request.operation_name.clone().unwrap_or_default())
+            .collect();
+        let span = tracing::Span::current();
+        span.record("operation", names.join(",").as_str());
+        if let Some(viewer) = viewer {
+            span.record("user_id", viewer.user_id.to_string().as_str());
+        }
+
+        let shared = Operation {
+            executor: self,
+            viewer,
+            address: ClientAddress(caller.address),
+            ticket: &ticket,
+            span: span.clone(),
+        };
+        let run = async {
+            match operations {
+                Operations::Single(operation) => BatchResponse::Single(shared.run(operation).await),
+                Operations::Batch(operations) => BatchResponse::Batch(
+                    operations
+                        .into_iter()
+                        .map(|operation| shared.run(operation))
+                        .collect::<FuturesOrdered<_>>()
+                        .collect()
+                        .await,
+                ),
+            }
+        };
+        let (result, codes) = match tokio::time::timeout(self.request_timeout, run).await {
+            Ok(mut response) => {
+                tag_errors(&mut response, caller.request_id);
+                if let Some(rejection) = credentials.rejected {
+                    tell_token_rejection(&mut response, rejection);
+                }
+                let codes = error_codes(&response);
+                (Ok(response), codes)
+            }
+            Err(_) => {
+                let e = AppError::Timeout("the request took too long and was cancelled");
+                let codes = vec![e.code().as_str().to_owned()];
+                (Err(e), codes)
+            }
+        };
+        for name in &names {
+            metrics_export::record_operation(
+                Some(name).filter(|n| !n.is_empty()).map(String::as_str),
+                started.elapsed(),
+                &codes,
+            );
+        }
+        let charge = ticket.last_charge();
+        if let Some(charge) = charge {
+            span.record("cost", charge.cost);
+        }
+        Executed {
+            result,
+            codes,
+            rejected: credentials.rejected,
+            charge,
+        }
+    }
+
+    /// The caller, per its credentials: none is anonymous, and so are ones
+    /// that do not verify, but then the client is told why. Only a database
+    /// failure is an error.
+    async fn credentials(&self, authorization: Option<&str>) -> Result<Credentials, AppError> {
+        let anonymous = |rejected| Credentials {
+            viewer: None,
+            rejected,
+        };
+        let Some(value) = authorization else {
+            return Ok(anonymous(None));
+        };
+        let token = value
+            .trim()
+            .split_once(' ')
+            .filter(|(scheme, _)| {
+                scheme.eq_ignore_ascii_case("token") || scheme.eq_ignore_ascii_case("bearer")
+            })
+            .map(|(_, token)| token.trim())
+            .filter(|token| !token.is_empty());
+        let Some(token) = token else {
+            tracing::debug!("credentials are neither `Token <jwt>` nor `Bearer <jwt>`");
+            return Ok(anonymous(Some(TokenRejection::Invalid)));
+        };
+        Ok(match sessions::authenticate(&self.app, token).await? {
+            Ok(viewer) => Credentials {
+                viewer: Some(viewer),
+                rejected: None,
+            },
+            Err(rejection) => anonymous(Some(rejection)),
+        })
+    }
+}
+
+/// Who the credentials name.
+struct Credentials {
+    viewer: Option<Viewer>,
+    /// Why presented credentials name nobody; the request is then anonymous.
+    rejected: Option<TokenRejection>,
+}
+
+/// What every operation of a request shares.
+struct Operation<'a> {
+    executor: &'a Executor,
+    viewer: Option<Viewer>,
+    address: ClientAddress,
+    ticket: &'a Arc<RateLimitTicket>,
+    span: tracing::Span,
+}
+
+impl Operation<'_> {
+    /// Runs one operation: the static limits, the rate-limit charge, then
+    /// the schema, with what resolvers need attached: the viewer, the
+    /// client's address, the rate-limit ticket and a fresh set of loaders
+    /// (they cache per operation and know the viewer).
+    async fn run(&self, operation: Prepared) -> async_graphql::Response {
+        let refuse = |e: ServerError| async_graphql::Response::from_errors(vec![e]);
+        let executor = self.executor;
+        let Prepared {
+            mut request,
+            document,
+        } = operation;
+        let document = match document {
+            Ok(document) => document,
+            Err(e) => return refuse(e),
+        };
+        let measure = match executor.limits.measure(
+            &document,
+            request.operation_name.as_deref(),
+            &request.variables,
+        ) {
+            Ok(measure) => measure,
+            Err(e) => return refuse(e),
+        };
+        let span = self.span.clone();
+        let loaders = loaders::for_request(&executor.app, self.viewer, move |batch| {
+            tokio::spawn(batch.instrument(span.clone()))
+        });
+        if let Some(measure) = measure {
+            if measure.mutation {
+                // Mutations run in turn and change what later ones read:
+                // no answer is cached across them.
+                loaders.enable_all_cache(false);
+            }
+            if let Err(e) = rate_limit::charge(&executor.app, self.ticket, measure.cost).await {
+                return refuse(e);
+            }
+        }
+        request.set_parsed_query(ExecutableDocument::clone(&document));
+        request = request
+            .data(self.address)
+            .data(self.ticket.clone())
+            .data(loaders);
+        request = match self.viewer {
+            Some(viewer) => request.data(viewer),
+            None if executor.production => request.disable_introspection(),
+            None => request,
+        };
+        executor.schema.execute(request).await
+    }
+}
+
+fn responses_mut(response: &mut BatchResponse) -> Vec<&mut async_graphql::Response> {
+    match response {
+        BatchResponse::Single(r) => vec![r],
+        BatchResponse::Batch(rs) => rs.iter_mut().collect(),
+    }
+}
+
+const REQUEST_ID_KEY: &str = "requestId";
+
+/// Every error gets a code; internal errors carry only the request id,
+/// which finds the logged cause.
+pub fn tag_errors(response: &mut BatchResponse, request_id: &str) {
+    for error in responses_mut(response)
+        .into_iter()
+        .flat_map(|r| r.errors.iter_mut())
+    {
+        crate::error::fill_error_code(error);
+        let extensions = error.extensions.get_or_insert_with(Default::default);
+        let internal = matches!(
+            extensions.get("code"),
+            Some(async_graphql::Value::String(code)) if code == ErrorCode::InternalServerError.as_str()
+        );
+        if internal {
+            extensions.set(REQUEST_ID_KEY, request_id);
+        }
+    }
+}
+
+fn error_codes(response: &BatchResponse) -> Vec<String> {
+    let responses: Vec<&async_graphql::Response> = match response {
+        BatchResponse::Single(r) => vec![r],
+        BatchResponse::Batch(rs) => rs.iter().collect(),
+    };
+    responses
+        .iter()
+        .flat_map(|r| r.errors.iter())
+        .map(
+            |e| match e.extensions.as_ref().and_then(|x| x.get("code")) {
+                Some(async_graphql::Value::String(code)) => code.clone(),
+                // `tag_errors` gave every error a code first.
+                _ => ErrorCode::InternalServerError.as_str().to_owned(),
+            },
+        )
+        .collect()
+}
+
+/// Key of the top-level `extensions` entry that says why the presented
+/// access token was ignored.
+const AUTHENTICATION_KEY: &str = "authentication";
+
+/// Tells the client why its token was ignored, in the response's
+/// top-level `extensions` rather than in `errors`: the data is good (it is
+/// what an anonymous client sees), and clients such as Apollo discard data
+/// that comes with errors.
+fn tell_token_rejection(response: &mut BatchResponse, rejection: TokenRejection) {
+    for r in responses_mut(response) {
+        let mut entry = async_graphql::indexmap::IndexMap::new();
+        entry.insert(
+            async_graphql::Name::new("code"),
+            async_graphql::Value::from(rejection.code()),
+        );
+        entry.insert(
+            async_graphql::Name::new("message"),
+            async_graphql::Value::from(rejection.description()),
+        );
+        r.extensions.insert(
+            AUTHENTICATION_KEY.to_owned(),
+            async_graphql::Value::Object(entry),
+        );
+    }
+}
