@@ -162,6 +162,9 @@ impl fmt::Display for ErrorCode {
     }
 }
 
+/// Message a client sees while the database cannot be reached.
+pub const DATABASE_UNAVAILABLE: &str = "the database is unavailable; retry in a moment";
+
 /// Message a client sees for any internal failure.
 pub const INTERNAL_MESSAGE: &str = "internal server error";
 
@@ -225,7 +228,7 @@ impl From<diesel::result::Error> for AppError {
         }
         if is_disconnection(&e) {
             tracing::warn!(error = %e, "lost the database connection");
-            return Self::Unavailable("the database is unavailable; retry in a moment");
+            return Self::Unavailable(DATABASE_UNAVAILABLE);
         }
         Self::Internal(anyhow::Error::new(e).context("database query failed"))
     }
@@ -260,7 +263,7 @@ impl From<bb8::RunError<diesel_async::pooled_connection::PoolError>> for AppErro
             bb8::RunError::TimedOut => Self::Timeout("the database is busy; try again in a moment"),
             bb8::RunError::User(e) => {
                 tracing::warn!(error = %e, "failed to open a database connection");
-                Self::Unavailable("the database is unavailable; retry in a moment")
+                Self::Unavailable(DATABASE_UNAVAILABLE)
             }
         }
     }

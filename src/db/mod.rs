@@ -28,7 +28,7 @@ use diesel_async::{
 use diesel_migrations::{EmbeddedMigrations, MigrationHarness, embed_migrations};
 use futures_util::FutureExt;
 
-use crate::error::{AppError, AppResult};
+use crate::error::{AppError, AppResult, DATABASE_UNAVAILABLE};
 use pool::{ConnectionManager, Reachability};
 
 pub const MIGRATIONS: EmbeddedMigrations = embed_migrations!("migrations");
@@ -55,9 +55,6 @@ pub struct Database {
     statements: Arc<AtomicU64>,
     reachability: Reachability,
 }
-
-/// What a client is told while the database cannot be reached.
-const UNREACHABLE: &str = "the database is unavailable; retry in a moment";
 
 /// Counts every statement a pooled connection sends, through diesel's
 /// instrumentation hook: the ground truth for "queries per request".
@@ -132,7 +129,7 @@ impl Database {
         match self.pool.get().await {
             Ok(conn) => Ok(conn),
             Err(bb8::RunError::TimedOut) if !self.reachability.reachable() => {
-                Err(AppError::Unavailable(UNREACHABLE))
+                Err(AppError::Unavailable(DATABASE_UNAVAILABLE))
             }
             Err(e) => Err(e.into()),
         }
