@@ -8,7 +8,7 @@
 use std::{net::IpAddr, sync::Arc, time::Duration};
 
 use async_graphql::{
-    BatchResponse, Request, ServerError,
+    BatchRequest, BatchResponse, Request, ServerError,
     parser::types::{ExecutableDocument, OperationType},
 };
 use futures_util::{StreamExt, stream::FuturesOrdered};
@@ -131,6 +131,22 @@ impl Executor {
             });
         }
         Ok(())
+    }
+
+    /// Prepares every operation of a request; a batch is refused whole
+    /// when it is too large or one of its documents is refused.
+    pub async fn prepare_all(&self, batch: BatchRequest) -> Result<Operations, AppError> {
+        Ok(match batch {
+            BatchRequest::Single(request) => Operations::Single(self.prepare(request).await?),
+            BatchRequest::Batch(requests) => {
+                self.check_batch_size(requests.len())?;
+                let mut prepared = Vec::with_capacity(requests.len());
+                for request in requests {
+                    prepared.push(self.prepare(request).await?);
+                }
+                Operations::Batch(prepared)
+            }
+        })
     }
 
     /// Puts a persisted document's text on `request` (or refuses it) and
@@ -326,10 +342,18 @@ impl Operation<'_> {
     }
 }
 
-fn responses_mut(response: &mut BatchResponse) -> Vec<&mut async_graphql::Response> {
+/// The responses of a batch, or the one response, as a slice.
+fn responses(response: &BatchResponse) -> &[async_graphql::Response] {
     match response {
-        BatchResponse::Single(r) => vec![r],
-        BatchResponse::Batch(rs) => rs.iter_mut().collect(),
+        BatchResponse::Single(r) => std::slice::from_ref(r),
+        BatchResponse::Batch(rs) => rs,
+    }
+}
+
+fn responses_mut(response: &mut BatchResponse) -> &mut [async_graphql::Response] {
+    match response {
+        BatchResponse::Single(r) => std::slice::from_mut(r),
+        BatchResponse::Batch(rs) => rs,
     }
 }
 
@@ -339,7 +363,7 @@ const REQUEST_ID_KEY: &str = "requestId";
 /// which finds the logged cause.
 pub fn tag_errors(response: &mut BatchResponse, request_id: &str) {
     for error in responses_mut(response)
-        .into_iter()
+        .iter_mut()
         .flat_map(|r| r.errors.iter_mut())
     {
         crate::error::fill_error_code(error);
@@ -355,11 +379,7 @@ pub fn tag_errors(response: &mut BatchResponse, request_id: &str) {
 }
 
 fn error_codes(response: &BatchResponse) -> Vec<String> {
-    let responses: Vec<&async_graphql::Response> = match response {
-        BatchResponse::Single(r) => vec![r],
-        BatchResponse::Batch(rs) => rs.iter().collect(),
-    };
-    responses
+    responses(response)
         .iter()
         .flat_map(|r| r.errors.iter())
         .map(
@@ -381,7 +401,7 @@ const AUTHENTICATION_KEY: &str = "authentication";
 /// what an anonymous client sees), and clients such as Apollo discard data
 /// that comes with errors.
 fn tell_token_rejection(response: &mut BatchResponse, rejection: TokenRejection) {
-    for r in responses_mut(response) {
+    for r in responses_mut(response).iter_mut() {
         let mut entry = async_graphql::indexmap::IndexMap::new();
         entry.insert(
             async_graphql::Name::new("code"),

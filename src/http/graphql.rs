@@ -2,7 +2,7 @@
 //! and for GraphiQL in a browser. Only transport lives here: media types,
 //! decoding, status codes and headers; the pipeline is `graphql::executor`.
 
-use async_graphql::{BatchRequest, BatchResponse};
+use async_graphql::BatchResponse;
 use async_graphql_axum::{GraphQLBatchRequest, rejection::GraphQLRejection};
 use axum::{
     Extension,
@@ -52,24 +52,7 @@ pub async fn post(
         }
     };
     let executor = &state.executor;
-    // A batch is refused whole when one of its documents is.
-    let operations = match batch {
-        BatchRequest::Single(request) => executor.prepare(request).await.map(Operations::Single),
-        BatchRequest::Batch(requests) => {
-            let mut prepared = Vec::with_capacity(requests.len());
-            let checked = executor.check_batch_size(requests.len());
-            if checked.is_ok() {
-                for request in requests {
-                    match executor.prepare(request).await {
-                        Ok(operation) => prepared.push(operation),
-                        Err(e) => return error_response(e, &request_id, media),
-                    }
-                }
-            }
-            checked.map(|()| Operations::Batch(prepared))
-        }
-    };
-    match operations {
+    match executor.prepare_all(batch).await {
         Ok(operations) => {
             let caller = caller(&state, &headers, peer, &request_id);
             respond(
