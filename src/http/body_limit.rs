@@ -112,9 +112,9 @@ async fn read_within(mut body: Body, limit: BodyLimit) -> Read {
             return Read::TooLarge { drained: false };
         };
         if let Ok(data) = frame.into_data() {
-            if (buffer.len() + data.len()) as u64 > limit.max {
-                let already = (buffer.len() + data.len()) as u64;
-                let drained = drain_rest(body, limit.drain.saturating_sub(already)).await;
+            let read = (buffer.len() + data.len()) as u64;
+            if read > limit.max {
+                let drained = drain_rest(body, limit.drain.saturating_sub(read)).await;
                 return Read::TooLarge { drained };
             }
             buffer.extend_from_slice(&data);

@@ -149,20 +149,13 @@ fn respond(executed: Executed, request_id: &RequestId, media: Media) -> Response
         charge,
     } = executed;
     let mut http = match result {
+        // Of a request that ran, only a retryable fault or a spent budget
+        // shows in the status line; other errors sit beside their data.
         Ok(response) => {
-            let has = |code: ErrorCode| codes.iter().any(|c| c == code.as_str());
-            let status = if has(ErrorCode::ServiceUnavailable) {
-                Some(StatusCode::SERVICE_UNAVAILABLE)
-            } else if has(ErrorCode::RateLimited) {
-                Some(StatusCode::TOO_MANY_REQUESTS)
-            } else {
-                None
-            };
-            let mut http = render(&response, media, status);
-            if status == Some(StatusCode::SERVICE_UNAVAILABLE) {
-                set_retry_after(&mut http, crate::error::UNAVAILABLE_RETRY_AFTER_SECS);
-            }
-            http
+            let code = [ErrorCode::ServiceUnavailable, ErrorCode::RateLimited]
+                .into_iter()
+                .find(|code| codes.iter().any(|c| c == code.as_str()));
+            render_for(&response, media, code)
         }
         Err(e) => error_response(e, request_id, media),
     };
@@ -193,12 +186,6 @@ fn respond(executed: Executed, request_id: &RequestId, media: Media) -> Response
         }
     }
     http
-}
-
-fn set_retry_after(response: &mut Response, seconds: u64) {
-    response
-        .headers_mut()
-        .insert(header::RETRY_AFTER, HeaderValue::from(seconds));
 }
 
 /// The client's address: the connection's, unless proxies are trusted, in
@@ -232,7 +219,17 @@ fn accepts_html(headers: &HeaderMap) -> bool {
 /// A response for an error raised before (or instead of) execution.
 pub(super) fn error_response(error: AppError, request_id: &RequestId, media: Media) -> Response {
     let code = error.code();
-    let status = match code {
+    let mut response = BatchResponse::Single(async_graphql::Response::from_errors(vec![
+        error.into_server_error(),
+    ]));
+    executor::tag_errors(&mut response, &request_id.0);
+    render_for(&response, media, Some(code))
+}
+
+/// The status an error code gives a response, and the headers that go
+/// with it; `None` leaves the status to `render`.
+fn render_for(response: &BatchResponse, media: Media, code: Option<ErrorCode>) -> Response {
+    let status = code.and_then(|code| match code {
         ErrorCode::Unauthenticated => Some(StatusCode::UNAUTHORIZED),
         ErrorCode::Forbidden => Some(StatusCode::FORBIDDEN),
         ErrorCode::NotFound => Some(StatusCode::NOT_FOUND),
@@ -248,18 +245,20 @@ pub(super) fn error_response(error: AppError, request_id: &RequestId, media: Med
         | ErrorCode::PersistedQueryNotSupported
         | ErrorCode::PersistedQueryNotTrusted => None,
         ErrorCode::InternalServerError => Some(StatusCode::INTERNAL_SERVER_ERROR),
-    };
-    let mut response = BatchResponse::Single(async_graphql::Response::from_errors(vec![
-        error.into_server_error(),
-    ]));
-    executor::tag_errors(&mut response, &request_id.0);
-    let mut http = render(&response, media, status);
-    if status == Some(StatusCode::UNAUTHORIZED) {
-        http.headers_mut()
-            .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Token"));
-    }
-    if code == ErrorCode::ServiceUnavailable {
-        set_retry_after(&mut http, crate::error::UNAVAILABLE_RETRY_AFTER_SECS);
+    });
+    let mut http = render(response, media, status);
+    let headers = http.headers_mut();
+    match code {
+        Some(ErrorCode::Unauthenticated) => {
+            headers.insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Token"));
+        }
+        Some(ErrorCode::ServiceUnavailable) => {
+            headers.insert(
+                header::RETRY_AFTER,
+                HeaderValue::from(crate::error::UNAVAILABLE_RETRY_AFTER_SECS),
+            );
+        }
+        _ => {}
     }
     http
 }
