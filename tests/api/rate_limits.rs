@@ -40,6 +40,23 @@ fn redis_url() -> String {
     std::env::var("REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".into())
 }
 
+/// Keys of a test's own under the shared Redis.
+fn redis_prefix() -> String {
+    format!("conduit-test:{}:", uuid::Uuid::new_v4().simple())
+}
+
+/// A server counting in Redis under `prefix`, with `settings` besides.
+async fn spawn_on_redis(prefix: &str, settings: &[(&str, &str)]) -> TestApp {
+    let url = redis_url();
+    let mut all = vec![
+        ("RATE_LIMIT_STORE", "redis"),
+        ("REDIS_URL", url.as_str()),
+        ("REDIS_KEY_PREFIX", prefix),
+    ];
+    all.extend_from_slice(settings);
+    TestApp::spawn_with(&all).await
+}
+
 #[tokio::test]
 async fn anonymous_clients_spend_a_budget_per_address_and_are_told_so() {
     let app = TestApp::spawn_with(&[("RATE_LIMIT_POINTS", "3")]).await;
@@ -157,15 +174,9 @@ async fn signed_in_users_spend_their_own_budget() {
 
 #[tokio::test]
 async fn instances_sharing_redis_share_one_budget() {
-    let prefix = format!("conduit-test:{}:", uuid::Uuid::new_v4().simple());
-    let settings = [
-        ("RATE_LIMIT_STORE", "redis"),
-        ("REDIS_URL", &*redis_url()),
-        ("REDIS_KEY_PREFIX", &*prefix),
-        ("RATE_LIMIT_POINTS", "4"),
-    ];
-    let a = TestApp::spawn_with(&settings).await;
-    let b = TestApp::spawn_with(&settings).await;
+    let prefix = redis_prefix();
+    let a = spawn_on_redis(&prefix, &[("RATE_LIMIT_POINTS", "4")]).await;
+    let b = spawn_on_redis(&prefix, &[("RATE_LIMIT_POINTS", "4")]).await;
     assert_eq!(spend(&a, None, None).await.1, Some(3));
     assert_eq!(spend(&b, None, None).await.1, Some(2));
     assert_eq!(spend(&a, None, None).await.1, Some(1));
@@ -176,14 +187,13 @@ async fn instances_sharing_redis_share_one_budget() {
 
 #[tokio::test]
 async fn the_redis_store_refuses_over_budget_users_too() {
-    let prefix = format!("conduit-test:{}:", uuid::Uuid::new_v4().simple());
-    let app = TestApp::spawn_with(&[
-        ("RATE_LIMIT_STORE", "redis"),
-        ("REDIS_URL", &*redis_url()),
-        ("REDIS_KEY_PREFIX", &*prefix),
-        ("RATE_LIMIT_POINTS", "100"),
-        ("SIGN_IN_LIMIT_PER_ACCOUNT", "2"),
-    ])
+    let app = spawn_on_redis(
+        &redis_prefix(),
+        &[
+            ("RATE_LIMIT_POINTS", "100"),
+            ("SIGN_IN_LIMIT_PER_ACCOUNT", "2"),
+        ],
+    )
     .await;
     app.sign_up("jake", "jake@example.com").await;
     assert_eq!(
@@ -275,14 +285,8 @@ async fn metrics_count_operations_errors_and_rejections() {
 /// and admits queries, which must not go down with it.
 #[tokio::test]
 async fn a_failing_store_refuses_sign_in_and_admits_queries() {
-    let prefix = format!("conduit-test:{}:", uuid::Uuid::new_v4().simple());
-    let app = TestApp::spawn_with(&[
-        ("RATE_LIMIT_STORE", "redis"),
-        ("REDIS_URL", &*redis_url()),
-        ("REDIS_KEY_PREFIX", &*prefix),
-        ("RATE_LIMIT_POINTS", "100"),
-    ])
-    .await;
+    let prefix = redis_prefix();
+    let app = spawn_on_redis(&prefix, &[("RATE_LIMIT_POINTS", "100")]).await;
     app.sign_up("jake", "jake@example.com").await;
     let mut redis = conduit::rate_limit::redis::connect(&redis_url())
         .await
