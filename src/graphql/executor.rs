@@ -112,7 +112,7 @@ impl Executor {
         Self {
             app,
             schema,
-            limits: super::document_limits(config),
+            limits: DocumentLimits::new(config.limits),
             documents,
             production: config.is_production(),
             request_timeout: config.request_timeout,

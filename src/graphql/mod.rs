@@ -70,8 +70,3 @@ impl ContextExt for Context<'_> {
             .ok_or_else(|| AppError::Unauthenticated("sign in to do this").into())
     }
 }
-
-/// The static limits of `config`, for the executor to apply.
-pub fn document_limits(config: &Config) -> limits::DocumentLimits {
-    limits::DocumentLimits::new(config.limits)
-}
