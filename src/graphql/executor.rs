@@ -16,6 +16,7 @@ use tracing::Instrument;
 
 use super::{
     ConduitSchema,
+    document_cache::DocumentCache,
     limits::{self, DocumentLimits},
     loaders,
     persisted::PersistedDocuments,
@@ -35,6 +36,7 @@ pub struct Executor {
     app: AppState,
     schema: ConduitSchema,
     limits: DocumentLimits,
+    parsed: DocumentCache,
     documents: PersistedDocuments,
     /// Production hides the schema from anonymous clients.
     production: bool,
@@ -113,6 +115,7 @@ impl Executor {
             app,
             schema,
             limits: DocumentLimits::new(config.limits),
+            parsed: DocumentCache::default(),
             documents,
             production: config.is_production(),
             request_timeout: config.request_timeout,
@@ -153,7 +156,9 @@ impl Executor {
     /// parses it within the static limits.
     pub async fn prepare(&self, mut request: Request) -> Result<Prepared, AppError> {
         self.documents.resolve(&mut request).await?;
-        let document = self.limits.document(&request.query);
+        let document = self
+            .parsed
+            .get_or_parse(&request.query, |query| self.limits.parse(query));
         Ok(Prepared { request, document })
     }
 

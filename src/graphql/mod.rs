@@ -2,6 +2,7 @@
 //! thin: they parse arguments, call a service and map the result.
 
 pub mod connection;
+pub mod document_cache;
 pub mod executor;
 pub mod guards;
 pub mod limits;
