@@ -1,13 +1,22 @@
-//! The service layer's one error type and its single conversion to GraphQL.
+//! Errors, by the layer that raises them, and the one way any of them
+//! reaches a client.
 //!
-//! Services return [`AppResult`]. Resolvers turn [`AppError::Invalid`] into
-//! payload `errors` (an expected outcome is data); every other variant
-//! becomes a GraphQL error here, through `From<AppError> for
-//! async_graphql::Error`, with `extensions.code` from a short fixed list.
+//! - Domain errors are [`AppError`], what services return ([`AppResult`]).
+//!   Resolvers turn [`AppError::Invalid`] into payload `errors` (an expected
+//!   outcome is data); every other variant becomes a GraphQL error.
+//! - Protocol errors are raised where the protocol is spoken: persisted
+//!   documents (`graphql::persisted::PersistedQueryError`) and the
+//!   executor's refusals (`graphql::executor::Refusal`).
+//! - Transport errors are the HTTP layer's (`http::error`), which also
+//!   renders every error body and picks its status.
+//!
+//! Each of them is a [`ClientError`]: a code from the fixed list
+//! [`ErrorCode`], a message safe to show, and extensions. [`graphql_error`]
+//! is the one mapping to a GraphQL error, and [`fill_error_code`] gives the
+//! errors async-graphql raises itself a code too, so none reaches a client
+//! without one.
 
 use std::fmt;
-
-use async_graphql::ErrorExtensions as _;
 
 /// Machine-readable reason a field of a mutation's input was refused.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -83,15 +92,6 @@ pub enum AppError {
         measured: usize,
         limit: usize,
     },
-    /// `PERSISTED_QUERY_NOT_FOUND` ("PersistedQueryNotFound", as Apollo
-    /// clients expect): no document is known by that hash; automatic
-    /// persisted query clients resend with the text.
-    PersistedQueryNotFound,
-    /// `PERSISTED_QUERY_NOT_SUPPORTED`: persisted queries are turned off.
-    PersistedQueryNotSupported,
-    /// `PERSISTED_QUERY_NOT_TRUSTED`: the server runs only trusted documents
-    /// and this is not one of them.
-    PersistedQueryNotTrusted,
     /// `INTERNAL_SERVER_ERROR`: the client sees only "internal server error"
     /// and the request id; the cause is logged, never sent.
     Internal(anyhow::Error),
@@ -168,8 +168,40 @@ pub const DATABASE_UNAVAILABLE: &str = "the database is unavailable; retry in a 
 /// Message a client sees for any internal failure.
 pub const INTERNAL_MESSAGE: &str = "internal server error";
 
-impl AppError {
-    pub fn code(&self) -> ErrorCode {
+/// An error as a client sees it. Every error type that can reach a client
+/// implements it, and [`graphql_error`] turns any of them into a GraphQL
+/// error the same way.
+pub trait ClientError {
+    fn code(&self) -> ErrorCode;
+    /// The message the client sees: never an internal cause.
+    fn client_message(&self) -> String;
+    /// What `extensions` holds beside `code`.
+    fn extend(&self, _extensions: &mut async_graphql::ErrorExtensionValues) {}
+}
+
+/// The one mapping of an error to what a GraphQL client sees: its message,
+/// and `extensions` with its code first.
+pub fn graphql_error(error: &dyn ClientError) -> async_graphql::Error {
+    let mut extensions = async_graphql::ErrorExtensionValues::default();
+    extensions.set("code", error.code().as_str());
+    error.extend(&mut extensions);
+    async_graphql::Error {
+        message: error.client_message(),
+        source: None,
+        extensions: Some(extensions),
+    }
+}
+
+/// [`graphql_error`], for an error answered before any field ran.
+pub fn server_error(error: &dyn ClientError) -> async_graphql::ServerError {
+    let error = graphql_error(error);
+    let mut server_error = async_graphql::ServerError::new(error.message, None);
+    server_error.extensions = error.extensions;
+    server_error
+}
+
+impl ClientError for AppError {
+    fn code(&self) -> ErrorCode {
         match self {
             Self::Unauthenticated(_) => ErrorCode::Unauthenticated,
             Self::Forbidden(_) => ErrorCode::Forbidden,
@@ -179,15 +211,11 @@ impl AppError {
             Self::Unavailable(_) => ErrorCode::ServiceUnavailable,
             Self::QueryTooComplex { .. } => ErrorCode::QueryTooComplex,
             Self::RateLimited { .. } => ErrorCode::RateLimited,
-            Self::PersistedQueryNotFound => ErrorCode::PersistedQueryNotFound,
-            Self::PersistedQueryNotSupported => ErrorCode::PersistedQueryNotSupported,
-            Self::PersistedQueryNotTrusted => ErrorCode::PersistedQueryNotTrusted,
             Self::Internal(_) => ErrorCode::InternalServerError,
         }
     }
 
-    /// The message the client sees: never an internal cause.
-    pub fn client_message(&self) -> String {
+    fn client_message(&self) -> String {
         match self {
             Self::Unauthenticated(m)
             | Self::Forbidden(m)
@@ -205,12 +233,27 @@ impl AppError {
                 "rate limit exceeded; retry in {} seconds",
                 retry_after_secs(*reset_at)
             ),
-            Self::PersistedQueryNotFound => "PersistedQueryNotFound".to_owned(),
-            Self::PersistedQueryNotSupported => "PersistedQueryNotSupported".to_owned(),
-            Self::PersistedQueryNotTrusted => {
-                "this server runs only trusted documents, and this is not one of them".to_owned()
-            }
             Self::Internal(_) => INTERNAL_MESSAGE.to_owned(),
+        }
+    }
+
+    fn extend(&self, extensions: &mut async_graphql::ErrorExtensionValues) {
+        match self {
+            Self::RateLimited { reset_at } => {
+                extensions.set("retryAfter", retry_after_secs(*reset_at));
+                extensions.set("resetAt", reset_at.to_rfc3339());
+            }
+            Self::Unavailable(_) => extensions.set("retryAfter", UNAVAILABLE_RETRY_AFTER_SECS),
+            Self::QueryTooComplex {
+                rule,
+                measured,
+                limit,
+            } => {
+                extensions.set("rule", *rule);
+                extensions.set("measured", *measured as u64);
+                extensions.set("limit", *limit as u64);
+            }
+            _ => {}
         }
     }
 }
@@ -299,10 +342,15 @@ pub fn retry_after_secs(reset_at: chrono::DateTime<chrono::Utc>) -> u64 {
 impl AppError {
     /// The same conversion, for hooks that answer with a `ServerError`.
     pub fn into_server_error(self) -> async_graphql::ServerError {
-        let error: async_graphql::Error = self.into();
-        let mut server_error = async_graphql::ServerError::new(error.message, None);
-        server_error.extensions = error.extensions;
-        server_error
+        log_internal(&self);
+        server_error(&self)
+    }
+}
+
+/// An internal error's cause goes to the log, never to the client.
+fn log_internal(e: &AppError) {
+    if let AppError::Internal(cause) = e {
+        tracing::error!(error = format!("{cause:#}"), "internal error");
     }
 }
 
@@ -330,41 +378,11 @@ pub fn fill_error_code(error: &mut async_graphql::ServerError) {
     extensions.set("code", code.as_str());
 }
 
-/// The single boundary between services and GraphQL.
+/// The boundary between services and GraphQL: `?` in a resolver.
 impl From<AppError> for async_graphql::Error {
     fn from(e: AppError) -> Self {
-        if let AppError::Internal(cause) = &e {
-            tracing::error!(error = format!("{cause:#}"), "internal error");
-        }
-        let code = e.code();
-        let reset_at = match &e {
-            AppError::RateLimited { reset_at } => Some(*reset_at),
-            _ => None,
-        };
-        let unavailable = matches!(e, AppError::Unavailable(_));
-        let figures = match &e {
-            AppError::QueryTooComplex {
-                rule,
-                measured,
-                limit,
-            } => Some((*rule, *measured, *limit)),
-            _ => None,
-        };
-        async_graphql::Error::new(e.client_message()).extend_with(|_, ext| {
-            ext.set("code", code.as_str());
-            if let Some(reset_at) = reset_at {
-                ext.set("retryAfter", retry_after_secs(reset_at));
-                ext.set("resetAt", reset_at.to_rfc3339());
-            }
-            if unavailable {
-                ext.set("retryAfter", UNAVAILABLE_RETRY_AFTER_SECS);
-            }
-            if let Some((rule, measured, limit)) = figures {
-                ext.set("rule", rule);
-                ext.set("measured", measured as u64);
-                ext.set("limit", limit as u64);
-            }
-        })
+        log_internal(&e);
+        graphql_error(&e)
     }
 }
 

@@ -19,13 +19,13 @@ use super::{
     document_cache::DocumentCache,
     limits::{self, DocumentLimits},
     loaders,
-    persisted::PersistedDocuments,
+    persisted::{PersistedDocuments, PersistedQueryError},
     rate_limit::{self, ClientAddress, RateLimitTicket},
 };
 use crate::{
     auth::{TokenRejection, Viewer},
     config::Config,
-    error::{AppError, ErrorCode},
+    error::{AppError, ClientError, ErrorCode},
     rate_limit::{Charge, Spender},
     services::sessions,
     state::AppState,
@@ -92,6 +92,37 @@ impl Prepared {
     }
 }
 
+/// Why a request was refused before anything ran.
+#[derive(Debug)]
+pub enum Refusal {
+    /// A limit on the whole request (its batch size).
+    Limit(AppError),
+    PersistedQuery(PersistedQueryError),
+}
+
+impl ClientError for Refusal {
+    fn code(&self) -> ErrorCode {
+        match self {
+            Self::Limit(e) => e.code(),
+            Self::PersistedQuery(e) => e.code(),
+        }
+    }
+
+    fn client_message(&self) -> String {
+        match self {
+            Self::Limit(e) => e.client_message(),
+            Self::PersistedQuery(e) => e.client_message(),
+        }
+    }
+
+    fn extend(&self, extensions: &mut async_graphql::ErrorExtensionValues) {
+        match self {
+            Self::Limit(e) => e.extend(extensions),
+            Self::PersistedQuery(e) => e.extend(extensions),
+        }
+    }
+}
+
 /// What came of a request.
 pub struct Executed {
     /// The responses, every error coded; or why nothing ran.
@@ -125,20 +156,20 @@ impl Executor {
 
     /// A batch of `len` operations, within `MAX_BATCH_SIZE` or refused
     /// before any is looked at.
-    pub fn check_batch_size(&self, len: usize) -> Result<(), AppError> {
+    pub fn check_batch_size(&self, len: usize) -> Result<(), Refusal> {
         if len > self.max_batch_size {
-            return Err(AppError::QueryTooComplex {
+            return Err(Refusal::Limit(AppError::QueryTooComplex {
                 rule: "batchSize",
                 measured: len,
                 limit: self.max_batch_size,
-            });
+            }));
         }
         Ok(())
     }
 
     /// Prepares every operation of a request; a batch is refused whole
     /// when it is too large or one of its documents is refused.
-    pub async fn prepare_all(&self, batch: BatchRequest) -> Result<Operations, AppError> {
+    pub async fn prepare_all(&self, batch: BatchRequest) -> Result<Operations, Refusal> {
         Ok(match batch {
             BatchRequest::Single(request) => Operations::Single(self.prepare(request).await?),
             BatchRequest::Batch(requests) => {
@@ -154,8 +185,11 @@ impl Executor {
 
     /// Puts a persisted document's text on `request` (or refuses it) and
     /// parses it within the static limits.
-    pub async fn prepare(&self, mut request: Request) -> Result<Prepared, AppError> {
-        self.documents.resolve(&mut request).await?;
+    pub async fn prepare(&self, mut request: Request) -> Result<Prepared, Refusal> {
+        self.documents
+            .resolve(&mut request)
+            .await
+            .map_err(Refusal::PersistedQuery)?;
         let document = self
             .parsed
             .get_or_parse(&request.query, |query| self.limits.parse(query));
@@ -377,7 +411,7 @@ pub fn tag_errors(response: &mut BatchResponse, request_id: &str) {
             extensions.get("code"),
             Some(async_graphql::Value::String(code)) if code == ErrorCode::InternalServerError.as_str()
         );
-        if internal {
+        if internal && !request_id.is_empty() {
             extensions.set(REQUEST_ID_KEY, request_id);
         }
     }

@@ -25,7 +25,10 @@ use async_graphql::Request;
 use redis::aio::ConnectionManager;
 use sha2::{Digest, Sha256};
 
-use crate::{config::PersistedQueryStore, error::AppError};
+use crate::{
+    config::PersistedQueryStore,
+    error::{ClientError, ErrorCode},
+};
 
 /// Longest document the automatic cache keeps; longer ones still run, the
 /// client just keeps sending their text.
@@ -35,6 +38,47 @@ const MEMORY_CAPACITY: usize = 1024;
 /// How long Redis keeps a document nobody asked for.
 const REDIS_TTL: Duration = Duration::from_secs(7 * 24 * 3600);
 const REDIS_PREFIX: &str = "conduit:apq:";
+
+/// Why a persisted document cannot be run: errors of the persisted-query
+/// protocol, raised here and nowhere else.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PersistedQueryError {
+    /// `PERSISTED_QUERY_NOT_FOUND` ("PersistedQueryNotFound", as Apollo
+    /// clients expect): no document is known by that hash; automatic
+    /// persisted query clients resend with the text.
+    NotFound,
+    /// `PERSISTED_QUERY_NOT_SUPPORTED`: persisted queries are turned off.
+    NotSupported,
+    /// `PERSISTED_QUERY_NOT_TRUSTED`: the server runs only trusted documents
+    /// and this is not one of them.
+    NotTrusted,
+    /// `BAD_USER_INPUT`: the extension or its hash is malformed, or the
+    /// hash is not the text's.
+    Malformed(&'static str),
+}
+
+impl ClientError for PersistedQueryError {
+    fn code(&self) -> ErrorCode {
+        match self {
+            Self::NotFound => ErrorCode::PersistedQueryNotFound,
+            Self::NotSupported => ErrorCode::PersistedQueryNotSupported,
+            Self::NotTrusted => ErrorCode::PersistedQueryNotTrusted,
+            Self::Malformed(_) => ErrorCode::BadUserInput,
+        }
+    }
+
+    fn client_message(&self) -> String {
+        match self {
+            Self::NotFound => "PersistedQueryNotFound",
+            Self::NotSupported => "PersistedQueryNotSupported",
+            Self::NotTrusted => {
+                "this server runs only trusted documents, and this is not one of them"
+            }
+            Self::Malformed(message) => message,
+        }
+        .to_owned()
+    }
+}
 
 pub enum PersistedDocuments {
     /// Hash-only requests are refused with `PERSISTED_QUERY_NOT_SUPPORTED`.
@@ -103,24 +147,20 @@ impl PersistedDocuments {
         Ok(Self::Trusted(documents))
     }
 
-    pub fn is_trusted_only(&self) -> bool {
-        matches!(self, Self::Trusted(_))
-    }
-
     /// Puts the document's text on `request`, from the hash in its
     /// `persistedQuery` extension, or refuses it.
-    pub async fn resolve(&self, request: &mut Request) -> Result<(), AppError> {
+    pub async fn resolve(&self, request: &mut Request) -> Result<(), PersistedQueryError> {
         let hash = take_persisted_query(request)?;
         if let Some(hash) = &hash
             && !is_sha256_hex(hash)
         {
-            return Err(AppError::BadUserInput(
-                "a persisted document's hash must be a hex SHA-256".into(),
+            return Err(PersistedQueryError::Malformed(
+                "a persisted document's hash must be a hex SHA-256",
             ));
         }
         match self {
             Self::Off => match hash {
-                Some(_) if request.query.is_empty() => Err(AppError::PersistedQueryNotSupported),
+                Some(_) if request.query.is_empty() => Err(PersistedQueryError::NotSupported),
                 _ => Ok(()),
             },
             Self::Automatic(store) => {
@@ -131,12 +171,12 @@ impl PersistedDocuments {
                             request.query = text.to_string();
                             Ok(())
                         }
-                        None => Err(AppError::PersistedQueryNotFound),
+                        None => Err(PersistedQueryError::NotFound),
                     };
                 }
                 if sha256_hex(&request.query) != hash {
-                    return Err(AppError::BadUserInput(
-                        "the persistedQuery sha256Hash is not the SHA-256 of the query".into(),
+                    return Err(PersistedQueryError::Malformed(
+                        "the persistedQuery sha256Hash is not the SHA-256 of the query",
                     ));
                 }
                 if request.query.len() <= MAX_STORED_BYTES {
@@ -149,9 +189,9 @@ impl PersistedDocuments {
                     Some(hash) => {
                         let Some(document) = documents.get(&hash) else {
                             return Err(if request.query.is_empty() {
-                                AppError::PersistedQueryNotFound
+                                PersistedQueryError::NotFound
                             } else {
-                                AppError::PersistedQueryNotTrusted
+                                PersistedQueryError::NotTrusted
                             });
                         };
                         if request.query.is_empty() {
@@ -164,7 +204,7 @@ impl PersistedDocuments {
                 if trusted {
                     Ok(())
                 } else {
-                    Err(AppError::PersistedQueryNotTrusted)
+                    Err(PersistedQueryError::NotTrusted)
                 }
             }
         }
@@ -224,7 +264,7 @@ impl Store {
 
 /// Removes Apollo's `persistedQuery` extension from `request` and returns
 /// its hash.
-fn take_persisted_query(request: &mut Request) -> Result<Option<String>, AppError> {
+fn take_persisted_query(request: &mut Request) -> Result<Option<String>, PersistedQueryError> {
     let Some(value) = request.extensions.remove("persistedQuery") else {
         return Ok(None);
     };
@@ -235,8 +275,8 @@ fn take_persisted_query(request: &mut Request) -> Result<Option<String>, AppErro
         sha256_hash: String,
     }
     let invalid = || {
-        AppError::BadUserInput(
-            "extensions.persistedQuery must be {\"version\": 1, \"sha256Hash\": \"<hex>\"}".into(),
+        PersistedQueryError::Malformed(
+            "extensions.persistedQuery must be {\"version\": 1, \"sha256Hash\": \"<hex>\"}",
         )
     };
     let extension: PersistedQuery = value
@@ -291,7 +331,7 @@ mod tests {
         request
     }
 
-    fn code(result: Result<(), AppError>) -> &'static str {
+    fn code(result: Result<(), PersistedQueryError>) -> &'static str {
         result.err().map(|e| e.code().as_str()).unwrap_or("OK")
     }
 

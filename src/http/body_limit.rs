@@ -15,17 +15,16 @@ use std::time::Duration;
 use axum::{
     body::{Body, Bytes},
     extract::{Request, State},
-    http::{HeaderValue, StatusCode, header},
+    http::{HeaderValue, header},
     middleware::Next,
     response::Response,
 };
 use http_body_util::BodyExt as _;
 
 use super::{
-    graphql::{Media, error_response},
+    error::{Media, TransportError, transport_error},
     request_id::RequestId,
 };
-use crate::error::AppError;
 
 /// At most this much of an oversized body is read and discarded.
 const DRAIN_AT_LEAST: u64 = 64 * 1024 * 1024;
@@ -144,16 +143,12 @@ async fn drain_rest(mut body: Body, mut budget: u64) -> bool {
 }
 
 fn too_large(limit: BodyLimit, context: &Context, drained: bool) -> Response {
-    let error = AppError::BadUserInput(format!(
-        "the request body is too large: the limit is {} bytes",
-        limit.max
-    ));
+    let error = TransportError::TooLarge { limit: limit.max };
     let request_id = context
         .request_id
         .clone()
         .unwrap_or_else(|| RequestId(String::new()));
-    let mut response = error_response(error, &request_id, context.media);
-    *response.status_mut() = StatusCode::PAYLOAD_TOO_LARGE;
+    let mut response = transport_error(&error, &request_id, context.media);
     if !drained {
         // Unread bytes are left: this connection cannot carry another request.
         response

@@ -1,11 +1,6 @@
-use std::{any::Any, time::Duration};
+use std::time::Duration;
 
-use axum::{
-    Json,
-    extract::State,
-    http::StatusCode,
-    response::{IntoResponse, Response},
-};
+use axum::{Json, extract::State, http::StatusCode, response::IntoResponse};
 use serde_json::json;
 
 use super::HttpState;
@@ -41,40 +36,4 @@ pub async fn metrics(State(state): State<HttpState>) -> impl IntoResponse {
         )],
         crate::telemetry::metrics_export::handle().render(),
     )
-}
-
-/// Past `MAX_CONCURRENT_REQUESTS`: shed at once, with a hint to retry.
-pub async fn overloaded(_: tower::BoxError) -> Response {
-    tracing::warn!("request shed: too many requests in flight");
-    (
-        StatusCode::SERVICE_UNAVAILABLE,
-        [(axum::http::header::RETRY_AFTER, "1")],
-        Json(json!({
-            "errors": [{
-                "message": "the server is busy; try again in a moment",
-                "extensions": { "code": "TIMEOUT" }
-            }]
-        })),
-    )
-        .into_response()
-}
-
-/// A panic becomes a generic GraphQL-shaped 500; the panic is logged.
-pub fn panic_response(panic: Box<dyn Any + Send + 'static>) -> Response {
-    let detail = panic
-        .downcast_ref::<&str>()
-        .map(|s| s.to_string())
-        .or_else(|| panic.downcast_ref::<String>().cloned())
-        .unwrap_or_default();
-    tracing::error!(panic = detail, "handler panicked");
-    (
-        StatusCode::INTERNAL_SERVER_ERROR,
-        Json(json!({
-            "errors": [{
-                "message": crate::error::INTERNAL_MESSAGE,
-                "extensions": { "code": "INTERNAL_SERVER_ERROR" }
-            }]
-        })),
-    )
-        .into_response()
 }

@@ -1,6 +1,7 @@
 //! Axum routes and middleware.
 
 mod body_limit;
+mod error;
 mod graphiql;
 mod graphql;
 mod health;
@@ -44,7 +45,7 @@ pub fn router(app: AppState, executor: Executor, config: &Config) -> Router {
         ))
         .layer(
             ServiceBuilder::new()
-                .layer(HandleErrorLayer::new(health::overloaded))
+                .layer(HandleErrorLayer::new(error::overloaded))
                 .load_shed()
                 // Global: `Router::layer` applies per route, and a plain
                 // concurrency limit would count each route on its own.
@@ -56,6 +57,6 @@ pub fn router(app: AppState, executor: Executor, config: &Config) -> Router {
         .layer(middleware::from_fn(move |req, next| {
             security::headers(production, req, next)
         }))
-        .layer(CatchPanicLayer::custom(health::panic_response))
+        .layer(CatchPanicLayer::custom(error::panic_response))
         .layer(middleware::from_fn(request_id::request_id))
 }
