@@ -1,8 +1,9 @@
 use std::process::ExitCode;
 
 use anyhow::Context;
+use clap::{CommandFactory, FromArgMatches, Parser, Subcommand};
 use conduit::{
-    config::Config,
+    config::{self, Config},
     db::{self, seed::SeedSize},
     graphql,
     startup::{self, Application},
@@ -15,81 +16,65 @@ use conduit::{
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
-const USAGE: &str = "usage: conduit [serve | migrate | schema | seed [OPTIONS]]
+/// The Conduit GraphQL API. Configuration comes from environment variables
+/// (and `.env`), or the flags of the same names; `conduit serve --help`
+/// lists them.
+#[derive(Parser)]
+#[command(name = "conduit", version)]
+struct Cli {
+    /// What to do; `serve` when none is given.
+    #[command(subcommand)]
+    command: Option<Command>,
+}
 
-  serve    run the HTTP server (default)
-  migrate  apply pending database migrations and exit
-  schema   print the GraphQL SDL (the content of schema.graphql)
-  seed     fill an empty database with a deterministic demo data set:
-             --users N      (default 10000)
-             --articles N   (default 100000)
-             --favorites N  (default 500000)
-             --comments N   (default 300000)
-             --follows N    (default 50000)
-           every seeded user signs in as userN@example.com / password123
-
-Configuration comes from environment variables (and .env); see README.md.";
-
+#[derive(Subcommand)]
 enum Command {
-    Serve,
-    Migrate,
+    /// Run the HTTP server (the default).
+    Serve(Box<Config>),
+    /// Apply pending database migrations and exit.
+    Migrate(Box<Config>),
+    /// Print the GraphQL SDL (the content of schema.graphql); reads no
+    /// configuration.
     Schema,
-    Seed(SeedSize),
-}
-
-fn parse_seed(options: &[&str]) -> Result<SeedSize, String> {
-    let mut size = SeedSize::default();
-    let mut rest = options.iter();
-    while let Some(flag) = rest.next() {
-        let value = rest
-            .next()
-            .ok_or_else(|| format!("{flag} needs a number"))?;
-        let n: i64 = value
-            .parse()
-            .map_err(|_| format!("{flag} needs a number, got `{value}`"))?;
-        match *flag {
-            "--users" => size.users = n,
-            "--articles" => size.articles = n,
-            "--favorites" => size.favorites = n,
-            "--comments" => size.comments = n,
-            "--follows" => size.follows = n,
-            other => return Err(format!("unknown seed option {other}")),
-        }
-    }
-    Ok(size)
-}
-
-fn parse_args() -> Result<Command, String> {
-    let args: Vec<String> = std::env::args().skip(1).collect();
-    match args
-        .iter()
-        .map(String::as_str)
-        .collect::<Vec<_>>()
-        .as_slice()
-    {
-        [] | ["serve"] => Ok(Command::Serve),
-        ["migrate"] => Ok(Command::Migrate),
-        ["schema"] => Ok(Command::Schema),
-        ["seed", options @ ..] => parse_seed(options).map(Command::Seed),
-        ["-h" | "--help" | "help"] => Err(String::new()),
-        other => Err(format!("unknown arguments: {}", other.join(" "))),
-    }
+    /// Fill an empty database with a deterministic demo data set.
+    Seed {
+        #[command(flatten)]
+        size: SeedSize,
+        #[command(flatten)]
+        config: Box<Config>,
+    },
 }
 
 #[tokio::main]
 async fn main() -> ExitCode {
-    let command = match parse_args() {
-        Ok(command) => command,
-        Err(problem) => {
-            if !problem.is_empty() {
-                eprintln!("{problem}\n");
+    dotenvy::dotenv().ok();
+    let command = config::reading_environment(Cli::command());
+    let cli = match command
+        .try_get_matches()
+        .and_then(|matches| Cli::from_arg_matches(&matches))
+    {
+        Ok(cli) => cli,
+        // Help and version print and exit 0; mistakes print and exit 2.
+        Err(e) => {
+            let _ = e.print();
+            return ExitCode::from(u8::try_from(e.exit_code()).unwrap_or(2));
+        }
+    };
+    let command = match cli.command {
+        Some(command) => command,
+        // `conduit` alone serves, configured as `conduit serve` would be.
+        None => {
+            let command = config::reading_environment(Config::command());
+            match command
+                .try_get_matches_from(["conduit"])
+                .and_then(|matches| Config::from_arg_matches(&matches))
+            {
+                Ok(config) => Command::Serve(Box::new(config)),
+                Err(e) => {
+                    let _ = e.print();
+                    return ExitCode::from(2);
+                }
             }
-            eprintln!("{USAGE}");
-            return if problem.is_empty() {
-                ExitCode::SUCCESS
-            } else {
-                ExitCode::from(2)
-            };
         }
     };
     if let Command::Schema = command {
@@ -107,15 +92,16 @@ async fn main() -> ExitCode {
 }
 
 async fn run(command: Command) -> anyhow::Result<()> {
-    dotenvy::dotenv().ok();
-    let config = Config::from_env().context("invalid configuration")?;
-    telemetry::init(config.log_format);
     match command {
-        Command::Serve => {
+        Command::Serve(config) => {
+            let config = config.for_serving().context("invalid configuration")?;
+            telemetry::init(config.log_format(), &config.log_filter);
             let app = Application::build(&config).await?;
             app.run_until(startup::shutdown_signal()).await
         }
-        Command::Migrate => {
+        Command::Migrate(config) => {
+            config.check().context("invalid configuration")?;
+            telemetry::init(config.log_format(), &config.log_filter);
             let (url, embedded) = startup::resolve_database(&config).await?;
             let migrated = db::run_migrations(&url).await;
             if let Some(embedded) = embedded {
@@ -123,7 +109,9 @@ async fn run(command: Command) -> anyhow::Result<()> {
             }
             migrated
         }
-        Command::Seed(size) => {
+        Command::Seed { size, config } => {
+            config.check().context("invalid configuration")?;
+            telemetry::init(config.log_format(), &config.log_filter);
             let (url, embedded) = startup::resolve_database(&config).await?;
             let seeded = async {
                 db::run_migrations(&url).await?;

@@ -78,11 +78,12 @@ impl Application {
             db,
             passwords: PasswordHasher::new(cores)?,
             jwt: Arc::new(JwtKeys::new(
-                &config.jwt_secret,
-                &config.jwt_previous_secrets,
+                config.jwt_secret()?,
+                &config.jwt_previous_secrets.0,
                 config.access_token_ttl,
             )),
             refresh_token_ttl: config.refresh_token_ttl,
+            pagination: config.pagination,
             limiter,
         };
         let schema = graphql::build_schema(Some(state.clone()), config);

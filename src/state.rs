@@ -4,6 +4,7 @@ use std::{sync::Arc, time::Duration};
 
 use crate::{
     auth::{jwt::JwtKeys, password::PasswordHasher},
+    config::Pagination,
     db::Database,
     rate_limit::RateLimiter,
 };
@@ -14,5 +15,6 @@ pub struct AppState {
     pub passwords: PasswordHasher,
     pub jwt: Arc<JwtKeys>,
     pub refresh_token_ttl: Duration,
+    pub pagination: Pagination,
     pub limiter: RateLimiter,
 }

@@ -17,25 +17,20 @@ use crate::{auth::password::PasswordHasher, error::ClientError as _};
 /// Password of every seeded user.
 pub const SEED_PASSWORD: &str = "password123";
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// How large a data set `conduit seed` makes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::Args)]
 pub struct SeedSize {
+    /// Users; each signs in as userN@example.com / password123.
+    #[arg(long, default_value_t = 10_000)]
     pub users: i64,
+    #[arg(long, default_value_t = 100_000)]
     pub articles: i64,
+    #[arg(long, default_value_t = 500_000)]
     pub favorites: i64,
+    #[arg(long, default_value_t = 300_000)]
     pub comments: i64,
+    #[arg(long, default_value_t = 50_000)]
     pub follows: i64,
-}
-
-impl Default for SeedSize {
-    fn default() -> Self {
-        Self {
-            users: 10_000,
-            articles: 100_000,
-            favorites: 500_000,
-            comments: 300_000,
-            follows: 50_000,
-        }
-    }
 }
 
 const TAGS: i64 = 200;

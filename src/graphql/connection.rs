@@ -9,12 +9,10 @@ use chrono::DateTime;
 use uuid::Uuid;
 
 use crate::{
+    config::Pagination,
     db::models::page::{Keyset, Page, PageRequest},
     error::AppError,
 };
-
-pub const DEFAULT_PAGE: i32 = 20;
-pub const MAX_PAGE: i32 = 100;
 
 /// Relay's `first`/`after`/`last`/`before`, checked.
 #[derive(Debug, Clone, Copy)]
@@ -59,6 +57,7 @@ pub fn encode_cursor(keyset: &Keyset) -> String {
 
 impl PageArgs {
     pub fn new(
+        pages: &Pagination,
         first: Option<i32>,
         after: Option<String>,
         last: Option<i32>,
@@ -69,9 +68,10 @@ impl PageArgs {
                 Err(AppError::BadUserInput(format!(
                     "`{name}` must not be negative"
                 )))
-            } else if n > MAX_PAGE {
+            } else if n > pages.max_page_size {
                 Err(AppError::BadUserInput(format!(
-                    "`{name}` must be at most {MAX_PAGE}; page through larger lists with cursors"
+                    "`{name}` must be at most {}; page through larger lists with cursors",
+                    pages.max_page_size
                 )))
             } else {
                 Ok(i64::from(n))
@@ -85,7 +85,7 @@ impl PageArgs {
             }
             (Some(n), None) => (size("first", n)?, false),
             (None, Some(n)) => (size("last", n)?, true),
-            (None, None) => (i64::from(DEFAULT_PAGE), false),
+            (None, None) => (i64::from(pages.default_page_size), false),
         };
         Ok(Self {
             request: PageRequest {
@@ -164,22 +164,26 @@ mod tests {
 
     #[test]
     fn page_sizes_are_bounded_never_clamped() {
+        let pages = crate::config::Config::defaults().pagination;
         assert_eq!(
-            PageArgs::new(None, None, None, None).unwrap().request.limit,
+            PageArgs::new(&pages, None, None, None, None)
+                .unwrap()
+                .request
+                .limit,
             20
         );
         assert_eq!(
-            PageArgs::new(Some(100), None, None, None)
+            PageArgs::new(&pages, Some(100), None, None, None)
                 .unwrap()
                 .request
                 .limit,
             100
         );
-        assert!(PageArgs::new(Some(101), None, None, None).is_err());
-        assert!(PageArgs::new(None, None, Some(-1), None).is_err());
-        assert!(PageArgs::new(Some(1), None, Some(1), None).is_err());
+        assert!(PageArgs::new(&pages, Some(101), None, None, None).is_err());
+        assert!(PageArgs::new(&pages, None, None, Some(-1), None).is_err());
+        assert!(PageArgs::new(&pages, Some(1), None, Some(1), None).is_err());
         assert!(
-            PageArgs::new(None, None, Some(5), None)
+            PageArgs::new(&pages, None, None, Some(5), None)
                 .unwrap()
                 .request
                 .from_end

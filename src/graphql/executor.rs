@@ -145,7 +145,7 @@ impl Executor {
         Self {
             app,
             schema,
-            limits: DocumentLimits::new(config.limits),
+            limits: DocumentLimits::new(config.limits, config.pagination),
             parsed: DocumentCache::default(),
             documents,
             production: config.is_production(),

@@ -5,12 +5,13 @@ use super::{
     connection::PageArgs,
     types::{
         article::{Article, ArticleConnection, article_connection},
-        node::{self, MAX_NODES, Node},
+        node::{self, Node},
         user::User,
         viewer::Viewer,
     },
 };
 use crate::{
+    config::schema_lists::{MAX_NODES, MAX_TAGS},
     error::AppError,
     services::{
         accounts,
@@ -19,9 +20,6 @@ use crate::{
 };
 
 pub struct QueryRoot;
-
-/// Most tags `tags` returns.
-const MAX_TAGS: i32 = 100;
 
 #[Object(name = "Query")]
 impl QueryRoot {
@@ -55,7 +53,7 @@ impl QueryRoot {
         author: Option<String>,
         favorited_by: Option<String>,
     ) -> async_graphql::Result<ArticleConnection> {
-        let args = PageArgs::new(first, after, last, before)?;
+        let args = PageArgs::new(&ctx.app().pagination, first, after, last, before)?;
         let query = ArticleQuery {
             tag,
             author,

@@ -26,12 +26,12 @@ pub fn router(app: AppState, executor: Executor, config: &Config) -> Router {
     let state = HttpState {
         app,
         executor: std::sync::Arc::new(executor),
-        graphiql: config.graphiql,
+        graphiql: config.graphiql(),
         trusted_proxy_hops: config.trusted_proxy_hops,
     };
     let production = config.is_production();
     let mut routes = Router::new().route("/graphql", get(graphql::get).post(graphql::post));
-    if config.graphiql {
+    if config.graphiql() {
         routes = routes.route("/graphiql/{file}", get(graphiql::asset));
     }
     routes
@@ -53,7 +53,7 @@ pub fn router(app: AppState, executor: Executor, config: &Config) -> Router {
                     config.max_concurrent_requests,
                 )),
         )
-        .layer(security::cors(&config.cors_allowed_origins))
+        .layer(security::cors(&config.cors_allowed_origins()))
         .layer(middleware::from_fn(move |req, next| {
             security::headers(production, req, next)
         }))

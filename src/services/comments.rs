@@ -6,6 +6,7 @@ use uuid::Uuid;
 use super::validation;
 use crate::{
     auth::Viewer,
+    config::schema_lists::MAX_PLAIN_COMMENTS,
     db::models::{
         article,
         comment::{self, Comment, NewComment},
@@ -14,10 +15,6 @@ use crate::{
     error::{AppError, AppResult},
     state::AppState,
 };
-
-/// How many comments `Article.comments` (the spec's plain list) returns:
-/// the newest ones. `Article.commentsConnection` pages through all.
-pub const PLAIN_LIST_LIMIT: i64 = 100;
 
 pub async fn add(
     state: &AppState,
@@ -88,7 +85,7 @@ pub async fn newest_of_articles(
 ) -> AppResult<foldhash::HashMap<Uuid, Vec<Comment>>> {
     let mut conn = state.db.conn().await?;
     let mut by_article = foldhash::HashMap::<Uuid, Vec<Comment>>::default();
-    for c in comment::newest_of_articles(&mut conn, article_ids, PLAIN_LIST_LIMIT).await? {
+    for c in comment::newest_of_articles(&mut conn, article_ids, MAX_PLAIN_COMMENTS).await? {
         by_article.entry(c.article_id).or_default().push(c);
     }
     Ok(by_article)

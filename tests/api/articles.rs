@@ -424,7 +424,7 @@ fn assert_unauthenticated_field(response: &crate::helpers::GraphQLResponse, fiel
 
 #[tokio::test]
 async fn concurrent_favorites_keep_the_count_exact() {
-    let app = TestApp::spawn_with(&[("DATABASE_POOL_SIZE", "16")]).await;
+    let app = TestApp::spawn_with(|c| c.database_pool_size = 16).await;
     let author = app.signed_in_user("author").await;
     let article = app.create_article(&author.token, "Race", &[]).await;
     let id = article["id"].as_str().unwrap().to_owned();

@@ -81,14 +81,11 @@ async fn a_postgresql_restart_under_load_fails_nothing_it_should_not() {
         .expect("a PostgreSQL of the test's own starts");
     let db = TestDatabase::create_on(&postgres.admin_url()).await;
     let app = Arc::new(
-        TestApp::spawn_on(
-            db,
-            &[
-                ("DATABASE_POOL_SIZE", "4"),
-                ("DATABASE_ACQUIRE_TIMEOUT_MS", "1000"),
-                ("RATE_LIMIT_POINTS", "0"),
-            ],
-        )
+        TestApp::spawn_on(db, |c| {
+            c.database_pool_size = 4;
+            c.database_acquire_timeout = Duration::from_millis(1000);
+            c.rate_limits.points = 0;
+        })
         .await,
     );
     let writers = [

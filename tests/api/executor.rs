@@ -5,7 +5,7 @@
 use async_graphql::{BatchResponse, Request};
 use conduit::{
     auth::TokenRejection,
-    config::PersistedQueryStore,
+    config::{Config, PersistedQueryStore},
     graphql::{
         build_schema,
         executor::{Caller, Executed, Executor, Operations},
@@ -16,8 +16,8 @@ use serde_json::{Value, json};
 
 use crate::helpers::{TestApp, test_config};
 
-fn executor(app: &TestApp, overrides: &[(&str, &str)]) -> Executor {
-    let config = test_config(&app.db.url, overrides);
+fn executor(app: &TestApp, configure: impl FnOnce(&mut Config)) -> Executor {
+    let config = test_config(&app.db.url, configure);
     Executor::new(
         app.state.clone(),
         build_schema(Some(app.state.clone()), &config),
@@ -49,7 +49,7 @@ async fn run(executor: &Executor, query: &str, authorization: Option<&str>) -> (
 async fn the_pipeline_authenticates_limits_and_codes_without_http() {
     let app = TestApp::spawn().await;
     let jake = app.signed_in_user("jake").await;
-    let executor = executor(&app, &[("MAX_QUERY_DEPTH", "3")]);
+    let executor = executor(&app, |c| c.limits.max_depth = 3);
     let query = "{ tags viewer { user { username } } }";
 
     let token = format!("Token {}", jake.token);

@@ -2,6 +2,7 @@
 //! wrong type get a clear error, never a 500, and change nothing. Plus
 //! CORS and security headers.
 
+use conduit::config::CorsOrigins;
 use serde_json::{Value, json};
 
 use crate::helpers::TestApp;
@@ -222,8 +223,12 @@ async fn cors_admits_only_configured_origins() {
     let response = preflight(&open, "http://localhost:3000").await;
     assert_eq!(response.headers()["access-control-allow-origin"], "*");
 
-    let strict =
-        TestApp::spawn_with(&[("CORS_ALLOWED_ORIGINS", "https://conduit.example.com")]).await;
+    let strict = TestApp::spawn_with(|c| {
+        c.cors_allowed_origins = Some(CorsOrigins::List(vec![
+            "https://conduit.example.com".into(),
+        ]))
+    })
+    .await;
     let allowed = preflight(&strict, "https://conduit.example.com").await;
     assert_eq!(
         allowed.headers()["access-control-allow-origin"],

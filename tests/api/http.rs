@@ -3,6 +3,7 @@
 
 use std::time::Duration;
 
+use conduit::config::AppEnv;
 use diesel_async::{AsyncConnection, AsyncPgConnection, SimpleAsyncConnection};
 use serde_json::{Value, json};
 use tokio::{
@@ -197,10 +198,10 @@ async fn browsers_get_graphiql() {
 
 #[tokio::test]
 async fn production_hides_graphiql_and_the_schema_from_anonymous_clients() {
-    let app = TestApp::spawn_with(&[
-        ("APP_ENV", "production"),
-        ("JWT_SECRET", "Zq4v8N2wXk7Lp1Rt6Ym3Hs9Bd5Gf0Jc-prod"),
-    ])
+    let app = TestApp::spawn_with(|c| {
+        c.app_env = AppEnv::Production;
+        c.jwt_secret = Some("Zq4v8N2wXk7Lp1Rt6Ym3Hs9Bd5Gf0Jc-prod".into());
+    })
     .await;
     let page = app
         .client
@@ -308,10 +309,10 @@ async fn lock_users(app: &TestApp) -> AsyncPgConnection {
 
 #[tokio::test]
 async fn a_saturated_pool_answers_timeout_instead_of_hanging() {
-    let app = TestApp::spawn_with(&[
-        ("DATABASE_POOL_SIZE", "1"),
-        ("DATABASE_ACQUIRE_TIMEOUT_MS", "300"),
-    ])
+    let app = TestApp::spawn_with(|c| {
+        c.database_pool_size = 1;
+        c.database_acquire_timeout = Duration::from_millis(300);
+    })
     .await;
     // Hold a lock so the one pooled connection blocks inside a query.
     let mut locker = lock_users(&app).await;
@@ -335,7 +336,8 @@ async fn a_saturated_pool_answers_timeout_instead_of_hanging() {
 
 #[tokio::test]
 async fn a_query_past_the_statement_timeout_is_cancelled() {
-    let app = TestApp::spawn_with(&[("DATABASE_STATEMENT_TIMEOUT_MS", "300")]).await;
+    let app =
+        TestApp::spawn_with(|c| c.database_statement_timeout = Duration::from_millis(300)).await;
     let mut locker = lock_users(&app).await;
     let started = std::time::Instant::now();
     let response = app
@@ -353,7 +355,7 @@ async fn a_query_past_the_statement_timeout_is_cancelled() {
 
 #[tokio::test]
 async fn a_request_past_its_time_is_cancelled_with_timeout() {
-    let app = TestApp::spawn_with(&[("REQUEST_TIMEOUT_SECS", "1")]).await;
+    let app = TestApp::spawn_with(|c| c.request_timeout = Duration::from_secs(1)).await;
     let mut locker = lock_users(&app).await;
     let started = std::time::Instant::now();
     let response = app
@@ -367,7 +369,7 @@ async fn a_request_past_its_time_is_cancelled_with_timeout() {
 
 #[tokio::test]
 async fn requests_past_the_concurrency_limit_are_shed() {
-    let app = TestApp::spawn_with(&[("MAX_CONCURRENT_REQUESTS", "1")]).await;
+    let app = TestApp::spawn_with(|c| c.max_concurrent_requests = 1).await;
     let address = app.address.trim_start_matches("http://").to_owned();
     // Hold the one slot with a request whose body never finishes arriving.
     let mut stream = TcpStream::connect(&address).await.unwrap();

@@ -1,7 +1,10 @@
 //! Persisted documents over HTTP: Apollo's automatic persisted queries, in
 //! memory and shared through Redis, and the trusted-documents mode.
 
-use conduit::graphql::persisted::sha256_hex;
+use conduit::{
+    config::{Config, PersistedQueryStore},
+    graphql::persisted::sha256_hex,
+};
 use serde_json::{Value, json};
 
 use crate::helpers::{GraphQLResponse, TestApp, test_config};
@@ -115,7 +118,7 @@ async fn a_hash_that_does_not_match_the_text_is_refused_and_not_kept() {
 
 #[tokio::test]
 async fn persisted_documents_meet_the_same_limits_and_method_rules() {
-    let app = TestApp::spawn_with(&[("MAX_QUERY_DEPTH", "3")]).await;
+    let app = TestApp::spawn_with(|c| c.limits.max_depth = 3).await;
     let deep = "query Deep { viewer { user { articles { edges { node { title } } } } } }";
     let hash = sha256_hex(deep);
     let first = app.post(with_text(&hash, deep), None).await;
@@ -137,9 +140,12 @@ async fn persisted_documents_meet_the_same_limits_and_method_rules() {
 
 #[tokio::test]
 async fn instances_sharing_redis_share_persisted_queries() {
-    let settings = [("PERSISTED_QUERIES", "redis"), ("REDIS_URL", &*redis_url())];
-    let a = TestApp::spawn_with(&settings).await;
-    let b = TestApp::spawn_with(&settings).await;
+    let settings = |c: &mut Config| {
+        c.persisted_queries = PersistedQueryStore::Redis;
+        c.rate_limits.redis_url = redis_url();
+    };
+    let a = TestApp::spawn_with(settings).await;
+    let b = TestApp::spawn_with(settings).await;
     let text = fresh_document();
     let hash = sha256_hex(&text);
     assert_eq!(
@@ -153,7 +159,7 @@ async fn instances_sharing_redis_share_persisted_queries() {
 
 #[tokio::test]
 async fn hash_only_requests_are_refused_when_persisted_queries_are_off() {
-    let app = TestApp::spawn_with(&[("PERSISTED_QUERIES", "off")]).await;
+    let app = TestApp::spawn_with(|c| c.persisted_queries = PersistedQueryStore::Off).await;
     let text = fresh_document();
     let hash = sha256_hex(&text);
     let refused = app.post(by_hash(&hash), None).await;
@@ -170,7 +176,7 @@ async fn trusted_app(documents: &[&str]) -> (TestApp, tempfile_path::Path) {
         .map(|d| (sha256_hex(d), json!(d)))
         .collect();
     let path = tempfile_path::Path::new(&Value::Object(manifest).to_string());
-    let app = TestApp::spawn_with(&[("TRUSTED_DOCUMENTS", path.as_str())]).await;
+    let app = TestApp::spawn_with(|c| c.trusted_documents = Some(path.as_str().into())).await;
     (app, path)
 }
 
@@ -235,7 +241,7 @@ async fn a_manifest_that_does_not_check_out_stops_start_up() {
         (not_json.as_str(), "is not a JSON object"),
         ("/nonexistent/manifest.json", "failed to read"),
     ] {
-        let config = test_config(&db.url, &[("TRUSTED_DOCUMENTS", manifest)]);
+        let config = test_config(&db.url, |c| c.trusted_documents = Some(manifest.into()));
         let error = match conduit::startup::Application::build(&config).await {
             Ok(_) => panic!("{manifest} was accepted"),
             Err(e) => format!("{e:#}"),

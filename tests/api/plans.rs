@@ -26,7 +26,11 @@ struct Plans {
 
 #[tokio::test]
 async fn page_statements_run_on_a_plan_made_once() {
-    let app = TestApp::spawn_with(&[("DATABASE_POOL_SIZE", "2"), ("RATE_LIMIT_POINTS", "0")]).await;
+    let app = TestApp::spawn_with(|c| {
+        c.database_pool_size = 2;
+        c.rate_limits.points = 0;
+    })
+    .await;
     // Enough rows that a tenth of the table is far more than a page.
     let token = populate_with(&app, 5000).await;
     // Fresh statistics and no dead rows, so autovacuum has nothing to do

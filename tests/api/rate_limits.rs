@@ -1,6 +1,7 @@
 //! Cost-based rate limits per user and per client address, for both
 //! stores, and the much tighter sign-in and sign-up budgets.
 
+use conduit::config::{Config, RateLimitStoreKind};
 use serde_json::json;
 
 use crate::helpers::{PASSWORD, TestApp};
@@ -46,20 +47,19 @@ fn redis_prefix() -> String {
 }
 
 /// A server counting in Redis under `prefix`, with `settings` besides.
-async fn spawn_on_redis(prefix: &str, settings: &[(&str, &str)]) -> TestApp {
-    let url = redis_url();
-    let mut all = vec![
-        ("RATE_LIMIT_STORE", "redis"),
-        ("REDIS_URL", url.as_str()),
-        ("REDIS_KEY_PREFIX", prefix),
-    ];
-    all.extend_from_slice(settings);
-    TestApp::spawn_with(&all).await
+async fn spawn_on_redis(prefix: &str, configure: impl FnOnce(&mut Config)) -> TestApp {
+    TestApp::spawn_with(|c| {
+        c.rate_limits.store = RateLimitStoreKind::Redis;
+        c.rate_limits.redis_url = redis_url();
+        c.rate_limits.redis_key_prefix = prefix.to_owned();
+        configure(c);
+    })
+    .await
 }
 
 #[tokio::test]
 async fn anonymous_clients_spend_a_budget_per_address_and_are_told_so() {
-    let app = TestApp::spawn_with(&[("RATE_LIMIT_POINTS", "3")]).await;
+    let app = TestApp::spawn_with(|c| c.rate_limits.points = 3).await;
     for expected in [2, 1, 0] {
         let (status, remaining, _) = spend(&app, None, None).await;
         assert_eq!((status, remaining), (200, Some(expected)));
@@ -96,7 +96,7 @@ async fn anonymous_clients_spend_a_budget_per_address_and_are_told_so() {
 
 #[tokio::test]
 async fn the_rate_limit_field_reports_the_charge() {
-    let app = TestApp::spawn_with(&[("RATE_LIMIT_POINTS", "1000")]).await;
+    let app = TestApp::spawn_with(|c| c.rate_limits.points = 1000).await;
     let response = app
         .query("{ rateLimit { cost limit remaining resetAt } }", json!({}))
         .await;
@@ -114,15 +114,18 @@ async fn the_rate_limit_field_reports_the_charge() {
         "a page costs its size: {rate}"
     );
 
-    let off = TestApp::spawn_with(&[("RATE_LIMIT_POINTS", "0")]).await;
+    let off = TestApp::spawn_with(|c| c.rate_limits.points = 0).await;
     let response = off.query("{ rateLimit { cost } }", json!({})).await;
     assert_eq!(response.body["data"]["rateLimit"], json!(null));
 }
 
 #[tokio::test]
 async fn forwarded_addresses_count_only_behind_trusted_proxies() {
-    let trusting =
-        TestApp::spawn_with(&[("RATE_LIMIT_POINTS", "2"), ("TRUSTED_PROXY_HOPS", "1")]).await;
+    let trusting = TestApp::spawn_with(|c| {
+        c.rate_limits.points = 2;
+        c.trusted_proxy_hops = 1;
+    })
+    .await;
     for _ in 0..2 {
         assert_eq!(
             spend(&trusting, None, Some("203.0.113.9, 10.0.0.1"))
@@ -145,7 +148,7 @@ async fn forwarded_addresses_count_only_behind_trusted_proxies() {
         "another client"
     );
 
-    let ignoring = TestApp::spawn_with(&[("RATE_LIMIT_POINTS", "2")]).await;
+    let ignoring = TestApp::spawn_with(|c| c.rate_limits.points = 2).await;
     assert_eq!(spend(&ignoring, None, Some("10.0.0.1")).await.0, 200);
     assert_eq!(spend(&ignoring, None, Some("10.0.0.2")).await.0, 200);
     assert_eq!(
@@ -157,7 +160,7 @@ async fn forwarded_addresses_count_only_behind_trusted_proxies() {
 
 #[tokio::test]
 async fn signed_in_users_spend_their_own_budget() {
-    let app = TestApp::spawn_with(&[("RATE_LIMIT_POINTS", "200")]).await;
+    let app = TestApp::spawn_with(|c| c.rate_limits.points = 200).await;
     let jake = app.signed_in_user("jake").await;
     let (_, anonymous_left, _) = spend(&app, None, None).await;
     let mut user_left = None;
@@ -175,8 +178,8 @@ async fn signed_in_users_spend_their_own_budget() {
 #[tokio::test]
 async fn instances_sharing_redis_share_one_budget() {
     let prefix = redis_prefix();
-    let a = spawn_on_redis(&prefix, &[("RATE_LIMIT_POINTS", "4")]).await;
-    let b = spawn_on_redis(&prefix, &[("RATE_LIMIT_POINTS", "4")]).await;
+    let a = spawn_on_redis(&prefix, |c| c.rate_limits.points = 4).await;
+    let b = spawn_on_redis(&prefix, |c| c.rate_limits.points = 4).await;
     assert_eq!(spend(&a, None, None).await.1, Some(3));
     assert_eq!(spend(&b, None, None).await.1, Some(2));
     assert_eq!(spend(&a, None, None).await.1, Some(1));
@@ -187,13 +190,10 @@ async fn instances_sharing_redis_share_one_budget() {
 
 #[tokio::test]
 async fn the_redis_store_refuses_over_budget_users_too() {
-    let app = spawn_on_redis(
-        &redis_prefix(),
-        &[
-            ("RATE_LIMIT_POINTS", "100"),
-            ("SIGN_IN_LIMIT_PER_ACCOUNT", "2"),
-        ],
-    )
+    let app = spawn_on_redis(&redis_prefix(), |c| {
+        c.rate_limits.points = 100;
+        c.rate_limits.sign_in_per_account = 2;
+    })
     .await;
     app.sign_up("jake", "jake@example.com").await;
     assert_eq!(
@@ -210,10 +210,10 @@ async fn the_redis_store_refuses_over_budget_users_too() {
 
 #[tokio::test]
 async fn sign_in_attempts_are_limited_per_account_and_per_address() {
-    let app = TestApp::spawn_with(&[
-        ("SIGN_IN_LIMIT_PER_ACCOUNT", "3"),
-        ("SIGN_IN_LIMIT_PER_ADDRESS", "5"),
-    ])
+    let app = TestApp::spawn_with(|c| {
+        c.rate_limits.sign_in_per_account = 3;
+        c.rate_limits.sign_in_per_address = 5;
+    })
     .await;
     app.sign_up("jake", "jake@example.com").await;
     app.sign_up("anne", "anne@example.com").await;
@@ -240,7 +240,7 @@ async fn sign_in_attempts_are_limited_per_account_and_per_address() {
 
 #[tokio::test]
 async fn sign_ups_are_limited_per_address() {
-    let app = TestApp::spawn_with(&[("SIGN_UP_LIMIT_PER_ADDRESS", "2")]).await;
+    let app = TestApp::spawn_with(|c| c.rate_limits.sign_up_per_address = 2).await;
     app.sign_up("one", "one@example.com").await;
     app.sign_up("two", "two@example.com").await;
     let third = app
@@ -256,7 +256,7 @@ async fn sign_ups_are_limited_per_address() {
 
 #[tokio::test]
 async fn metrics_count_operations_errors_and_rejections() {
-    let app = TestApp::spawn_with(&[("RATE_LIMIT_POINTS", "1")]).await;
+    let app = TestApp::spawn_with(|c| c.rate_limits.points = 1).await;
     app.post(
         json!({ "query": "query HomePage { tags }", "operationName": "HomePage" }),
         None,
@@ -286,7 +286,7 @@ async fn metrics_count_operations_errors_and_rejections() {
 #[tokio::test]
 async fn a_failing_store_refuses_sign_in_and_admits_queries() {
     let prefix = redis_prefix();
-    let app = spawn_on_redis(&prefix, &[("RATE_LIMIT_POINTS", "100")]).await;
+    let app = spawn_on_redis(&prefix, |c| c.rate_limits.points = 100).await;
     app.sign_up("jake", "jake@example.com").await;
     let mut redis = conduit::rate_limit::redis::connect(&redis_url())
         .await

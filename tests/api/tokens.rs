@@ -6,7 +6,10 @@
 
 use base64::{Engine as _, engine::general_purpose::URL_SAFE_NO_PAD};
 use chrono::Utc;
-use conduit::auth::jwt::{AUDIENCE, ISSUER, JwtKeys, key_id};
+use conduit::{
+    auth::jwt::{AUDIENCE, ISSUER, JwtKeys, key_id},
+    config::List,
+};
 use jsonwebtoken::{Algorithm, EncodingKey, Header};
 use serde_json::{Value, json};
 
@@ -387,7 +390,9 @@ async fn tokens_from_rotated_keys_verify_until_removed() {
         .unwrap();
     assert_no_viewer(&app.viewer_username(&old_token).await, "TOKEN_INVALID");
 
-    let rotated = TestApp::spawn_with(&[("JWT_PREVIOUS_SECRETS", "the-previous-secret")]).await;
+    let rotated =
+        TestApp::spawn_with(|c| c.jwt_previous_secrets = List(vec!["the-previous-secret".into()]))
+            .await;
     let session = rotated.signed_in_user("jake").await;
     let (sub, sid) = subject_and_session(&session.token);
     let (old_token, _) = old

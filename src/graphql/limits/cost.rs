@@ -8,16 +8,21 @@
 use async_graphql::Value;
 
 use super::visitor::{Check, Visit};
-use crate::{
-    graphql::connection::{DEFAULT_PAGE, MAX_PAGE},
-    services::comments::PLAIN_LIST_LIMIT,
-};
+use crate::config::{Pagination, schema_lists::MAX_PLAIN_COMMENTS};
 
 /// The cost of a paginated field: the page it asks for times what each
 /// item costs. An out-of-range size is priced at the maximum page; the
 /// resolver refuses it anyway.
-pub fn page_cost(first: Option<i32>, last: Option<i32>, child_complexity: usize) -> usize {
-    let size = first.or(last).unwrap_or(DEFAULT_PAGE).clamp(1, MAX_PAGE) as usize;
+pub fn page_cost(
+    pages: &Pagination,
+    first: Option<i32>,
+    last: Option<i32>,
+    child_complexity: usize,
+) -> usize {
+    let size = first
+        .or(last)
+        .unwrap_or(pages.default_page_size)
+        .clamp(1, pages.max_page_size) as usize;
     size.saturating_mul(child_complexity.max(1))
 }
 
@@ -52,20 +57,22 @@ pub(super) const PRICED: &[(&str, &str, Pricing)] = &[
     (
         "Article",
         "comments",
-        Pricing::AtMost(PLAIN_LIST_LIMIT as usize),
+        Pricing::AtMost(MAX_PLAIN_COMMENTS as usize),
     ),
 ];
 
 /// Sums costs bottom-up: each open field has the running cost of what it
 /// selects.
-pub(super) struct Cost {
+pub(super) struct Cost<'a> {
+    pages: &'a Pagination,
     open: Vec<usize>,
     total: usize,
 }
 
-impl Cost {
-    pub fn new() -> Self {
+impl<'a> Cost<'a> {
+    pub fn new(pages: &'a Pagination) -> Self {
         Self {
+            pages,
             open: Vec::with_capacity(16),
             total: 0,
         }
@@ -76,7 +83,7 @@ impl Cost {
     }
 }
 
-impl Check for Cost {
+impl Check for Cost<'_> {
     fn enter_field(&mut self, _: &Visit<'_>) {
         self.open.push(0);
     }
@@ -96,7 +103,7 @@ impl Check for Cost {
         };
         let cost = match visit.schema.map_or(Pricing::Single, |s| s.pricing) {
             Pricing::Single => children.saturating_add(1),
-            Pricing::Page => page_cost(int("first"), int("last"), children),
+            Pricing::Page => page_cost(self.pages, int("first"), int("last"), children),
             Pricing::AtMost(rows) => list_cost(rows, children),
             Pricing::PerItem(argument) => list_cost(len(argument), children),
         };

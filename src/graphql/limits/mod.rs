@@ -29,7 +29,6 @@ use async_graphql::{
     parser::types::{DocumentOperations, ExecutableDocument, OperationDefinition, OperationType},
 };
 
-pub use self::cost::{list_cost, page_cost};
 use self::{
     aliases::Aliases,
     cost::Cost,
@@ -39,7 +38,7 @@ use self::{
     visitor::{SchemaFields, Walked},
 };
 use crate::{
-    config::Limits,
+    config::{Limits, Pagination},
     error::{AppError, ErrorCode},
 };
 
@@ -63,6 +62,7 @@ fn within(rule: &'static str, measured: usize, limit: usize) -> Result<(), Serve
 /// The limits, and the schema's fields they price by.
 pub struct DocumentLimits {
     limits: Limits,
+    pages: Pagination,
     schema: SchemaFields,
 }
 
@@ -75,9 +75,10 @@ pub struct Measure {
 }
 
 impl DocumentLimits {
-    pub fn new(limits: Limits) -> Self {
+    pub fn new(limits: Limits, pages: Pagination) -> Self {
         Self {
             limits,
+            pages,
             schema: SchemaFields::of_schema(),
         }
     }
@@ -116,7 +117,7 @@ impl DocumentLimits {
             RootFields::default(),
             Directives::default(),
         );
-        let (mut depth, mut cost) = (Depth::default(), Cost::new());
+        let (mut depth, mut cost) = (Depth::default(), Cost::new(&self.pages));
         // Every field costs at least 1, so a walk past `max_cost` fields
         // is over the limit whatever the rest holds.
         let walked = visitor::walk(
@@ -168,8 +169,8 @@ pub fn operation<'a>(
 mod tests {
     use async_graphql::{Value, registry::MetaType};
 
-    use super::*;
-    use crate::{graphql::connection::DEFAULT_PAGE, services::comments::PLAIN_LIST_LIMIT};
+    use super::{cost::page_cost, *};
+    use crate::config::{Config, schema_lists::MAX_PLAIN_COMMENTS};
 
     #[test]
     fn aliases_roots_and_directives_count_where_fragments_are_spread() {
@@ -197,23 +198,28 @@ mod tests {
 
     #[test]
     fn pages_cost_their_size() {
-        assert_eq!(page_cost(None, None, 10), 200);
-        assert_eq!(page_cost(Some(5), None, 10), 50);
-        assert_eq!(page_cost(None, Some(100), 3), 300);
-        assert_eq!(page_cost(Some(i32::MAX), None, 10), 1000);
-        assert_eq!(page_cost(Some(0), None, 0), 1);
+        let pages = &Config::defaults().pagination;
+        assert_eq!(page_cost(pages, None, None, 10), 200);
+        assert_eq!(page_cost(pages, Some(5), None, 10), 50);
+        assert_eq!(page_cost(pages, None, Some(100), 3), 300);
+        assert_eq!(page_cost(pages, Some(i32::MAX), None, 10), 1000);
+        assert_eq!(page_cost(pages, Some(0), None, 0), 1);
     }
 
     fn limits(max_cost: usize) -> DocumentLimits {
-        DocumentLimits::new(Limits {
-            max_tokens: 2000,
-            max_aliases: 30,
-            max_root_fields: 20,
-            max_directives: 20,
-            max_depth: 15,
-            max_cost,
-            max_batch_size: 10,
-        })
+        let pages = Config::defaults().pagination;
+        DocumentLimits::new(
+            Limits {
+                max_tokens: 2000,
+                max_aliases: 30,
+                max_root_fields: 20,
+                max_directives: 20,
+                max_depth: 15,
+                max_cost,
+                max_batch_size: 10,
+            },
+            pages,
+        )
     }
 
     fn measure(query: &str, operation: Option<&str>, variables: serde_json::Value) -> Measure {
@@ -272,12 +278,12 @@ mod tests {
         let unset = "{ articles { nodes { slug } } }";
         assert_eq!(
             measure(unset, None, serde_json::json!({})).cost,
-            DEFAULT_PAGE as usize * 2
+            Config::defaults().pagination.default_page_size as usize * 2
         );
         let plain = "{ article(slug: \"a\") { comments { body author { username } } } }";
         assert_eq!(
             measure(plain, None, serde_json::json!({})).cost,
-            1 + PLAIN_LIST_LIMIT as usize * 3
+            1 + MAX_PLAIN_COMMENTS as usize * 3
         );
         let nodes = "query($ids: [ID!]!) { nodes(ids: $ids) { id } }";
         assert_eq!(

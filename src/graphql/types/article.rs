@@ -219,7 +219,7 @@ impl Article {
         last: Option<i32>,
         before: Option<String>,
     ) -> async_graphql::Result<CommentConnection> {
-        let args = PageArgs::new(first, after, last, before)?;
+        let args = PageArgs::new(&ctx.app().pagination, first, after, last, before)?;
         // Boxed to keep every field's future small (see `User::articles`).
         let page = Box::pin(comments::list(ctx.app(), self.row.id, &args.request)).await?;
         Ok(args.connection(page, EmptyFields, |row| {

@@ -18,8 +18,6 @@ pub enum Node {
     Comment(Comment),
 }
 
-pub const MAX_NODES: usize = 100;
-
 /// The object a global id names: `BAD_USER_INPUT` for a malformed id,
 /// `None` for an unknown or deleted one.
 pub async fn resolve(ctx: &Context<'_>, id: &ID) -> async_graphql::Result<Option<Node>> {

@@ -114,7 +114,7 @@ impl User {
         last: Option<i32>,
         before: Option<String>,
     ) -> async_graphql::Result<FollowersConnection> {
-        let args = PageArgs::new(first, after, last, before)?;
+        let args = PageArgs::new(&ctx.app().pagination, first, after, last, before)?;
         let fields = FollowersFields {
             total_count: self.row.followers_count,
         };
@@ -142,7 +142,7 @@ impl User {
         last: Option<i32>,
         before: Option<String>,
     ) -> async_graphql::Result<ArticleConnection> {
-        let args = PageArgs::new(first, after, last, before)?;
+        let args = PageArgs::new(&ctx.app().pagination, first, after, last, before)?;
         let page = Box::pin(articles::by_author(ctx.app(), self.row.id, &args.request)).await?;
         Box::pin(article_connection(ctx, &args, page)).await
     }
@@ -156,7 +156,7 @@ impl User {
         last: Option<i32>,
         before: Option<String>,
     ) -> async_graphql::Result<ArticleConnection> {
-        let args = PageArgs::new(first, after, last, before)?;
+        let args = PageArgs::new(&ctx.app().pagination, first, after, last, before)?;
         let page = Box::pin(articles::favorited_by(
             ctx.app(),
             self.row.id,

@@ -35,7 +35,7 @@ impl Viewer {
         last: Option<i32>,
         before: Option<String>,
     ) -> async_graphql::Result<ArticleConnection> {
-        let args = PageArgs::new(first, after, last, before)?;
+        let args = PageArgs::new(&ctx.app().pagination, first, after, last, before)?;
         let page = articles::feed(ctx.app(), self.user_id, &args.request).await?;
         article_connection(ctx, &args, page).await
     }

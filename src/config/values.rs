@@ -1,0 +1,104 @@
+//! How configuration values are written: the types a variable can hold
+//! and their parsers.
+
+use std::{str::FromStr, time::Duration};
+
+/// Where the server runs: `development` is friendly, `production` is strict.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum AppEnv {
+    #[value(alias = "dev")]
+    Development,
+    #[value(alias = "prod")]
+    Production,
+}
+
+/// How log lines are written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum LogFormat {
+    /// Human-readable lines for a terminal.
+    #[value(alias = "text")]
+    Pretty,
+    /// One JSON object per line for log collectors.
+    Json,
+}
+
+/// Where automatic persisted queries are kept.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum PersistedQueryStore {
+    Off,
+    Memory,
+    Redis,
+}
+
+/// Where rate-limit windows are counted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum RateLimitStoreKind {
+    /// In this process: right for a single instance.
+    Memory,
+    /// In Redis (`REDIS_URL`): budgets shared by every instance.
+    Redis,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CorsOrigins {
+    Any,
+    List(Vec<String>),
+}
+
+impl FromStr for CorsOrigins {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        if s.trim() == "*" {
+            return Ok(Self::Any);
+        }
+        let origins: Vec<String> = s
+            .split(',')
+            .map(|o| o.trim().trim_end_matches('/').to_owned())
+            .filter(|o| !o.is_empty())
+            .collect();
+        for origin in &origins {
+            let ok = url::Url::parse(origin).is_ok_and(|u| {
+                matches!(u.scheme(), "http" | "https") && u.path() == "/" && u.query().is_none()
+            });
+            if !ok {
+                return Err(format!(
+                    "`{origin}` is not an origin like https://app.example.com"
+                ));
+            }
+        }
+        Ok(Self::List(origins))
+    }
+}
+
+/// A comma-separated list; blank entries are dropped.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct List(pub Vec<String>);
+
+impl FromStr for List {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Ok(Self(
+            s.split(',')
+                .map(str::trim)
+                .filter(|s| !s.is_empty())
+                .map(String::from)
+                .collect(),
+        ))
+    }
+}
+
+/// A duration written in whole seconds.
+pub fn secs(s: &str) -> Result<Duration, String> {
+    s.trim()
+        .parse()
+        .map(Duration::from_secs)
+        .map_err(|_| format!("expected whole seconds, got `{s}`"))
+}
+
+/// A duration written in milliseconds.
+pub fn millis(s: &str) -> Result<Duration, String> {
+    s.trim()
+        .parse()
+        .map(Duration::from_millis)
+        .map_err(|_| format!("expected milliseconds, got `{s}`"))
+}
