@@ -4,53 +4,49 @@
 
 use async_graphql_axum::{GraphQLBatchRequest, rejection::GraphQLRejection};
 use axum::{
-    Extension,
-    extract::{ConnectInfo, RawQuery, State},
+    extract::{RawQuery, State},
     http::{HeaderMap, HeaderValue, header},
     response::Response,
 };
-use std::net::{IpAddr, SocketAddr};
 
 use super::{
     HttpState,
     error::{Media, TransportError, error_response, render_for, transport_error},
+    extract::HttpCaller,
     request_id::RequestId,
 };
 use crate::{
     error::ErrorCode,
-    graphql::executor::{Caller, Executed, Operations},
+    graphql::executor::{Executed, Operations},
 };
 
 pub async fn post(
     State(state): State<HttpState>,
-    Extension(request_id): Extension<RequestId>,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    caller: HttpCaller,
+    media: Media,
     headers: HeaderMap,
     batch: Result<GraphQLBatchRequest, GraphQLRejection>,
 ) -> Response {
-    let media = Media::negotiate(&headers);
+    let request_id = &caller.request_id;
     if !is_json(&headers) {
-        return transport_error(&TransportError::NotJson, &request_id, media);
+        return transport_error(&TransportError::NotJson, request_id, media);
     }
     let batch = match batch {
         Ok(batch) => batch.into_inner(),
         // Size is `body_limit`'s business, before this runs.
         Err(rejection) => {
             let error = TransportError::NotGraphQL(rejection.0.to_string());
-            return transport_error(&error, &request_id, media);
+            return transport_error(&error, request_id, media);
         }
     };
     let executor = &state.executor;
     match executor.prepare_all(batch).await {
-        Ok(operations) => {
-            let caller = caller(&state, &headers, peer, &request_id);
-            respond(
-                executor.execute(operations, caller).await,
-                &request_id,
-                media,
-            )
-        }
-        Err(e) => error_response(&e, &request_id, media),
+        Ok(operations) => respond(
+            executor.execute(operations, caller.caller()).await,
+            request_id,
+            media,
+        ),
+        Err(e) => error_response(&e, request_id, media),
     }
 }
 
@@ -64,12 +60,12 @@ fn is_json(headers: &HeaderMap) -> bool {
 
 pub async fn get(
     State(state): State<HttpState>,
-    Extension(request_id): Extension<RequestId>,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    caller: HttpCaller,
+    media: Media,
     headers: HeaderMap,
     RawQuery(query): RawQuery,
 ) -> Response {
-    let media = Media::negotiate(&headers);
+    let request_id = &caller.request_id;
     let query = query.unwrap_or_default();
     let has_document = query.split('&').any(|pair| {
         ["query=", "extensions="]
@@ -83,38 +79,21 @@ pub async fn get(
         Ok(request) => request,
         Err(e) => {
             let error = TransportError::BadQueryString(e.to_string());
-            return transport_error(&error, &request_id, media);
+            return transport_error(&error, request_id, media);
         }
     };
     let operation = match state.executor.prepare(request).await {
         Ok(operation) => operation,
-        Err(e) => return error_response(&e, &request_id, media),
+        Err(e) => return error_response(&e, request_id, media),
     };
     if !operation.is_query() {
-        return transport_error(&TransportError::MutationOverGet, &request_id, media);
+        return transport_error(&TransportError::MutationOverGet, request_id, media);
     }
-    let caller = caller(&state, &headers, peer, &request_id);
     let executed = state
         .executor
-        .execute(Operations::Single(operation), caller)
+        .execute(Operations::Single(operation), caller.caller())
         .await;
-    respond(executed, &request_id, media)
-}
-
-fn caller<'a>(
-    state: &HttpState,
-    headers: &'a HeaderMap,
-    peer: SocketAddr,
-    request_id: &'a RequestId,
-) -> Caller<'a> {
-    Caller {
-        // A header that is not text is credentials nobody can verify.
-        authorization: headers
-            .get(header::AUTHORIZATION)
-            .map(|v| v.to_str().unwrap_or_default()),
-        address: client_address(state.trusted_proxy_hops, headers, peer),
-        request_id: &request_id.0,
-    }
+    respond(executed, request_id, media)
 }
 
 /// The HTTP answer to what the pipeline made of a request.
@@ -163,27 +142,6 @@ fn respond(executed: Executed, request_id: &RequestId, media: Media) -> Response
         }
     }
     http
-}
-
-/// The client's address: the connection's, unless proxies are trusted, in
-/// which case the entry `hops` from the end of `X-Forwarded-For` (the one
-/// the outermost trusted proxy saw).
-fn client_address(hops: usize, headers: &HeaderMap, peer: SocketAddr) -> IpAddr {
-    if hops == 0 {
-        return peer.ip();
-    }
-    let chain: Vec<&str> = headers
-        .get_all("x-forwarded-for")
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(','))
-        .map(str::trim)
-        .collect();
-    chain
-        .len()
-        .checked_sub(hops)
-        .and_then(|i| chain[i].parse().ok())
-        .unwrap_or_else(|| peer.ip())
 }
 
 fn accepts_html(headers: &HeaderMap) -> bool {

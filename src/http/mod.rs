@@ -2,6 +2,7 @@
 
 mod body_limit;
 mod error;
+mod extract;
 mod graphiql;
 mod graphql;
 mod health;

@@ -1,5 +1,7 @@
-//! Field rules for account input. Each check appends to a list, so a client
-//! learns about every wrong field at once.
+//! Field rules for what mutations take in: accounts (username, email,
+//! password, bio, image), articles (title, description, body, tags) and
+//! comments. Each check appends to a list, so a client learns about every
+//! wrong field at once.
 
 use crate::error::{FieldError, UserErrorCode};
 

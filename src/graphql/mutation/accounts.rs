@@ -175,7 +175,7 @@ impl AccountMutations {
             image: patch(input.image),
             password: input.password,
         };
-        let outcome = accounts::update_profile(ctx.app(), ctx.require_viewer()?, update).await;
+        let outcome = accounts::update_profile(ctx.app(), ctx.signed_in(), update).await;
         let (user, errors) = match refusals(outcome)? {
             Ok(user) => (Some(User::own(user)), Vec::new()),
             Err(errors) => (None, errors),
@@ -196,7 +196,7 @@ impl AccountMutations {
     ) -> async_graphql::Result<Option<ChangePasswordPayload>> {
         let outcome = accounts::change_password(
             ctx.app(),
-            ctx.require_viewer()?,
+            ctx.signed_in(),
             ChangePassword {
                 current_password: input.current_password,
                 new_password: input.new_password,

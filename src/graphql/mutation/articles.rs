@@ -122,7 +122,7 @@ impl ArticleMutations {
             body: input.body,
             tag_list: input.tag_list,
         };
-        let outcome = articles::create(ctx.app(), ctx.require_viewer()?, draft).await;
+        let outcome = articles::create(ctx.app(), ctx.signed_in(), draft).await;
         let (article, errors) = match refusals(outcome)? {
             Ok(article) => (Some(Article::from(article)), Vec::new()),
             Err(errors) => (None, errors),
@@ -142,14 +142,14 @@ impl ArticleMutations {
         ctx: &Context<'_>,
         input: UpdateArticleInput,
     ) -> async_graphql::Result<Option<UpdateArticlePayload>> {
-        let id = global_id::decode(&input.id, "Article")?;
+        let id = global_id::decode_as::<Article>(&input.id)?;
         let edit = ArticleEdit {
             title: input.title,
             description: input.description,
             body: input.body,
             tag_list: input.tag_list,
         };
-        let outcome = articles::update(ctx.app(), ctx.require_viewer()?, id, edit).await;
+        let outcome = articles::update(ctx.app(), ctx.signed_in(), id, edit).await;
         let (article, errors) = match refusals(outcome)? {
             Ok(article) => (Some(Article::from(article)), Vec::new()),
             Err(errors) => (None, errors),
@@ -169,8 +169,8 @@ impl ArticleMutations {
         ctx: &Context<'_>,
         input: DeleteArticleInput,
     ) -> async_graphql::Result<Option<DeleteArticlePayload>> {
-        let id = global_id::decode(&input.id, "Article")?;
-        let article = articles::delete(ctx.app(), ctx.require_viewer()?, id).await?;
+        let id = global_id::decode_as::<Article>(&input.id)?;
+        let article = articles::delete(ctx.app(), ctx.signed_in(), id).await?;
         Ok(Some(DeleteArticlePayload {
             article: Article::from(article),
             client_mutation_id: input.client_mutation_id,
@@ -184,8 +184,8 @@ impl ArticleMutations {
         ctx: &Context<'_>,
         input: FavoriteArticleInput,
     ) -> async_graphql::Result<Option<FavoriteArticlePayload>> {
-        let id = global_id::decode(&input.id, "Article")?;
-        let article = favorites::favorite(ctx.app(), ctx.require_viewer()?, id).await?;
+        let id = global_id::decode_as::<Article>(&input.id)?;
+        let article = favorites::favorite(ctx.app(), ctx.signed_in(), id).await?;
         Ok(Some(FavoriteArticlePayload {
             article: Some(Article::from(article)),
             client_mutation_id: input.client_mutation_id,
@@ -199,8 +199,8 @@ impl ArticleMutations {
         ctx: &Context<'_>,
         input: UnfavoriteArticleInput,
     ) -> async_graphql::Result<Option<UnfavoriteArticlePayload>> {
-        let id = global_id::decode(&input.id, "Article")?;
-        let article = favorites::unfavorite(ctx.app(), ctx.require_viewer()?, id).await?;
+        let id = global_id::decode_as::<Article>(&input.id)?;
+        let article = favorites::unfavorite(ctx.app(), ctx.signed_in(), id).await?;
         Ok(Some(UnfavoriteArticlePayload {
             article: Some(Article::from(article)),
             client_mutation_id: input.client_mutation_id,

@@ -5,6 +5,7 @@ use crate::{
         ContextExt,
         guards::SignedIn,
         types::{
+            article::Article,
             comment::Comment,
             global_id,
             user_error::{UserError, refusals},
@@ -57,8 +58,8 @@ impl CommentMutations {
         ctx: &Context<'_>,
         input: AddCommentInput,
     ) -> async_graphql::Result<Option<AddCommentPayload>> {
-        let article_id = global_id::decode(&input.article_id, "Article")?;
-        let outcome = comments::add(ctx.app(), ctx.require_viewer()?, article_id, input.body).await;
+        let article_id = global_id::decode_as::<Article>(&input.article_id)?;
+        let outcome = comments::add(ctx.app(), ctx.signed_in(), article_id, input.body).await;
         let (comment, errors) = match refusals(outcome)? {
             Ok(comment) => (Some(Comment(comment)), Vec::new()),
             Err(errors) => (None, errors),
@@ -77,8 +78,8 @@ impl CommentMutations {
         ctx: &Context<'_>,
         input: DeleteCommentInput,
     ) -> async_graphql::Result<Option<DeleteCommentPayload>> {
-        let id = global_id::decode(&input.id, "Comment")?;
-        let comment = comments::delete(ctx.app(), ctx.require_viewer()?, id).await?;
+        let id = global_id::decode_as::<Comment>(&input.id)?;
+        let comment = comments::delete(ctx.app(), ctx.signed_in(), id).await?;
         Ok(Some(DeleteCommentPayload {
             comment: Some(Comment(comment)),
             client_mutation_id: input.client_mutation_id,

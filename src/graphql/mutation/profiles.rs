@@ -59,8 +59,8 @@ impl ProfileMutations {
         ctx: &Context<'_>,
         input: FollowUserInput,
     ) -> async_graphql::Result<Option<FollowUserPayload>> {
-        let id = global_id::decode(&input.id, "User")?;
-        let outcome = profiles::follow(ctx.app(), ctx.require_viewer()?, id).await;
+        let id = global_id::decode_as::<User>(&input.id)?;
+        let outcome = profiles::follow(ctx.app(), ctx.signed_in(), id).await;
         let (user, errors) = match refusals(outcome)? {
             Ok(user) => (Some(User::public(user)), Vec::new()),
             Err(errors) => (None, errors),
@@ -79,8 +79,8 @@ impl ProfileMutations {
         ctx: &Context<'_>,
         input: UnfollowUserInput,
     ) -> async_graphql::Result<Option<UnfollowUserPayload>> {
-        let id = global_id::decode(&input.id, "User")?;
-        let user = profiles::unfollow(ctx.app(), ctx.require_viewer()?, id).await?;
+        let id = global_id::decode_as::<User>(&input.id)?;
+        let user = profiles::unfollow(ctx.app(), ctx.signed_in(), id).await?;
         Ok(Some(UnfollowUserPayload {
             user: Some(User::public(user)),
             client_mutation_id: input.client_mutation_id,

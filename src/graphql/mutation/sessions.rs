@@ -92,7 +92,7 @@ impl SessionMutations {
         ctx: &Context<'_>,
         input: SignOutInput,
     ) -> async_graphql::Result<Option<SignOutPayload>> {
-        sessions::sign_out(ctx.app(), ctx.require_viewer()?).await?;
+        sessions::sign_out(ctx.app(), ctx.signed_in()).await?;
         Ok(Some(SignOutPayload {
             errors: Vec::new(),
             client_mutation_id: input.client_mutation_id,
@@ -106,7 +106,7 @@ impl SessionMutations {
         ctx: &Context<'_>,
         input: SignOutEverywhereInput,
     ) -> async_graphql::Result<Option<SignOutEverywherePayload>> {
-        let revoked = sessions::sign_out_everywhere(ctx.app(), ctx.require_viewer()?).await?;
+        let revoked = sessions::sign_out_everywhere(ctx.app(), ctx.signed_in()).await?;
         Ok(Some(SignOutEverywherePayload {
             revoked_session_count: i32::try_from(revoked).unwrap_or(i32::MAX),
             errors: Vec::new(),

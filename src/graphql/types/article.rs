@@ -130,7 +130,7 @@ async fn prefetch(ctx: &Context<'_>, rows: &[ArticleListing]) -> async_graphql::
 impl Article {
     /// Opaque global id.
     pub async fn id(&self) -> ID {
-        global_id::encode("Article", self.row.id)
+        global_id::of::<Self>(self.row.id)
     }
 
     /// URL-safe, unique; changes when the title changes.

@@ -25,7 +25,7 @@ impl Comment {
 impl Comment {
     /// Opaque global id.
     pub async fn id(&self) -> ID {
-        global_id::encode("Comment", self.0.id)
+        global_id::of::<Self>(self.0.id)
     }
 
     async fn body(&self) -> &str {

@@ -2,13 +2,28 @@
 //! them as opaque; the type prefix lets `node(id:)` route and lets every
 //! mutation refuse an id of the wrong type.
 
-use async_graphql::ID;
+use async_graphql::{ID, OutputType};
 use base64::{Engine as _, engine::general_purpose::URL_SAFE_NO_PAD};
 use uuid::Uuid;
 
 use crate::error::AppError;
 
-pub fn encode(type_name: &str, id: Uuid) -> ID {
+/// The global id of the `T` with database id `id`.
+pub fn of<T: OutputType>(id: Uuid) -> ID {
+    encode(&T::type_name(), id)
+}
+
+/// The UUID inside `id`, which must name a `T`.
+pub fn decode_as<T: OutputType>(id: &ID) -> Result<Uuid, AppError> {
+    decode(id, &T::type_name())
+}
+
+/// Whether `type_name`, from [`decode_any`], names a `T`.
+pub fn names<T: OutputType>(type_name: &str) -> bool {
+    type_name == T::type_name()
+}
+
+fn encode(type_name: &str, id: Uuid) -> ID {
     // Every article and user in a page has one: no formatting machinery.
     let mut raw = Vec::with_capacity(type_name.len() + 1 + 36);
     raw.extend_from_slice(type_name.as_bytes());
@@ -33,8 +48,7 @@ pub fn decode_any(id: &ID) -> Result<(String, Uuid), AppError> {
     Ok((kind.to_owned(), uuid))
 }
 
-/// The UUID inside `id`, which must name an object of `type_name`.
-pub fn decode(id: &ID, type_name: &str) -> Result<Uuid, AppError> {
+fn decode(id: &ID, type_name: &str) -> Result<Uuid, AppError> {
     match decode_any(id) {
         Ok((kind, uuid)) if kind == type_name => Ok(uuid),
         _ => Err(AppError::BadUserInput(format!(

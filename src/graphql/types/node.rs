@@ -23,19 +23,23 @@ pub enum Node {
 pub async fn resolve(ctx: &Context<'_>, id: &ID) -> async_graphql::Result<Option<Node>> {
     let (kind, uuid) = global_id::decode_any(id)?;
     let loaders = ctx.loaders();
-    Ok(match kind.as_str() {
-        "User" => loaders
+    let kind = kind.as_str();
+    Ok(if global_id::names::<User>(kind) {
+        loaders
             .load_one(UserById(uuid))
             .await?
-            .map(|u| Node::User(User::public(u))),
-        "Article" => loaders
+            .map(|u| Node::User(User::public(u)))
+    } else if global_id::names::<Article>(kind) {
+        loaders
             .load_one(ArticleById(uuid))
             .await?
-            .map(|a| Node::Article(Article::from(a))),
-        "Comment" => loaders
+            .map(|a| Node::Article(Article::from(a)))
+    } else if global_id::names::<Comment>(kind) {
+        loaders
             .load_one(CommentById(uuid))
             .await?
-            .map(|c| Node::Comment(Comment(c))),
-        _ => return Err(AppError::BadUserInput(format!("`{}` is not a valid id", id.0)).into()),
+            .map(|c| Node::Comment(Comment(c)))
+    } else {
+        return Err(AppError::BadUserInput(format!("`{}` is not a valid id", id.0)).into());
     })
 }

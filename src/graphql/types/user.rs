@@ -70,7 +70,7 @@ impl User {
 impl User {
     /// Opaque global id.
     pub async fn id(&self) -> ID {
-        global_id::encode("User", self.row.id)
+        global_id::of::<Self>(self.row.id)
     }
 
     async fn username(&self) -> &str {
