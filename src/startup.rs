@@ -18,6 +18,7 @@ use crate::{
     rate_limit::{
         Budget, Budgets, RateLimitStore, RateLimiter, memory::MemoryStore, redis::RedisStore,
     },
+    services::events::EventBus,
     state::AppState,
 };
 
@@ -26,6 +27,9 @@ pub struct Application {
     router: Router,
     state: AppState,
     embedded: Option<EmbeddedPostgres>,
+    /// Set when shutdown starts: `/readyz` answers 503 and sockets close.
+    draining: tokio::sync::watch::Sender<bool>,
+    sockets: Arc<http::ws::Sockets>,
 }
 
 /// The database to use: `DATABASE_URL`, or the embedded server.
@@ -73,6 +77,7 @@ impl Application {
             None
         };
         let limiter = rate_limiter(config, redis.as_ref())?;
+        let events = EventBus::start(&url, db.clone(), config.subscriptions.buffer).await?;
         let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
         let state = AppState {
             db,
@@ -85,6 +90,7 @@ impl Application {
             refresh_token_ttl: config.refresh_token_ttl,
             pagination: config.pagination,
             limiter,
+            events,
         };
         let schema = graphql::build_schema(Some(state.clone()), config);
         let documents = PersistedDocuments::from_config(
@@ -93,7 +99,9 @@ impl Application {
             config.trusted_documents.as_deref(),
         )?;
         let executor = Executor::new(state.clone(), schema, documents, config);
-        let router = http::router(state.clone(), executor, config);
+        let (draining, shutdown) = tokio::sync::watch::channel(false);
+        let sockets = Arc::new(http::ws::Sockets::new(config.subscriptions, shutdown));
+        let router = http::router(state.clone(), executor, sockets.clone(), config);
         let address = SocketAddr::new(config.host, config.port);
         let listener = TcpListener::bind(address)
             .await
@@ -103,6 +111,8 @@ impl Application {
             router,
             state,
             embedded,
+            draining,
+            sockets,
         })
     }
 
@@ -127,15 +137,29 @@ impl Application {
             router,
             state,
             embedded,
+            draining,
+            sockets,
         } = self;
         tracing::info!(address = %listener.local_addr()?, "serving GraphQL at /graphql");
+        let drain = async move {
+            shutdown.await;
+            // `/readyz` turns 503 and WebSockets close with 1001 once their
+            // queries and mutations in flight are done.
+            let _ = draining.send(true);
+        };
         axum::serve(
             listener,
             router.into_make_service_with_connect_info::<SocketAddr>(),
         )
-        .with_graceful_shutdown(shutdown)
+        .with_graceful_shutdown(drain)
         .await
         .context("server failed")?;
+        // Upgraded sockets are not the server's connections any more: wait
+        // for them to close on their own.
+        let waited = std::time::Instant::now();
+        while sockets.open() > 0 && waited.elapsed() < std::time::Duration::from_secs(30) {
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
         tracing::info!("stopped accepting; in-flight requests finished");
         drop(state);
         if let Some(embedded) = embedded {

@@ -7,6 +7,7 @@ use crate::{
     config::Pagination,
     db::Database,
     rate_limit::RateLimiter,
+    services::events::EventBus,
 };
 
 #[derive(Clone)]
@@ -17,4 +18,5 @@ pub struct AppState {
     pub refresh_token_ttl: Duration,
     pub pagination: Pagination,
     pub limiter: RateLimiter,
+    pub events: EventBus,
 }

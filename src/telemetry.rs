@@ -128,6 +128,36 @@ pub mod metrics_export {
         metrics::counter!("rate_limit_rejections_total", "budget" => budget).increment(1);
     }
 
+    /// Events the bus read and fanned out.
+    pub fn record_events(count: usize) {
+        handle();
+        metrics::counter!("events_delivered_total").increment(count as u64);
+    }
+
+    /// The bus's listening connection was lost and is being replaced.
+    pub fn record_listener_reconnect() {
+        handle();
+        metrics::counter!("events_listener_reconnects_total").increment(1);
+    }
+
+    /// A WebSocket opened (`1`) or closed (`-1`).
+    pub fn record_socket(change: f64) {
+        handle();
+        metrics::gauge!("websocket_connections").increment(change);
+    }
+
+    /// A subscription started (`1`) or ended (`-1`).
+    pub fn record_subscription(change: f64) {
+        handle();
+        metrics::gauge!("graphql_active_subscriptions").increment(change);
+    }
+
+    /// One event sent to one subscriber, `lag` after it was committed.
+    pub fn record_event_sent(lag: Duration) {
+        handle();
+        metrics::histogram!("subscription_delivery_lag_seconds").record(lag.as_secs_f64());
+    }
+
     /// Pool figures and the statements sent so far, read at scrape time.
     pub fn record_database(state: &bb8::State, statements: u64) {
         handle();

@@ -12,6 +12,9 @@ use uuid::Uuid;
 pub struct Viewer {
     pub user_id: Uuid,
     pub session_id: Uuid,
+    /// When the access token that named the viewer expires (Unix
+    /// seconds): a long-lived connection ends there.
+    pub token_expires_at: i64,
 }
 
 /// Why a presented access token names nobody. The request is served as

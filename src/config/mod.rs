@@ -8,6 +8,7 @@
 
 mod limits;
 mod rate_limits;
+mod subscriptions;
 mod values;
 
 use std::{net::IpAddr, path::PathBuf, time::Duration};
@@ -19,6 +20,7 @@ use self::values::{millis, secs};
 pub use self::{
     limits::{Limits, Pagination, schema_lists},
     rate_limits::RateLimits,
+    subscriptions::Subscriptions,
     values::{AppEnv, CorsOrigins, List, LogFormat, PersistedQueryStore, RateLimitStoreKind},
 };
 
@@ -104,6 +106,8 @@ pub struct Config {
     pub cors_allowed_origins: Option<CorsOrigins>,
     #[command(flatten)]
     pub rate_limits: RateLimits,
+    #[command(flatten)]
+    pub subscriptions: Subscriptions,
     /// Proxies in front of the server that append to `X-Forwarded-For`;
     /// `0` ignores the header (anyone can forge it) and uses the
     /// connection's address.

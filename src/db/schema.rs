@@ -38,6 +38,18 @@ diesel::table! {
 }
 
 diesel::table! {
+    events (id) {
+        id -> Int8,
+        kind -> Text,
+        article_id -> Nullable<Uuid>,
+        comment_id -> Nullable<Uuid>,
+        user_id -> Nullable<Uuid>,
+        session_id -> Nullable<Uuid>,
+        created_at -> Timestamptz,
+    }
+}
+
+diesel::table! {
     favorites (user_id, article_id) {
         user_id -> Uuid,
         article_id -> Uuid,
@@ -116,6 +128,7 @@ diesel::allow_tables_to_appear_in_same_query!(
     article_tags,
     articles,
     comments,
+    events,
     favorites,
     follows,
     refresh_tokens,

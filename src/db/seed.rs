@@ -113,6 +113,13 @@ pub async fn seed(url: &str, size: SeedSize) -> anyhow::Result<SeedReport> {
     let report = conn
         .transaction(async |conn| -> anyhow::Result<SeedReport> {
             conn.batch_execute(HASH_FUNCTION).await?;
+            // A demo data set has no history for subscribers to replay:
+            // its rows record no events (see the events migration).
+            conn.batch_execute(
+                "ALTER TABLE articles DISABLE TRIGGER articles_record_event;
+                 ALTER TABLE comments DISABLE TRIGGER comments_record_event;",
+            )
+            .await?;
             let users = exec(conn, &format!(
                 "INSERT INTO users (id, username, email, password_hash, bio, created_at, updated_at)
                  SELECT md5('user' || i)::uuid, 'user' || i, 'user' || i || '@example.com', {hash},
@@ -209,6 +216,11 @@ pub async fn seed(url: &str, size: SeedSize) -> anyhow::Result<SeedReport> {
                 )).await?
             };
 
+            conn.batch_execute(
+                "ALTER TABLE articles ENABLE TRIGGER articles_record_event;
+                 ALTER TABLE comments ENABLE TRIGGER comments_record_event;",
+            )
+            .await?;
             Ok(SeedReport {
                 users,
                 articles,

@@ -81,6 +81,15 @@ pub struct Prepared {
 }
 
 impl Prepared {
+    /// Whether the operation is a subscription, which streams.
+    pub fn is_subscription(&self) -> bool {
+        let Ok(document) = &self.document else {
+            return false;
+        };
+        limits::operation(document, self.request.operation_name.as_deref())
+            .is_some_and(|op| op.ty == OperationType::Subscription)
+    }
+
     /// Whether the operation is a query, as a GET must be. A document that
     /// does not parse or pass the limits is left to the run, which says why.
     pub fn is_query(&self) -> bool {
@@ -154,6 +163,16 @@ impl Executor {
         }
     }
 
+    /// The instance's event bus, for transports that push.
+    pub fn events(&self) -> &crate::services::events::EventBus {
+        &self.app.events
+    }
+
+    /// How long a query or mutation may run.
+    pub fn request_timeout(&self) -> Duration {
+        self.request_timeout
+    }
+
     /// A batch of `len` operations, within `MAX_BATCH_SIZE` or refused
     /// before any is looked at.
     pub fn check_batch_size(&self, len: usize) -> Result<(), Refusal> {
@@ -198,7 +217,7 @@ impl Executor {
 
     pub async fn execute(&self, operations: Operations, caller: Caller<'_>) -> Executed {
         let started = std::time::Instant::now();
-        let credentials = match self.credentials(caller.authorization).await {
+        let credentials = match self.authenticate(caller.authorization).await {
             Ok(credentials) => credentials,
             Err(e) => {
                 return Executed {
@@ -283,7 +302,7 @@ impl Executor {
     /// The caller, per its credentials: none is anonymous, and so are ones
     /// that do not verify, but then the client is told why. Only a database
     /// failure is an error.
-    async fn credentials(&self, authorization: Option<&str>) -> Result<Credentials, AppError> {
+    pub async fn authenticate(&self, authorization: Option<&str>) -> Result<Credentials, AppError> {
         let anonymous = |rejected| Credentials {
             viewer: None,
             rejected,
@@ -314,10 +333,11 @@ impl Executor {
 }
 
 /// Who the credentials name.
-struct Credentials {
-    viewer: Option<Viewer>,
+#[derive(Debug, Clone, Copy)]
+pub struct Credentials {
+    pub viewer: Option<Viewer>,
     /// Why presented credentials name nobody; the request is then anonymous.
-    rejected: Option<TokenRejection>,
+    pub rejected: Option<TokenRejection>,
 }
 
 /// What every operation of a request shares.
@@ -330,29 +350,35 @@ struct Operation<'a> {
 }
 
 impl Operation<'_> {
-    /// Runs one operation: the static limits, the rate-limit charge, then
-    /// the schema, with what resolvers need attached: the viewer, the
-    /// client's address, the rate-limit ticket and a fresh set of loaders
-    /// (they cache per operation and know the viewer).
+    /// Runs one operation.
     async fn run(&self, operation: Prepared) -> async_graphql::Response {
+        match self.request(operation).await {
+            Ok(request) => self.executor.schema.execute(request).await,
+            Err(refused) => refused,
+        }
+    }
+
+    /// The static limits and the rate-limit charge, then the request the
+    /// schema runs, with what resolvers need attached: the viewer, the
+    /// client's address, the rate-limit ticket and a fresh set of loaders
+    /// (they cache per operation and know the viewer). A refusal is the
+    /// response to send instead.
+    async fn request(&self, operation: Prepared) -> Result<Request, async_graphql::Response> {
         let refuse = |e: ServerError| async_graphql::Response::from_errors(vec![e]);
         let executor = self.executor;
         let Prepared {
             mut request,
             document,
         } = operation;
-        let document = match document {
-            Ok(document) => document,
-            Err(e) => return refuse(e),
-        };
-        let measure = match executor.limits.measure(
-            &document,
-            request.operation_name.as_deref(),
-            &request.variables,
-        ) {
-            Ok(measure) => measure,
-            Err(e) => return refuse(e),
-        };
+        let document = document.map_err(refuse)?;
+        let measure = executor
+            .limits
+            .measure(
+                &document,
+                request.operation_name.as_deref(),
+                &request.variables,
+            )
+            .map_err(refuse)?;
         let span = self.span.clone();
         let loaders = loaders::for_request(&executor.app, self.viewer, move |batch| {
             tokio::spawn(batch.instrument(span.clone()))
@@ -363,21 +389,74 @@ impl Operation<'_> {
                 // no answer is cached across them.
                 loaders.enable_all_cache(false);
             }
-            if let Err(e) = rate_limit::charge(&executor.app, self.ticket, measure.cost).await {
-                return refuse(e);
-            }
+            rate_limit::charge(&executor.app, self.ticket, measure.cost)
+                .await
+                .map_err(refuse)?;
         }
         request.set_parsed_query(ExecutableDocument::clone(&document));
         request = request
             .data(self.address)
             .data(self.ticket.clone())
-            .data(loaders);
-        request = match self.viewer {
+            .data(Arc::new(loaders));
+        Ok(match self.viewer {
             Some(viewer) => request.data(viewer),
             None if executor.production => request.disable_introspection(),
             None => request,
+        })
+    }
+}
+
+impl Executor {
+    /// Runs one operation for a caller already authenticated (a WebSocket
+    /// authenticates once, when it opens): every result it produces, one
+    /// for a query or mutation, one per event for a subscription. Limits,
+    /// the rate-limit charge and error codes are those of
+    /// [`Executor::execute`]; a query or mutation also has its timeout.
+    pub async fn stream(
+        &self,
+        operation: Prepared,
+        viewer: Option<Viewer>,
+        address: std::net::IpAddr,
+        request_id: &str,
+    ) -> futures_util::stream::BoxStream<'static, async_graphql::Response> {
+        let spender = match viewer {
+            Some(viewer) => Spender::User(viewer.user_id),
+            None => Spender::Address(address),
         };
-        executor.schema.execute(request).await
+        let ticket = RateLimitTicket::new(spender);
+        let subscription = operation.is_subscription();
+        let shared = Operation {
+            executor: self,
+            viewer,
+            address: ClientAddress(address),
+            ticket: &ticket,
+            span: tracing::Span::current(),
+        };
+        let request_id = request_id.to_owned();
+        let tag = move |response: async_graphql::Response| {
+            let mut response = BatchResponse::Single(response);
+            tag_errors(&mut response, &request_id);
+            match response {
+                BatchResponse::Single(response) => response,
+                BatchResponse::Batch(_) => unreachable!("a single response stays single"),
+            }
+        };
+        let request = match shared.request(operation).await {
+            Ok(request) => request,
+            Err(refused) => return futures_util::stream::once(async move { tag(refused) }).boxed(),
+        };
+        if subscription {
+            return self.schema.execute_stream(request).map(tag).boxed();
+        }
+        let response =
+            match tokio::time::timeout(self.request_timeout, self.schema.execute(request)).await {
+                Ok(response) => response,
+                Err(_) => async_graphql::Response::from_errors(vec![
+                    AppError::Timeout("the request took too long and was cancelled")
+                        .into_server_error(),
+                ]),
+            };
+        futures_util::stream::once(async move { tag(response) }).boxed()
     }
 }
 

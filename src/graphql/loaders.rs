@@ -95,6 +95,18 @@ where
     Ok(())
 }
 
+/// Forgets everything `loaders` cached.
+pub fn clear_all(loaders: &Loaders) {
+    loaders.clear::<UserById>();
+    loaders.clear::<ArticleById>();
+    loaders.clear::<CommentById>();
+    loaders.clear::<ArticleBody>();
+    loaders.clear::<TagsOfArticle>();
+    loaders.clear::<FavoritedByViewer>();
+    loaders.clear::<FollowedByViewer>();
+    loaders.clear::<NewestComments>();
+}
+
 type LoadResult<K, V> = Result<HashMap<K, V>, async_graphql::Error>;
 
 fn ids<K: Copy>(keys: &[K], id: impl Fn(K) -> Uuid) -> Vec<Uuid> {

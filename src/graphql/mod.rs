@@ -11,13 +11,15 @@ pub mod mutation;
 pub mod persisted;
 pub mod query;
 pub mod rate_limit;
+pub mod subscription;
 pub mod types;
 
-use async_graphql::{Context, EmptySubscription, Schema};
+use async_graphql::{Context, Schema};
 
 use crate::{auth::Viewer, config::Config, state::AppState};
 
-pub type ConduitSchema = Schema<query::QueryRoot, mutation::MutationRoot, EmptySubscription>;
+pub type ConduitSchema =
+    Schema<query::QueryRoot, mutation::MutationRoot, subscription::SubscriptionRoot>;
 
 /// Builds the schema. `state` is absent only when printing the SDL.
 pub fn build_schema(state: Option<AppState>, config: &Config) -> ConduitSchema {
@@ -26,7 +28,7 @@ pub fn build_schema(state: Option<AppState>, config: &Config) -> ConduitSchema {
     let mut builder = Schema::build(
         query::QueryRoot,
         mutation::MutationRoot::default(),
-        EmptySubscription,
+        subscription::SubscriptionRoot,
     );
     if let Some(state) = state {
         builder = builder.data(state);
@@ -63,7 +65,7 @@ impl ContextExt for Context<'_> {
     }
 
     fn loaders(&self) -> &loaders::Loaders {
-        self.data_unchecked::<loaders::Loaders>()
+        self.data_unchecked::<std::sync::Arc<loaders::Loaders>>()
     }
 
     fn signed_in(&self) -> &Viewer {

@@ -4,7 +4,10 @@
 
 use async_graphql_axum::{GraphQLBatchRequest, rejection::GraphQLRejection};
 use axum::{
-    extract::{RawQuery, State},
+    extract::{
+        RawQuery, State,
+        ws::{WebSocketUpgrade, rejection::WebSocketUpgradeRejection},
+    },
     http::{HeaderMap, HeaderValue, header},
     response::Response,
 };
@@ -63,8 +66,12 @@ pub async fn get(
     caller: HttpCaller,
     media: Media,
     headers: HeaderMap,
+    upgrade: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
     RawQuery(query): RawQuery,
 ) -> Response {
+    if let Ok(upgrade) = upgrade {
+        return super::ws::upgrade(state, caller, upgrade);
+    }
     let request_id = &caller.request_id;
     let query = query.unwrap_or_default();
     let has_document = query.split('&').any(|pair| {

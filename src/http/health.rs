@@ -12,6 +12,12 @@ pub async fn healthz() -> impl IntoResponse {
 
 /// The process can serve: a database connection answers a query.
 pub async fn readyz(State(state): State<HttpState>) -> impl IntoResponse {
+    if state.sockets.draining() {
+        return (
+            StatusCode::SERVICE_UNAVAILABLE,
+            Json(json!({ "status": "unavailable", "reason": "shutting down" })),
+        );
+    }
     let ready = tokio::time::timeout(Duration::from_secs(2), state.app.db.is_ready())
         .await
         .unwrap_or(false);

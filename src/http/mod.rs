@@ -8,6 +8,7 @@ mod graphql;
 mod health;
 pub mod request_id;
 mod security;
+pub mod ws;
 
 use axum::{Router, error_handling::HandleErrorLayer, middleware, routing::get};
 use tower::{ServiceBuilder, limit::GlobalConcurrencyLimitLayer};
@@ -19,14 +20,23 @@ use crate::{config::Config, graphql::executor::Executor, state::AppState};
 pub struct HttpState {
     pub app: AppState,
     pub executor: std::sync::Arc<Executor>,
+    pub sockets: std::sync::Arc<ws::Sockets>,
     pub graphiql: bool,
     pub trusted_proxy_hops: usize,
 }
 
-pub fn router(app: AppState, executor: Executor, config: &Config) -> Router {
+/// The routes. `sockets` is shared with the server, which waits for them
+/// to close when it shuts down.
+pub fn router(
+    app: AppState,
+    executor: Executor,
+    sockets: std::sync::Arc<ws::Sockets>,
+    config: &Config,
+) -> Router {
     let state = HttpState {
         app,
         executor: std::sync::Arc::new(executor),
+        sockets,
         graphiql: config.graphiql(),
         trusted_proxy_hops: config.trusted_proxy_hops,
     };

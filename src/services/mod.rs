@@ -4,6 +4,7 @@
 pub mod accounts;
 pub mod articles;
 pub mod comments;
+pub mod events;
 pub mod favorites;
 pub mod profiles;
 pub mod sessions;

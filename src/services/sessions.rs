@@ -158,6 +158,7 @@ pub async fn authenticate(
     Ok(Ok(Viewer {
         user_id: claims.sub,
         session_id: claims.sid,
+        token_expires_at: claims.exp,
     }))
 }
 

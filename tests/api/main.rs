@@ -19,4 +19,5 @@ mod rate_limits;
 mod schema;
 mod sessions;
 mod spec_replay;
+mod subscriptions;
 mod tokens;

@@ -21,10 +21,13 @@ async fn migrations_revert_and_reapply_cleanly() {
 
     let db = crate::helpers::TestDatabase::create().await;
     let url = db.url.clone();
+    let migrations = std::fs::read_dir(concat!(env!("CARGO_MANIFEST_DIR"), "/migrations"))
+        .unwrap()
+        .count();
     tokio::task::spawn_blocking(move || {
         let mut conn = <AsyncConnectionWrapper<AsyncPgConnection> as Connection>::establish(&url).unwrap();
         let reverted = conn.revert_all_migrations(conduit::db::MIGRATIONS).unwrap();
-        assert_eq!(reverted.len(), 8);
+        assert_eq!(reverted.len(), migrations);
         use diesel::RunQueryDsl;
         #[derive(diesel::QueryableByName)]
         struct Left {
@@ -44,14 +47,14 @@ async fn migrations_revert_and_reapply_cleanly() {
         .unwrap();
         assert_eq!(functions.n, 0, "down.sql files leave no functions");
         let applied = conn.run_pending_migrations(conduit::db::MIGRATIONS).unwrap();
-        assert_eq!(applied.len(), 8);
+        assert_eq!(applied.len(), migrations);
     })
     .await
     .unwrap();
     assert_eq!(
         db.count("SELECT count(*) FROM pg_tables WHERE schemaname = 'public' AND tablename <> '__diesel_schema_migrations'")
             .await,
-        9,
-        "users, sessions, refresh_tokens, follows, articles, tags, article_tags, favorites, comments"
+        10,
+        "users, sessions, refresh_tokens, follows, articles, tags, article_tags, favorites, comments, events"
     );
 }

@@ -4,6 +4,7 @@
 
 pub mod article;
 pub mod comment;
+pub mod event;
 pub mod favorite;
 pub mod follow;
 pub mod page;

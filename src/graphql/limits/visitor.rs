@@ -15,7 +15,7 @@ use async_graphql::{
 };
 
 use super::cost::{PRICED, Pricing};
-use crate::graphql::{mutation::MutationRoot, query::QueryRoot};
+use crate::graphql::{mutation::MutationRoot, query::QueryRoot, subscription::SubscriptionRoot};
 
 /// A check over the walk. Every hook does nothing by default.
 pub(super) trait Check {
@@ -84,6 +84,7 @@ pub(super) fn registry() -> Registry {
     let mut registry = Registry::default();
     QueryRoot::create_type_info(&mut registry);
     MutationRoot::create_type_info(&mut registry);
+    <SubscriptionRoot as async_graphql::SubscriptionType>::create_type_info(&mut registry);
     registry
 }
 

@@ -1,7 +1,8 @@
 //! Test support, by concern: databases ([`database`]), configuration
-//! ([`config`]), the application under test ([`app`]), the client that
-//! talks to it ([`client`]), the data tests start from ([`fixtures`]), and
-//! shared assertions ([`assertions`]).
+//! ([`config`]), the application under test ([`app`]), the clients that
+//! talk to it ([`client`] over HTTP, [`socket`] over a WebSocket), the
+//! data tests start from ([`fixtures`]), and shared assertions
+//! ([`assertions`]).
 
 mod app;
 mod assertions;
@@ -9,5 +10,6 @@ mod client;
 mod config;
 mod database;
 mod fixtures;
+mod socket;
 
 pub use self::{app::*, assertions::*, client::*, config::*, database::*, fixtures::*};

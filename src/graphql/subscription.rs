@@ -1,0 +1,302 @@
+//! The subscription root: what changes, pushed as it commits.
+//!
+//! Each subscription takes `after`, the cursor of the last event a client
+//! saw: it first replays what came after it from the database, then goes
+//! live from the instance's event bus, with no gap and no duplicate (event
+//! ids are in commit order, and a live event at or before the last one
+//! replayed is skipped). Without `after` it starts now.
+//!
+//! The rows an event names are loaded once for every subscriber of the
+//! instance (see `services::events`); each event is resolved with the
+//! subscriber's loaders cleared and primed with them, so nothing stale
+//! from an earlier event is served and shared rows cost no query.
+
+use std::sync::Arc;
+
+use async_graphql::{Context, Enum, ID, SimpleObject, Subscription};
+use base64::{Engine as _, engine::general_purpose::URL_SAFE_NO_PAD};
+use futures_util::{Stream, StreamExt, stream};
+use tokio::sync::broadcast::{Receiver, error::RecvError};
+
+use super::{
+    ContextExt,
+    guards::SignedIn,
+    loaders::{self, ArticleById, CommentById, Loaders, UserById},
+    types::{article::Article, comment::Comment, global_id},
+};
+use crate::{
+    db::models::event::kind,
+    error::AppError,
+    services::events::{self, Delivery},
+};
+
+/// Most events a subscription replays; a client further behind reloads
+/// the page instead.
+const MAX_REPLAY: usize = 500;
+
+#[derive(Default)]
+pub struct SubscriptionRoot;
+
+/// What happened to a comment.
+#[derive(Enum, Copy, Clone, Eq, PartialEq)]
+pub enum CommentChange {
+    Added,
+    Deleted,
+}
+
+/// A comment added to or deleted from the article.
+#[derive(SimpleObject)]
+pub struct CommentEvent {
+    /// Pass as `after` to resume after this event.
+    cursor: String,
+    change: CommentChange,
+    /// The comment's global id (also for a deleted one).
+    comment_id: ID,
+    /// The comment as it is now; null once deleted.
+    comment: Option<Comment>,
+}
+
+/// What happened to an article.
+#[derive(Enum, Copy, Clone, Eq, PartialEq)]
+pub enum ArticleChange {
+    /// An edit, its tags, or its favorites count.
+    Updated,
+    Deleted,
+}
+
+/// A change to the article.
+#[derive(SimpleObject)]
+pub struct ArticleEvent {
+    /// Pass as `after` to resume after this event.
+    cursor: String,
+    change: ArticleChange,
+    article_id: ID,
+    /// The article as it is now; null once deleted.
+    article: Option<Article>,
+}
+
+/// An article published by someone the viewer follows.
+#[derive(SimpleObject)]
+pub struct FeedEvent {
+    /// Pass as `after` to resume after this event.
+    cursor: String,
+    article: Article,
+}
+
+#[Subscription(name = "Subscription")]
+impl SubscriptionRoot {
+    /// Comments added to and deleted from one article, in order.
+    async fn comment_events(
+        &self,
+        ctx: &Context<'_>,
+        article_id: ID,
+        after: Option<String>,
+    ) -> async_graphql::Result<impl Stream<Item = async_graphql::Result<CommentEvent>> + use<>>
+    {
+        let id = global_id::decode_as::<Article>(&article_id)?;
+        let after = after.as_deref().map(decode_cursor).transpose()?;
+        let app = ctx.app().clone();
+        let live = app.events.subscribe();
+        if ctx.loaders().load_one(ArticleById(id)).await?.is_none() {
+            return Err(AppError::NotFound("article").into());
+        }
+        let start = after.unwrap_or_else(|| app.events.delivered());
+        let missed = events::replay_article(&app, id, start).await?;
+        let wanted = move |d: &Delivery| {
+            d.event.article_id == Some(id)
+                && matches!(
+                    d.event.kind.as_str(),
+                    kind::COMMENT_ADDED | kind::COMMENT_DELETED
+                )
+        };
+        let deliveries = replay_then_live(missed, start, live, wanted)?;
+        let loaders = ctx.data_unchecked::<Arc<Loaders>>().clone();
+        Ok(deliveries.then(move |delivery| {
+            let loaders = loaders.clone();
+            async move {
+                let delivery = delivery?;
+                prime(&loaders, &delivery).await;
+                let comment_id = delivery.event.comment_id.unwrap_or_default();
+                let added = delivery.event.kind == kind::COMMENT_ADDED;
+                Ok(CommentEvent {
+                    cursor: encode_cursor(delivery.event.id),
+                    change: if added {
+                        CommentChange::Added
+                    } else {
+                        CommentChange::Deleted
+                    },
+                    comment_id: global_id::of::<Comment>(comment_id),
+                    comment: delivery.comment.clone().filter(|_| added).map(Comment),
+                })
+            }
+        }))
+    }
+
+    /// Edits, favorites and the deletion of one article, in order.
+    async fn article_events(
+        &self,
+        ctx: &Context<'_>,
+        article_id: ID,
+        after: Option<String>,
+    ) -> async_graphql::Result<impl Stream<Item = async_graphql::Result<ArticleEvent>> + use<>>
+    {
+        let id = global_id::decode_as::<Article>(&article_id)?;
+        let after = after.as_deref().map(decode_cursor).transpose()?;
+        let app = ctx.app().clone();
+        let live = app.events.subscribe();
+        if ctx.loaders().load_one(ArticleById(id)).await?.is_none() {
+            return Err(AppError::NotFound("article").into());
+        }
+        let start = after.unwrap_or_else(|| app.events.delivered());
+        let missed = events::replay_article(&app, id, start).await?;
+        let wanted = move |d: &Delivery| {
+            d.event.article_id == Some(id)
+                && matches!(
+                    d.event.kind.as_str(),
+                    kind::ARTICLE_UPDATED | kind::ARTICLE_DELETED
+                )
+        };
+        let deliveries = replay_then_live(missed, start, live, wanted)?;
+        let loaders = ctx.data_unchecked::<Arc<Loaders>>().clone();
+        Ok(deliveries.then(move |delivery| {
+            let loaders = loaders.clone();
+            async move {
+                let delivery = delivery?;
+                prime(&loaders, &delivery).await;
+                let deleted = delivery.event.kind == kind::ARTICLE_DELETED;
+                Ok(ArticleEvent {
+                    cursor: encode_cursor(delivery.event.id),
+                    change: if deleted {
+                        ArticleChange::Deleted
+                    } else {
+                        ArticleChange::Updated
+                    },
+                    article_id: global_id::of::<Article>(id),
+                    article: delivery
+                        .article
+                        .clone()
+                        .filter(|_| !deleted)
+                        .map(Article::from),
+                })
+            }
+        }))
+    }
+
+    /// Articles newly published by the authors the viewer follows, in
+    /// order.
+    #[graphql(guard = "SignedIn")]
+    async fn feed_events(
+        &self,
+        ctx: &Context<'_>,
+        after: Option<String>,
+    ) -> async_graphql::Result<impl Stream<Item = async_graphql::Result<FeedEvent>> + use<>> {
+        let after = after.as_deref().map(decode_cursor).transpose()?;
+        let app = ctx.app().clone();
+        let viewer = *ctx.signed_in();
+        let live = app.events.subscribe();
+        let start = after.unwrap_or_else(|| app.events.delivered());
+        let missed = events::replay_feed(&app, &viewer, start).await?;
+        let wanted = |d: &Delivery| d.event.kind == kind::ARTICLE_PUBLISHED && d.article.is_some();
+        let deliveries = replay_then_live(missed, start, live, wanted)?;
+        let loaders = ctx.data_unchecked::<Arc<Loaders>>().clone();
+        Ok(deliveries
+            .filter_map(move |delivery| {
+                let (app, loaders) = (app.clone(), loaders.clone());
+                async move {
+                    let delivery = match delivery {
+                        Ok(delivery) => delivery,
+                        Err(e) => return Some(Err(e.into())),
+                    };
+                    let author = delivery.event.user_id?;
+                    // Whether the viewer follows the author now: one
+                    // query per publication, not per event of the bus.
+                    match events::follows(&app, &viewer, author).await {
+                        Ok(true) => {}
+                        Ok(false) => return None,
+                        Err(e) => return Some(Err(e.into())),
+                    }
+                    prime(&loaders, &delivery).await;
+                    Some(Ok(FeedEvent {
+                        cursor: encode_cursor(delivery.event.id),
+                        article: Article::from(delivery.article.clone()?),
+                    }))
+                }
+            })
+            .boxed())
+    }
+}
+
+/// `missed` (already filtered, replayed from the database), then the live
+/// deliveries `wanted` picks, none at or before the last one replayed. A
+/// subscriber that falls too far behind the bus ends with
+/// `SERVICE_UNAVAILABLE`; it resumes from its last cursor.
+fn replay_then_live(
+    missed: Vec<Delivery>,
+    start: i64,
+    live: Receiver<Arc<Delivery>>,
+    wanted: impl Fn(&Delivery) -> bool + Send + 'static,
+) -> async_graphql::Result<impl Stream<Item = Result<Arc<Delivery>, AppError>> + Send + 'static> {
+    if missed.len() >= MAX_REPLAY {
+        return Err(AppError::BadUserInput(format!(
+            "more than {MAX_REPLAY} events were missed; reload instead of resuming"
+        ))
+        .into());
+    }
+    let last = missed.last().map_or(start, |d| d.event.id);
+    let replayed = stream::iter(missed.into_iter().map(|d| Ok(Arc::new(d))));
+    let live = stream::unfold(Some((live, last)), move |state| async move {
+        let (mut live, last) = state?;
+        loop {
+            match live.recv().await {
+                Ok(delivery) if delivery.event.id > last => {
+                    let id = delivery.event.id;
+                    return Some((Ok(delivery), Some((live, id))));
+                }
+                Ok(_) => {}
+                Err(RecvError::Lagged(missed)) => {
+                    tracing::warn!(missed, "a subscriber fell behind the event bus; ending it");
+                    let e = AppError::Unavailable(
+                        "this subscription fell behind; subscribe again with the last cursor",
+                    );
+                    return Some((Err(e), None));
+                }
+                Err(RecvError::Closed) => return None,
+            }
+        }
+    })
+    .filter(move |d| std::future::ready(d.as_ref().map_or(true, |d| wanted(d))));
+    Ok(replayed.chain(live))
+}
+
+/// Forgets what the loaders cached for the previous event and gives them
+/// the rows this one names.
+async fn prime(loaders: &Loaders, delivery: &Delivery) {
+    loaders::clear_all(loaders);
+    if let Some(author) = &delivery.author {
+        loaders.feed_one(UserById(author.id), author.clone()).await;
+    }
+    if let Some(comment) = &delivery.comment {
+        loaders
+            .feed_one(CommentById(comment.id), comment.clone())
+            .await;
+    }
+    if let Some(article) = &delivery.article {
+        loaders
+            .feed_one(ArticleById(article.id), article.clone())
+            .await;
+    }
+}
+
+fn encode_cursor(id: i64) -> String {
+    URL_SAFE_NO_PAD.encode(format!("event:{id}"))
+}
+
+fn decode_cursor(cursor: &str) -> Result<i64, AppError> {
+    let bad = || AppError::BadUserInput(format!("`{cursor}` is not a valid event cursor"));
+    let raw = URL_SAFE_NO_PAD.decode(cursor).map_err(|_| bad())?;
+    let text = String::from_utf8(raw).map_err(|_| bad())?;
+    text.strip_prefix("event:")
+        .and_then(|id| id.parse().ok())
+        .filter(|id: &i64| *id >= 0)
+        .ok_or_else(bad)
+}

@@ -1,0 +1,618 @@
+//! GraphQL over WebSocket, `graphql-transport-ws` (the `graphql-ws`
+//! library's protocol), to the letter: `connection_init` within the init
+//! timeout (else 4408), once (else 4429), answered `connection_ack` or, for
+//! credentials that name nobody, 4403; `subscribe` only after the ack
+//! (else 4401) and with an id not in use (else 4409); anything else that is
+//! not a protocol message closes with 4400. Pings are answered with pongs,
+//! and the server pings an idle socket.
+//!
+//! Every operation runs through the executor, as over HTTP: the same
+//! persisted documents, limits, rate limits and error codes. Queries and
+//! mutations answer once; subscriptions stream.
+//!
+//! The socket ends with 4403 when its access token expires or its session
+//! is signed out (the client reconnects with fresh credentials), with 1013
+//! when the client reads too slowly for its queue, and with 1001 when the
+//! server shuts down, after the operations in flight have finished.
+
+use std::{
+    collections::HashMap,
+    net::IpAddr,
+    sync::{
+        Arc, Mutex,
+        atomic::{AtomicBool, AtomicUsize, Ordering},
+    },
+    time::Duration,
+};
+
+use async_graphql::Request;
+use axum::{
+    extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket, WebSocketUpgrade},
+    http::StatusCode,
+    response::{IntoResponse, Response},
+};
+use futures_util::{SinkExt, StreamExt, stream::SplitSink};
+use serde::Deserialize;
+use serde_json::{Value, json};
+use tokio::{
+    sync::{broadcast, mpsc, watch},
+    task::JoinHandle,
+};
+
+use super::{HttpState, extract::HttpCaller};
+use crate::{
+    auth::{TokenRejection, Viewer},
+    config::Subscriptions,
+    error::{ClientError, server_error},
+    graphql::executor::Executor,
+    telemetry::metrics_export,
+};
+
+pub const PROTOCOL: &str = "graphql-transport-ws";
+
+/// Close codes of the protocol, and the WebSocket ones it uses.
+mod close {
+    pub const GOING_AWAY: u16 = 1001;
+    pub const INTERNAL: u16 = 1011;
+    pub const TRY_AGAIN_LATER: u16 = 1013;
+    pub const INVALID_MESSAGE: u16 = 4400;
+    pub const UNAUTHORIZED: u16 = 4401;
+    pub const FORBIDDEN: u16 = 4403;
+    pub const SUBPROTOCOL_NOT_ACCEPTABLE: u16 = 4406;
+    pub const INIT_TIMEOUT: u16 = 4408;
+    pub const DUPLICATE_ID: u16 = 4409;
+    pub const TOO_MANY: u16 = 4429;
+}
+
+/// The instance's open sockets: how many, and how many per client.
+pub struct Sockets {
+    open: AtomicUsize,
+    per_client: Mutex<HashMap<Client, usize>>,
+    settings: Subscriptions,
+    shutdown: watch::Receiver<bool>,
+}
+
+/// Whose sockets count together: a user's, or an anonymous address's.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+enum Client {
+    User(uuid::Uuid),
+    Address(IpAddr),
+}
+
+impl Sockets {
+    pub fn new(settings: Subscriptions, shutdown: watch::Receiver<bool>) -> Self {
+        // (`shutdown` turns true when the server starts to drain.)
+        Self {
+            open: AtomicUsize::new(0),
+            per_client: Mutex::new(HashMap::new()),
+            settings,
+            shutdown,
+        }
+    }
+
+    /// Sockets open now.
+    pub fn open(&self) -> usize {
+        self.open.load(Ordering::Acquire)
+    }
+
+    /// Counts a socket for `client`, unless it already has its share.
+    fn admit(&self, client: Client) -> bool {
+        let mut counts = self.per_client.lock().unwrap_or_else(|e| e.into_inner());
+        let count = counts.entry(client).or_default();
+        if *count >= self.settings.max_sockets_per_client {
+            return false;
+        }
+        *count += 1;
+        true
+    }
+
+    fn release(&self, client: Client) {
+        let mut counts = self.per_client.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(count) = counts.get_mut(&client) {
+            *count -= 1;
+            if *count == 0 {
+                counts.remove(&client);
+            }
+        }
+    }
+}
+
+/// `GET /graphql` with `Upgrade: websocket`.
+pub fn upgrade(state: HttpState, caller: HttpCaller, upgrade: WebSocketUpgrade) -> Response {
+    let sockets = state.sockets.clone();
+    if *sockets.shutdown.borrow() {
+        return (StatusCode::SERVICE_UNAVAILABLE, "shutting down").into_response();
+    }
+    // Counted before the upgrade, so a flood of upgrades cannot pass the
+    // limit between the check and the count.
+    if sockets.open.fetch_add(1, Ordering::AcqRel) >= sockets.settings.max_sockets {
+        sockets.open.fetch_sub(1, Ordering::AcqRel);
+        return (
+            StatusCode::SERVICE_UNAVAILABLE,
+            [(axum::http::header::RETRY_AFTER, "1")],
+            "too many WebSockets are open; try again in a moment",
+        )
+            .into_response();
+    }
+    let opened = Opened(sockets.clone());
+    let upgrade = upgrade.protocols([PROTOCOL]);
+    let offered = upgrade.selected_protocol().is_some();
+    upgrade
+        .max_message_size(sockets.settings.max_message_bytes)
+        .max_frame_size(sockets.settings.max_message_bytes)
+        .on_upgrade(move |socket| async move {
+            let _opened = opened;
+            metrics_export::record_socket(1.0);
+            let address = caller.caller().address;
+            let connection = Connection {
+                executor: state.executor.clone(),
+                sockets,
+                address,
+                request_id: caller.request_id.0.clone(),
+            };
+            connection.run(socket, offered).await;
+            metrics_export::record_socket(-1.0);
+        })
+}
+
+/// Uncounts a socket when its task ends, however it ends.
+struct Opened(Arc<Sockets>);
+
+impl Drop for Opened {
+    fn drop(&mut self) {
+        self.0.open.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+struct Connection {
+    executor: Arc<Executor>,
+    sockets: Arc<Sockets>,
+    address: IpAddr,
+    request_id: String,
+}
+
+/// A message of the protocol, as a client sends it.
+#[derive(Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+enum Incoming {
+    ConnectionInit {
+        #[serde(default)]
+        payload: Option<Value>,
+    },
+    Ping {
+        #[serde(default)]
+        payload: Option<Value>,
+    },
+    Pong {
+        #[serde(default)]
+        #[allow(dead_code)]
+        payload: Option<Value>,
+    },
+    Subscribe {
+        id: String,
+        payload: SubscribePayload,
+    },
+    Complete {
+        id: String,
+    },
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct SubscribePayload {
+    query: String,
+    #[serde(default)]
+    operation_name: Option<String>,
+    #[serde(default)]
+    variables: Option<Value>,
+    #[serde(default)]
+    extensions: Option<HashMap<String, Value>>,
+}
+
+/// Why the connection ends, as a close frame.
+struct Close(u16, String);
+
+impl Close {
+    /// A close frame's reason holds at most 123 bytes: a longer one is cut
+    /// at a character boundary.
+    fn new(code: u16, reason: impl Into<String>) -> Self {
+        let mut reason = reason.into();
+        if reason.len() > 123 {
+            let mut end = 123;
+            while !reason.is_char_boundary(end) {
+                end -= 1;
+            }
+            reason.truncate(end);
+        }
+        Self(code, reason)
+    }
+}
+
+/// What the connection's tasks tell its loop.
+enum Signal {
+    /// An operation finished (or failed before it streamed); its id is free.
+    Done(String),
+    /// The client reads too slowly: its queue is full.
+    Overflow,
+}
+
+/// The connection's writer: a bounded queue drained into the socket.
+#[derive(Clone)]
+struct Outbox {
+    queue: mpsc::Sender<Message>,
+    signals: mpsc::UnboundedSender<Signal>,
+}
+
+impl Outbox {
+    /// Queues `message`; a full queue means a slow reader.
+    fn send(&self, message: Value) -> bool {
+        let text = Message::Text(Utf8Bytes::from(message.to_string()));
+        match self.queue.try_send(text) {
+            Ok(()) => true,
+            Err(mpsc::error::TrySendError::Full(_)) => {
+                let _ = self.signals.send(Signal::Overflow);
+                false
+            }
+            Err(mpsc::error::TrySendError::Closed(_)) => false,
+        }
+    }
+}
+
+impl Connection {
+    async fn run(self, socket: WebSocket, offered: bool) {
+        let (sink, mut incoming) = socket.split();
+        let (queue, outgoing) = mpsc::channel(self.sockets.settings.send_queue.max(1));
+        let (signals, mut signal_rx) = mpsc::unbounded_channel();
+        let outbox = Outbox { queue, signals };
+        let writer = tokio::spawn(write(sink, outgoing));
+        let close = if offered {
+            self.serve(&mut incoming, &outbox, &mut signal_rx).await
+        } else {
+            Close::new(
+                close::SUBPROTOCOL_NOT_ACCEPTABLE,
+                "Subprotocol not acceptable",
+            )
+        };
+        let _ = outbox
+            .queue
+            .send(Message::Close(Some(CloseFrame {
+                code: close.0,
+                reason: Utf8Bytes::from(close.1),
+            })))
+            .await;
+        drop(outbox);
+        let _ = tokio::time::timeout(Duration::from_secs(5), writer).await;
+    }
+
+    /// Speaks the protocol until the connection ends; returns how.
+    async fn serve(
+        &self,
+        incoming: &mut futures_util::stream::SplitStream<WebSocket>,
+        outbox: &Outbox,
+        signals: &mut mpsc::UnboundedReceiver<Signal>,
+    ) -> Close {
+        let settings = self.sockets.settings;
+        let mut shutdown = self.sockets.shutdown.clone();
+        let init_deadline = tokio::time::sleep(settings.init_timeout);
+        tokio::pin!(init_deadline);
+        let mut ping = tokio::time::interval(settings.ping_every);
+        ping.tick().await;
+        let mut session = Session::default();
+        let mut revocations: Option<broadcast::Receiver<uuid::Uuid>> = None;
+        let mut operations: HashMap<String, Operation> = HashMap::new();
+        let close = loop {
+            if revocations.is_none() && session.viewer.is_some() {
+                revocations = Some(self.executor.events().revocations());
+            }
+            let expiry = session.viewer.map(|v| v.token_expires_at);
+            let own_session = session.viewer.map(|v| v.session_id);
+            tokio::select! {
+                message = incoming.next() => {
+                    let text = match message {
+                        Some(Ok(Message::Text(text))) => text,
+                        Some(Ok(Message::Binary(_))) => {
+                            break Close::new(close::INVALID_MESSAGE, "messages are JSON text");
+                        }
+                        Some(Ok(Message::Ping(_) | Message::Pong(_))) => continue,
+                        Some(Ok(Message::Close(_))) | None => break Close::new(1000, "closed"),
+                        Some(Err(e)) => {
+                            let reason = e.to_string();
+                            if reason.contains("too long") || reason.contains("Message too long") {
+                                break Close::new(1009, "message too big");
+                            }
+                            tracing::debug!(error = %e, "WebSocket read failed");
+                            break Close::new(close::INVALID_MESSAGE, "unreadable message");
+                        }
+                    };
+                    let message: Incoming = match serde_json::from_str(&text) {
+                        Ok(message) => message,
+                        Err(e) => break Close::new(close::INVALID_MESSAGE, format!("invalid message: {e}")),
+                    };
+                    if let Some(close) = self.handle(message, &mut session, &mut operations, outbox).await {
+                        break close;
+                    }
+                }
+                () = &mut init_deadline, if !session.initialised => {
+                    break Close::new(close::INIT_TIMEOUT, "Connection initialisation timeout");
+                }
+                _ = ping.tick() => {
+                    outbox.send(json!({ "type": "ping" }));
+                }
+                signal = signals.recv() => match signal {
+                    Some(Signal::Done(id)) => {
+                        operations.remove(&id);
+                        metrics_export::record_subscription(-1.0);
+                    }
+                    Some(Signal::Overflow) => {
+                        break Close::new(close::TRY_AGAIN_LATER, "the client reads too slowly");
+                    }
+                    None => break Close::new(close::INTERNAL, "internal error"),
+                },
+                () = sleep_until_unix(expiry), if expiry.is_some() => {
+                    break Close::new(close::FORBIDDEN, "Forbidden: the access token expired");
+                }
+                revoked = signed_out(&mut revocations, own_session), if revocations.is_some() => {
+                    if revoked {
+                        break Close::new(close::FORBIDDEN, "Forbidden: the session was signed out");
+                    }
+                }
+                _ = shutdown.changed() => {
+                    // Queries and mutations in flight finish; streams end.
+                    let grace = self.executor.request_timeout();
+                    let in_flight = operations
+                        .values_mut()
+                        .filter(|o| !o.streaming.load(Ordering::Acquire))
+                        .map(|o| &mut o.task);
+                    let _ = tokio::time::timeout(grace, futures_util::future::join_all(in_flight)).await;
+                    break Close::new(close::GOING_AWAY, "the server is shutting down");
+                }
+            }
+        };
+        for (_, operation) in operations.drain() {
+            operation.task.abort();
+            metrics_export::record_subscription(-1.0);
+        }
+        close
+    }
+
+    /// Handles one message; `Some` closes the connection.
+    async fn handle(
+        &self,
+        message: Incoming,
+        session: &mut Session,
+        operations: &mut HashMap<String, Operation>,
+        outbox: &Outbox,
+    ) -> Option<Close> {
+        match message {
+            Incoming::ConnectionInit { payload } => {
+                if session.initialised {
+                    return Some(Close::new(
+                        close::TOO_MANY,
+                        "Too many initialisation requests",
+                    ));
+                }
+                session.initialised = true;
+                let authorization = payload
+                    .as_ref()
+                    .and_then(|p| p.get("authorization").or_else(|| p.get("Authorization")))
+                    .map(|v| v.as_str().unwrap_or_default().to_owned());
+                let credentials = match self.executor.authenticate(authorization.as_deref()).await {
+                    Ok(credentials) => credentials,
+                    Err(e) => {
+                        return Some(Close::new(close::TRY_AGAIN_LATER, e.client_message()));
+                    }
+                };
+                if let Some(rejection) = credentials.rejected {
+                    return Some(Close::new(close::FORBIDDEN, forbidden(rejection)));
+                }
+                let client = match credentials.viewer {
+                    Some(viewer) => Client::User(viewer.user_id),
+                    None => Client::Address(self.address),
+                };
+                if !self.sockets.admit(client) {
+                    return Some(Close::new(
+                        close::TOO_MANY,
+                        "Too many connections for this client",
+                    ));
+                }
+                session.admitted = Some((client, self.sockets.clone()));
+                session.viewer = credentials.viewer;
+                outbox.send(json!({ "type": "connection_ack" }));
+                None
+            }
+            Incoming::Ping { payload } => {
+                let mut pong = json!({ "type": "pong" });
+                if let Some(payload) = payload {
+                    pong["payload"] = payload;
+                }
+                outbox.send(pong);
+                None
+            }
+            Incoming::Pong { .. } => None,
+            Incoming::Subscribe { id, payload } => {
+                if session.admitted.is_none() {
+                    return Some(Close::new(close::UNAUTHORIZED, "Unauthorized"));
+                }
+                if operations.contains_key(&id) {
+                    return Some(Close::new(
+                        close::DUPLICATE_ID,
+                        format!("Subscriber for {id} already exists"),
+                    ));
+                }
+                if operations.len() >= self.sockets.settings.max_per_socket {
+                    let error = crate::error::AppError::QueryTooComplex {
+                        rule: "subscriptionsPerSocket",
+                        measured: operations.len() + 1,
+                        limit: self.sockets.settings.max_per_socket,
+                    };
+                    outbox.send(
+                        json!({ "id": id, "type": "error", "payload": [server_error(&error)] }),
+                    );
+                    return None;
+                }
+                let request = request_of(payload);
+                let operation = self.operate(id.clone(), request, session.viewer, outbox.clone());
+                operations.insert(id, operation);
+                metrics_export::record_subscription(1.0);
+                None
+            }
+            Incoming::Complete { id } => {
+                if let Some(operation) = operations.remove(&id) {
+                    operation.task.abort();
+                    metrics_export::record_subscription(-1.0);
+                }
+                None
+            }
+        }
+    }
+
+    /// Runs one operation, sending its results under `id`.
+    fn operate(
+        &self,
+        id: String,
+        request: Request,
+        viewer: Option<Viewer>,
+        outbox: Outbox,
+    ) -> Operation {
+        let executor = self.executor.clone();
+        let (address, request_id) = (self.address, self.request_id.clone());
+        let streaming = Arc::new(AtomicBool::new(false));
+        let streams = streaming.clone();
+        let task = tokio::spawn(async move {
+            let prepared = match executor.prepare(request).await {
+                Ok(prepared) => prepared,
+                Err(refusal) => {
+                    outbox.send(
+                        json!({ "id": id, "type": "error", "payload": [server_error(&refusal)] }),
+                    );
+                    let _ = outbox.signals.send(Signal::Done(id));
+                    return;
+                }
+            };
+            streams.store(prepared.is_subscription(), Ordering::Release);
+            let mut results = executor
+                .stream(prepared, viewer, address, &request_id)
+                .await;
+            let mut first = true;
+            while let Some(response) = results.next().await {
+                let refused = first && is_request_error(&response);
+                first = false;
+                let message = if refused {
+                    json!({ "id": id, "type": "error", "payload": response.errors })
+                } else {
+                    json!({ "id": id, "type": "next", "payload": response })
+                };
+                if !outbox.send(message) {
+                    return;
+                }
+                if refused {
+                    let _ = outbox.signals.send(Signal::Done(id));
+                    return;
+                }
+            }
+            outbox.send(json!({ "id": id, "type": "complete" }));
+            let _ = outbox.signals.send(Signal::Done(id));
+        });
+        Operation { task, streaming }
+    }
+}
+
+/// An operation of the connection.
+struct Operation {
+    task: JoinHandle<()>,
+    /// A subscription (it streams until stopped), not a query or mutation.
+    streaming: Arc<AtomicBool>,
+}
+
+/// Waits for the next signed-out session; `true` when it is `own`.
+async fn signed_out(
+    revocations: &mut Option<broadcast::Receiver<uuid::Uuid>>,
+    own: Option<uuid::Uuid>,
+) -> bool {
+    let Some(receiver) = revocations.as_mut() else {
+        return std::future::pending().await;
+    };
+    match receiver.recv().await {
+        Ok(session) => Some(session) == own,
+        // Fell behind: whether the session lives is unknown; the client
+        // reconnects with its credentials, which are checked again.
+        Err(broadcast::error::RecvError::Lagged(_)) => true,
+        Err(broadcast::error::RecvError::Closed) => {
+            *revocations = None;
+            false
+        }
+    }
+}
+
+/// Nothing ran: the document did not parse, validate or pass the limits.
+fn is_request_error(response: &async_graphql::Response) -> bool {
+    response.data == async_graphql::Value::Null
+        && !response.errors.is_empty()
+        && response.errors.iter().all(|e| e.path.is_empty())
+}
+
+fn request_of(payload: SubscribePayload) -> Request {
+    let mut request = Request::new(payload.query);
+    if let Some(name) = payload.operation_name {
+        request = request.operation_name(name);
+    }
+    if let Some(variables) = payload.variables {
+        request = request.variables(async_graphql::Variables::from_json(variables));
+    }
+    for (key, value) in payload.extensions.unwrap_or_default() {
+        if let Ok(value) = async_graphql::Value::from_json(value) {
+            request.extensions.insert(key, value);
+        }
+    }
+    request
+}
+
+fn forbidden(rejection: TokenRejection) -> String {
+    format!("Forbidden: {}", rejection.description())
+}
+
+/// What the connection knows of its client once initialised.
+#[derive(Default)]
+struct Session {
+    initialised: bool,
+    /// The client whose share of sockets this one counts against.
+    admitted: Option<(Client, Arc<Sockets>)>,
+    viewer: Option<Viewer>,
+}
+
+impl Drop for Session {
+    fn drop(&mut self) {
+        if let Some((client, sockets)) = self.admitted.take() {
+            sockets.release(client);
+        }
+    }
+}
+
+async fn sleep_until_unix(at: Option<i64>) {
+    let Some(at) = at else {
+        return std::future::pending().await;
+    };
+    let now = chrono::Utc::now().timestamp_millis();
+    let wait = (at * 1000 - now).max(0) as u64;
+    tokio::time::sleep(Duration::from_millis(wait)).await;
+}
+
+/// Drains the queue into the socket; ends after a close frame or when the
+/// socket fails.
+async fn write(mut sink: SplitSink<WebSocket, Message>, mut outgoing: mpsc::Receiver<Message>) {
+    while let Some(message) = outgoing.recv().await {
+        let closing = matches!(message, Message::Close(_));
+        if sink.send(message).await.is_err() || closing {
+            break;
+        }
+    }
+    let _ = sink.close().await;
+}
+
+impl Sockets {
+    /// Whether the server is draining: no new sockets, and `/readyz` says
+    /// so, so a load balancer sends new clients elsewhere.
+    pub fn draining(&self) -> bool {
+        *self.shutdown.borrow()
+    }
+}

@@ -1,0 +1,294 @@
+//! The event bus: what the database recorded (see the events migration),
+//! fanned out to this instance's subscribers.
+//!
+//! One dedicated connection, outside the pool, `LISTEN`s. A notification
+//! only wakes the bus: it then reads, on that same connection, every event
+//! after the last one it delivered, in id order (which is commit order), so a notification lost
+//! while the connection was down costs nothing: on reconnect the bus reads
+//! what it missed from the table. For each batch it loads the rows the
+//! events name (comments, articles, their authors) once, and every local
+//! subscriber shares them: a new comment watched by a hundred sockets costs
+//! the same queries as one watched by one.
+
+use std::{
+    collections::HashMap,
+    pin::pin,
+    sync::{
+        Arc,
+        atomic::{AtomicI64, Ordering},
+    },
+    time::Duration,
+};
+
+use diesel_async::{AsyncConnection, AsyncPgConnection, SimpleAsyncConnection};
+use futures_util::{FutureExt, StreamExt};
+use tokio::sync::broadcast;
+use uuid::Uuid;
+
+use crate::{
+    auth::Viewer,
+    db::{
+        Database,
+        models::{
+            article::{self, Article},
+            comment::{self, Comment},
+            event::{self, Event, kind},
+            user::{self, User},
+        },
+    },
+    error::{AppError, AppResult, ClientError as _},
+    state::AppState,
+};
+
+const CHANNEL: &str = "conduit_events";
+/// Events read per query while catching up.
+const BATCH: i64 = 500;
+/// How often an idle listening connection is checked, so one that died
+/// without a word is noticed and replaced.
+const CHECK_EVERY: Duration = Duration::from_secs(15);
+
+/// An event with the rows it names, loaded once for every subscriber.
+#[derive(Debug)]
+pub struct Delivery {
+    pub event: Event,
+    /// The comment added (live when loaded).
+    pub comment: Option<Comment>,
+    /// The article published or updated (live when loaded).
+    pub article: Option<Article>,
+    /// The author of that comment or article.
+    pub author: Option<Arc<User>>,
+}
+
+/// The bus: subscribe to get every delivery from now on.
+#[derive(Clone)]
+pub struct EventBus {
+    sender: broadcast::Sender<Arc<Delivery>>,
+    /// Sessions signed out, for the connections they authenticated.
+    revoked: broadcast::Sender<Uuid>,
+    delivered: Arc<AtomicI64>,
+}
+
+impl EventBus {
+    /// Starts listening on `url` (a connection of its own) and delivering
+    /// what `db` reads. `capacity` bounds what a subscriber may fall behind.
+    pub async fn start(url: &str, db: Database, capacity: usize) -> anyhow::Result<Self> {
+        let mut conn = db
+            .conn()
+            .await
+            .map_err(|_| anyhow::anyhow!("no database connection"))?;
+        let last = event::last_id(&mut conn).await?;
+        drop(conn);
+        let (sender, _) = broadcast::channel(capacity.max(1));
+        let (revoked, _) = broadcast::channel(capacity.max(1));
+        let bus = Self {
+            sender,
+            revoked,
+            delivered: Arc::new(AtomicI64::new(last)),
+        };
+        let listener = Listener {
+            url: url.to_owned(),
+            bus: bus.clone(),
+        };
+        tokio::spawn(listener.run());
+        Ok(bus)
+    }
+
+    /// Every delivery from now on. A receiver that falls `capacity`
+    /// deliveries behind is told so ([`broadcast::error::RecvError::Lagged`]).
+    pub fn subscribe(&self) -> broadcast::Receiver<Arc<Delivery>> {
+        self.sender.subscribe()
+    }
+
+    /// The ids of sessions signed out from now on.
+    pub fn revocations(&self) -> broadcast::Receiver<Uuid> {
+        self.revoked.subscribe()
+    }
+
+    /// The id of the last event delivered: a subscriber that starts now
+    /// and replays up to this id misses nothing.
+    pub fn delivered(&self) -> i64 {
+        self.delivered.load(Ordering::Acquire)
+    }
+}
+
+struct Listener {
+    url: String,
+    bus: EventBus,
+}
+
+impl Listener {
+    async fn run(self) {
+        let mut backoff = Duration::from_millis(100);
+        loop {
+            match self.listen().await {
+                Ok(()) => return,
+                Err(e) => {
+                    tracing::warn!(
+                        error = format!("{e:#}"),
+                        "event listener lost its connection; reconnecting"
+                    );
+                    crate::telemetry::metrics_export::record_listener_reconnect();
+                }
+            }
+            tokio::time::sleep(backoff).await;
+            backoff = (backoff * 2).min(Duration::from_secs(5));
+        }
+    }
+
+    /// Listens until the connection fails (an error) or nobody can
+    /// subscribe any more (`Ok`).
+    async fn listen(&self) -> anyhow::Result<()> {
+        let mut conn = AsyncPgConnection::establish(&self.url).await?;
+        conn.batch_execute(&format!("LISTEN {CHANNEL}")).await?;
+        // Whatever committed while no connection listened.
+        self.deliver(&mut conn).await?;
+        loop {
+            let woke = {
+                let mut notifications = pin!(conn.notifications_stream());
+                match tokio::time::timeout(CHECK_EVERY, notifications.next()).await {
+                    Ok(Some(Ok(_))) => {
+                        // Fold the notifications already queued into this read.
+                        while let Some(Some(next)) = notifications.next().now_or_never() {
+                            next?;
+                        }
+                        true
+                    }
+                    Ok(Some(Err(e))) => return Err(e.into()),
+                    Ok(None) => anyhow::bail!("the listening connection closed"),
+                    Err(_) => false,
+                }
+            };
+            if !woke {
+                conn.batch_execute("SELECT 1").await?;
+            }
+            self.deliver(&mut conn).await?;
+        }
+    }
+
+    /// Delivers every event after the last one delivered, reading on the
+    /// listening connection (between notifications it has nothing else to
+    /// do, and requests keep the whole pool).
+    async fn deliver(&self, conn: &mut AsyncPgConnection) -> anyhow::Result<()> {
+        loop {
+            let after = self.bus.delivered();
+            let events = event::after(conn, after, BATCH).await?;
+            let Some(last) = events.last().map(|e| e.id) else {
+                return Ok(());
+            };
+            let count = events.len();
+            let deliveries = load(conn, events).await.map_err(cause)?;
+            for delivery in deliveries {
+                // No subscriber is not an error.
+                if delivery.event.kind == kind::SESSION_REVOKED {
+                    if let Some(session) = delivery.event.session_id {
+                        let _ = self.bus.revoked.send(session);
+                    }
+                    continue;
+                }
+                let _ = self.bus.sender.send(Arc::new(delivery));
+            }
+            self.bus.delivered.store(last, Ordering::Release);
+            crate::telemetry::metrics_export::record_events(count);
+            if (count as i64) < BATCH {
+                return Ok(());
+            }
+        }
+    }
+}
+
+/// An error of the bus, for its log line.
+fn cause(e: AppError) -> anyhow::Error {
+    match e {
+        AppError::Internal(cause) => cause,
+        other => anyhow::anyhow!(other.client_message()),
+    }
+}
+
+/// The rows `events` name, in one query per kind of row.
+pub async fn load(conn: &mut AsyncPgConnection, events: Vec<Event>) -> AppResult<Vec<Delivery>> {
+    let comment_ids: Vec<Uuid> = events
+        .iter()
+        .filter(|e| e.kind == kind::COMMENT_ADDED)
+        .filter_map(|e| e.comment_id)
+        .collect();
+    let article_ids: Vec<Uuid> = events
+        .iter()
+        .filter(|e| {
+            matches!(
+                e.kind.as_str(),
+                kind::ARTICLE_PUBLISHED | kind::ARTICLE_UPDATED
+            )
+        })
+        .filter_map(|e| e.article_id)
+        .collect();
+    let comments: HashMap<Uuid, Comment> = comment::find_many(conn, &comment_ids)
+        .await?
+        .into_iter()
+        .map(|c| (c.id, c))
+        .collect();
+    let articles: HashMap<Uuid, Article> = article::find_many(conn, &article_ids)
+        .await?
+        .into_iter()
+        .map(|a| (a.id, a))
+        .collect();
+    let author_ids: Vec<Uuid> = comments
+        .values()
+        .map(|c| c.author_id)
+        .chain(articles.values().map(|a| a.author_id))
+        .collect();
+    let authors: HashMap<Uuid, Arc<User>> = user::find_many(conn, &author_ids)
+        .await?
+        .into_iter()
+        .map(|u| (u.id, Arc::new(u)))
+        .collect();
+    Ok(events
+        .into_iter()
+        .map(|event| {
+            let comment = event.comment_id.and_then(|id| comments.get(&id).cloned());
+            let article = event.article_id.and_then(|id| articles.get(&id).cloned());
+            let author_id = comment
+                .as_ref()
+                .map(|c| c.author_id)
+                .or(article.as_ref().map(|a| a.author_id));
+            let author = author_id.and_then(|id| authors.get(&id).cloned());
+            Delivery {
+                event,
+                comment,
+                article,
+                author,
+            }
+        })
+        .collect())
+}
+
+/// One article's events after `after` (an event id), with their rows,
+/// oldest first: what a subscriber missed.
+pub async fn replay_article(
+    state: &AppState,
+    article_id: Uuid,
+    after: i64,
+) -> AppResult<Vec<Delivery>> {
+    let mut conn = state.db.conn().await?;
+    let events = event::of_article_after(&mut conn, article_id, after, BATCH).await?;
+    load(&mut conn, events).await
+}
+
+/// Articles published after `after` by authors the viewer follows.
+pub async fn replay_feed(
+    state: &AppState,
+    viewer: &Viewer,
+    after: i64,
+) -> AppResult<Vec<Delivery>> {
+    let mut conn = state.db.conn().await?;
+    let events =
+        event::published_for_follower_after(&mut conn, viewer.user_id, after, BATCH).await?;
+    load(&mut conn, events).await
+}
+
+/// Whether `viewer` follows `author`, as of now.
+pub async fn follows(state: &AppState, viewer: &Viewer, author: Uuid) -> AppResult<bool> {
+    let mut conn = state.db.conn().await?;
+    let followed =
+        crate::db::models::follow::followed_among(&mut conn, viewer.user_id, &[author]).await?;
+    Ok(followed.contains(&author))
+}

@@ -1,0 +1,375 @@
+//! GraphQL over WebSocket (`graphql-transport-ws`): each rule of the
+//! protocol, raw frame by raw frame, and each subscription with two users
+//! on two sockets.
+
+use std::time::Duration;
+
+use serde_json::{Value, json};
+
+use crate::helpers::TestApp;
+
+const COMMENTS: &str = "subscription($a: ID!, $after: String) {
+    commentEvents(articleId: $a, after: $after) {
+        cursor change commentId comment { body author { username } }
+    }
+}";
+
+const QUIET: Duration = Duration::from_millis(700);
+
+async fn comment(app: &TestApp, token: &str, article: &str, body: &str) -> String {
+    let response = app
+        .query_as(
+            token,
+            "mutation($i: AddCommentInput!) { addComment(input: $i) { comment { id } errors { code } } }",
+            json!({ "i": { "articleId": article, "body": body } }),
+        )
+        .await;
+    let id = &response.body["data"]["addComment"]["comment"]["id"];
+    id.as_str()
+        .unwrap_or_else(|| panic!("{:?}", response.body))
+        .to_owned()
+}
+
+fn event(message: &Value) -> &Value {
+    &message["payload"]["data"]
+}
+
+#[tokio::test]
+async fn connection_init_is_required_within_the_timeout_and_only_once() {
+    let app =
+        TestApp::spawn_with(|c| c.subscriptions.init_timeout = Duration::from_millis(300)).await;
+    let mut silent = app.socket().await;
+    assert_eq!(silent.closed().await.0, 4408);
+
+    let mut twice = app.socket().await;
+    twice.init(None).await;
+    assert_eq!(twice.recv().await["type"], "connection_ack");
+    twice.init(None).await;
+    assert_eq!(twice.closed().await.0, 4429);
+
+    let mut early = app.socket().await;
+    early.subscribe("1", "{ tags }", json!({})).await;
+    assert_eq!(early.closed().await, (4401, "Unauthorized".to_owned()));
+}
+
+#[tokio::test]
+async fn invalid_messages_and_missing_subprotocols_close_the_socket() {
+    let app = TestApp::spawn().await;
+    for bad in [
+        "not json",
+        r#"{"type":"nope"}"#,
+        r#"{"type":"subscribe","id":"1"}"#,
+        "[]",
+    ] {
+        let mut socket = app.acked_socket(None).await;
+        socket.send_text(bad).await;
+        assert_eq!(socket.closed().await.0, 4400, "{bad}");
+    }
+    let mut plain = app.socket_with_protocol(None).await;
+    assert_eq!(plain.closed().await.0, 4406);
+}
+
+#[tokio::test]
+async fn pings_get_pongs_and_the_server_pings() {
+    let app = TestApp::spawn_with(|c| c.subscriptions.ping_every = Duration::from_secs(1)).await;
+    let mut socket = app.acked_socket(None).await;
+    socket
+        .send(json!({ "type": "ping", "payload": { "n": 1 } }))
+        .await;
+    assert_eq!(
+        socket.recv().await,
+        json!({ "type": "pong", "payload": { "n": 1 } })
+    );
+    // The server's own ping, which `recv` skips.
+    let frame = tokio::time::timeout(Duration::from_secs(3), async {
+        loop {
+            socket.send(json!({ "type": "pong" })).await;
+            let message = socket.raw_next().await;
+            if message["type"] == "ping" {
+                return message;
+            }
+        }
+    })
+    .await
+    .expect("the server pings");
+    assert_eq!(frame["type"], "ping");
+}
+
+#[tokio::test]
+async fn queries_and_mutations_run_over_the_socket_and_complete() {
+    let app = TestApp::spawn().await;
+    let session = app.signed_in_user("jake").await;
+    let mut socket = app.acked_socket(Some(&session.token)).await;
+    socket
+        .subscribe("q", "{ viewer { user { username } } }", json!({}))
+        .await;
+    let next = socket.expect("q", "next").await;
+    assert_eq!(event(&next)["viewer"]["user"]["username"], "jake");
+    socket.expect("q", "complete").await;
+
+    socket
+        .subscribe(
+            "m",
+            "mutation($i: CreateArticleInput!) { createArticle(input: $i) { article { title } } }",
+            json!({ "i": { "title": "Over a socket", "description": "d", "body": "b", "tagList": [] } }),
+        )
+        .await;
+    let next = socket.expect("m", "next").await;
+    assert_eq!(
+        event(&next)["createArticle"]["article"]["title"],
+        "Over a socket"
+    );
+    socket.expect("m", "complete").await;
+
+    // A document that does not validate is an `error`, with no `complete`.
+    socket.subscribe("bad", "{ nope }", json!({})).await;
+    let error = socket.expect("bad", "error").await;
+    assert_eq!(
+        error["payload"][0]["extensions"]["code"],
+        "GRAPHQL_VALIDATION_FAILED"
+    );
+    // The same limits as HTTP.
+    let deep = format!(
+        "{{ user(username: \"jake\") {{ {}username{} }} }}",
+        "articles { edges { node { author { ".repeat(4),
+        " } } } }".repeat(4)
+    );
+    socket.subscribe("deep", &deep, json!({})).await;
+    let error = socket.expect("deep", "error").await;
+    assert_eq!(
+        error["payload"][0]["extensions"]["code"],
+        "QUERY_TOO_COMPLEX"
+    );
+    assert!(socket.is_quiet(QUIET).await);
+}
+
+#[tokio::test]
+async fn bad_credentials_are_refused_at_init() {
+    let app = TestApp::spawn().await;
+    let mut socket = app.socket().await;
+    socket.init(Some("not-a-jwt")).await;
+    let (code, reason) = socket.closed().await;
+    assert_eq!(code, 4403, "{reason}");
+}
+
+#[tokio::test]
+async fn comments_reach_the_article_s_subscribers_and_only_them() {
+    let app = TestApp::spawn().await;
+    let jake = app.signed_in_user("jake").await;
+    let anne = app.signed_in_user("anne").await;
+    let watched = app.create_article(&jake.token, "Watched", &[]).await["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let other = app.create_article(&jake.token, "Other", &[]).await["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+
+    let mut reader = app.acked_socket(None).await;
+    reader
+        .subscribe("c", COMMENTS, json!({ "a": watched }))
+        .await;
+    let mut elsewhere = app.acked_socket(Some(&anne.token)).await;
+    elsewhere
+        .subscribe("c", COMMENTS, json!({ "a": other }))
+        .await;
+    // Subscribed before the write: give the server a moment to register.
+    tokio::time::sleep(Duration::from_millis(200)).await;
+
+    let id = comment(&app, &anne.token, &watched, "First!").await;
+    let added = reader.expect("c", "next").await;
+    let added = &event(&added)["commentEvents"];
+    assert_eq!(added["change"], "ADDED");
+    assert_eq!(added["commentId"], id.as_str());
+    assert_eq!(added["comment"]["body"], "First!");
+    assert_eq!(added["comment"]["author"]["username"], "anne");
+
+    let deleted = app
+        .query_as(
+            &anne.token,
+            "mutation($id: ID!) { deleteComment(input: { id: $id }) { clientMutationId } }",
+            json!({ "id": id }),
+        )
+        .await;
+    assert!(deleted.body["errors"].is_null(), "{:?}", deleted.body);
+    let gone = reader.expect("c", "next").await;
+    let gone = &event(&gone)["commentEvents"];
+    assert_eq!(
+        (gone["change"].as_str(), gone["comment"].is_null()),
+        (Some("DELETED"), true)
+    );
+
+    assert!(
+        elsewhere.is_quiet(QUIET).await,
+        "another article's subscriber saw nothing"
+    );
+
+    // `complete` from the client stops the stream.
+    reader.send(json!({ "id": "c", "type": "complete" })).await;
+    comment(&app, &anne.token, &watched, "Unseen").await;
+    assert!(reader.is_quiet(QUIET).await);
+}
+
+#[tokio::test]
+async fn a_resumed_subscription_replays_what_it_missed_then_goes_live_exactly_once() {
+    let app = TestApp::spawn().await;
+    let jake = app.signed_in_user("jake").await;
+    let article = app.create_article(&jake.token, "Busy", &[]).await["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let mut socket = app.acked_socket(None).await;
+    socket
+        .subscribe("c", COMMENTS, json!({ "a": article }))
+        .await;
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    comment(&app, &jake.token, &article, "one").await;
+    let first = socket.expect("c", "next").await;
+    let cursor = event(&first)["commentEvents"]["cursor"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    drop(socket);
+
+    // Missed while away, and one rolled back, which recorded nothing.
+    comment(&app, &jake.token, &article, "two").await;
+    comment(&app, &jake.token, &article, "three").await;
+    app.db
+        .execute(
+            "BEGIN; INSERT INTO comments (article_id, author_id, body)
+             SELECT id, author_id, 'rolled back' FROM articles LIMIT 1; ROLLBACK;",
+        )
+        .await;
+
+    let mut again = app.acked_socket(None).await;
+    again
+        .subscribe("c", COMMENTS, json!({ "a": article, "after": cursor }))
+        .await;
+    let mut bodies = Vec::new();
+    for _ in 0..2 {
+        let message = again.expect("c", "next").await;
+        bodies.push(event(&message)["commentEvents"]["comment"]["body"].clone());
+    }
+    comment(&app, &jake.token, &article, "four").await;
+    let live = again.expect("c", "next").await;
+    bodies.push(event(&live)["commentEvents"]["comment"]["body"].clone());
+    assert_eq!(bodies, vec![json!("two"), json!("three"), json!("four")]);
+    assert!(again.is_quiet(QUIET).await, "no duplicate");
+}
+
+#[tokio::test]
+async fn article_changes_and_the_feed_are_pushed() {
+    let app = TestApp::spawn().await;
+    let jake = app.signed_in_user("jake").await;
+    let anne = app.signed_in_user("anne").await;
+    let article = app.create_article(&jake.token, "Liked", &[]).await["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+
+    let mut watcher = app.acked_socket(None).await;
+    watcher
+        .subscribe(
+            "a",
+            "subscription($a: ID!) { articleEvents(articleId: $a) { change article { favoritesCount } } }",
+            json!({ "a": article }),
+        )
+        .await;
+    let feed = "subscription { feedEvents { cursor article { title author { username } } } }";
+    let mut follower = app.acked_socket(Some(&anne.token)).await;
+    follower.subscribe("f", feed, json!({})).await;
+    tokio::time::sleep(Duration::from_millis(200)).await;
+
+    app.favorite(&anne.token, &article).await;
+    let update = watcher.expect("a", "next").await;
+    assert_eq!(
+        event(&update)["articleEvents"],
+        json!({ "change": "UPDATED", "article": { "favoritesCount": 1 } })
+    );
+
+    // Anne follows nobody yet: Jake's next article is not in her feed.
+    app.create_article(&jake.token, "Before the follow", &[])
+        .await;
+    assert!(follower.is_quiet(QUIET).await);
+    app.follow(&anne.token, "jake").await;
+    app.create_article(&jake.token, "After the follow", &[])
+        .await;
+    let published = follower.expect("f", "next").await;
+    assert_eq!(
+        event(&published)["feedEvents"]["article"],
+        json!({ "title": "After the follow", "author": { "username": "jake" } })
+    );
+
+    // The feed is the viewer's own: an anonymous socket may not have one.
+    let mut anonymous = app.acked_socket(None).await;
+    anonymous.subscribe("f", feed, json!({})).await;
+    let refused = anonymous.recv().await;
+    let code = if refused["type"] == "error" {
+        refused["payload"][0]["extensions"]["code"].clone()
+    } else {
+        refused["payload"]["errors"][0]["extensions"]["code"].clone()
+    };
+    assert_eq!(code, "UNAUTHENTICATED", "{refused}");
+}
+
+#[tokio::test]
+async fn a_socket_ends_when_its_token_expires_or_its_session_signs_out() {
+    let app = TestApp::spawn_with(|c| c.access_token_ttl = Duration::from_secs(2)).await;
+    let jake = app.signed_in_user("jake").await;
+    let mut expiring = app.acked_socket(Some(&jake.token)).await;
+    let (code, reason) = expiring.closed().await;
+    assert_eq!(code, 4403, "{reason}");
+    assert!(reason.contains("expired"), "{reason}");
+
+    let app = TestApp::spawn().await;
+    let anne = app.signed_in_user("anne").await;
+    let mut socket = app.acked_socket(Some(&anne.token)).await;
+    let out = app
+        .query_as(
+            &anne.token,
+            "mutation { signOut(input: {}) { errors { code } } }",
+            json!({}),
+        )
+        .await;
+    assert!(out.body["errors"].is_null(), "{:?}", out.body);
+    let (code, reason) = socket.closed().await;
+    assert_eq!(code, 4403, "{reason}");
+}
+
+#[tokio::test]
+async fn subscriptions_per_socket_and_duplicate_ids_are_bounded() {
+    let app = TestApp::spawn_with(|c| c.subscriptions.max_per_socket = 1).await;
+    let jake = app.signed_in_user("jake").await;
+    let article = app.create_article(&jake.token, "Bounded", &[]).await["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let mut socket = app.acked_socket(None).await;
+    socket
+        .subscribe("1", COMMENTS, json!({ "a": article }))
+        .await;
+    socket
+        .subscribe("2", COMMENTS, json!({ "a": article }))
+        .await;
+    let refused = socket.expect("2", "error").await;
+    assert_eq!(
+        refused["payload"][0]["extensions"]["rule"],
+        "subscriptionsPerSocket"
+    );
+    socket
+        .subscribe("1", COMMENTS, json!({ "a": article }))
+        .await;
+    assert_eq!(
+        socket.closed().await,
+        (4409, "Subscriber for 1 already exists".to_owned())
+    );
+}
+
+#[tokio::test]
+async fn shutting_down_closes_sockets_with_going_away() {
+    let mut app = TestApp::spawn().await;
+    let mut socket = app.acked_socket(None).await;
+    app.trigger_shutdown();
+    assert_eq!(socket.closed().await.0, 1001);
+}
