@@ -188,6 +188,10 @@ async function run() {
     }
     console.log(`result panel shows ${JSON.stringify(result)}`);
 
+    // A subscription runs over a WebSocket: the result panel shows a
+    // comment written after it started.
+    await checkSubscription(page, token);
+
     // The schema documentation is one click away.
     await page.click('button[aria-label="Show Documentation Explorer"]');
     await page.waitForSelector('.graphiql-doc-explorer', { timeout: TIMEOUT_MS });
@@ -215,6 +219,45 @@ async function run() {
     await context.close();
     await rm(userDataDir, { recursive: true, force: true });
   }
+}
+
+async function checkSubscription(page, token) {
+  const article = await graphql(
+    `mutation($input: CreateArticleInput!) { createArticle(input: $input) { article { id } } }`,
+    { input: { title: `Live ${randomBytes(4).toString('hex')}`, description: 'd', body: 'b', tagList: [] } },
+    token,
+  );
+  const id = article.createArticle.article.id;
+  await setEditorValue(
+    page,
+    QUERY_EDITOR,
+    `subscription { commentEvents(articleId: "${id}") { change comment { body } } }`,
+  );
+  await page.waitForSelector('button.graphiql-execute-button:not([aria-haspopup])', { timeout: TIMEOUT_MS });
+  await page.click('button.graphiql-execute-button');
+  const body = `pushed ${randomBytes(4).toString('hex')}`;
+  // Comment until the subscription (which opens a socket first) sees one.
+  const deadline = Date.now() + TIMEOUT_MS;
+  let shown = false;
+  while (!shown && Date.now() < deadline) {
+    await graphql(
+      `mutation($i: AddCommentInput!) { addComment(input: $i) { errors { code } } }`,
+      { i: { articleId: id, body } },
+      token,
+    );
+    shown = await page
+      .waitForFunction(
+        ([sel, text]) => [...document.querySelectorAll(sel)].some((e) => (e.innerText || '').includes(text)),
+        [RESPONSE, body],
+        { timeout: 2_000 },
+      )
+      .then(() => true)
+      .catch(() => false);
+  }
+  if (!shown) fail(`the subscription never showed the comment: ${await editorValue(page, RESPONSE)}`);
+  console.log(`subscription result panel shows ${await editorValue(page, RESPONSE)}`);
+  // Stop it (the button toggles while a subscription runs).
+  await page.click('button.graphiql-execute-button');
 }
 
 async function checkDefaultQuery(page) {

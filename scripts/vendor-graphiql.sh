@@ -18,6 +18,9 @@ set -euo pipefail
 GRAPHIQL_VERSION=4.1.2
 REACT_VERSION=18.3.1
 REACT_DOM_VERSION=18.3.1
+# The graphql-transport-ws client, for subscriptions (its UMD bundle
+# defines the global graphqlWs).
+GRAPHQL_WS_VERSION=6.4.2
 
 root="$(cd "$(dirname "$0")/.." && pwd)"
 dest="$root/assets/graphiql"
@@ -40,9 +43,12 @@ files=(
     "react@$REACT_VERSION|LICENSE|LICENSE.react"
     "react-dom@$REACT_DOM_VERSION|umd/react-dom.production.min.js|react-dom.production.min.js"
     "react-dom@$REACT_DOM_VERSION|LICENSE|LICENSE.react-dom"
+    "graphql-ws@$GRAPHQL_WS_VERSION|umd/graphql-ws.min.js|graphql-ws.min.js"
+    "graphql-ws@$GRAPHQL_WS_VERSION|LICENSE.md|LICENSE.graphql-ws"
 )
 
-for spec in "graphiql@$GRAPHIQL_VERSION" "react@$REACT_VERSION" "react-dom@$REACT_DOM_VERSION"; do
+for spec in "graphiql@$GRAPHIQL_VERSION" "react@$REACT_VERSION" "react-dom@$REACT_DOM_VERSION" \
+    "graphql-ws@$GRAPHQL_WS_VERSION"; do
     mkdir -p "$work/$spec"
     tarball="$(cd "$work" && npm pack --silent "$spec")"
     tar -xzf "$work/$tarball" -C "$work/$spec"

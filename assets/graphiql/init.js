@@ -1,6 +1,8 @@
 // Renders GraphiQL for the Conduit GraphQL API. Loaded by index.html after
-// react.production.min.js, react-dom.production.min.js and graphiql.min.js,
-// which define the globals React, ReactDOM and GraphiQL. The page runs under
+// react.production.min.js, react-dom.production.min.js, graphiql.min.js and
+// graphql-ws.min.js, which define the globals React, ReactDOM, GraphiQL and
+// graphqlWs. Queries and mutations go over HTTP; subscriptions over a
+// WebSocket on the same path (graphql-transport-ws). The page runs under
 // a Content-Security-Policy without 'unsafe-inline', so everything it needs
 // lives in files served from /graphiql/.
 (function () {
@@ -48,9 +50,57 @@
     ''
   ].join('\n');
 
+  // Whether the operation GraphiQL is about to run is a subscription, read
+  // from the text it sends (its parsed document can lag behind the editor).
+  function isSubscription(params) {
+    var text = (params.query || '').replace(/#[^\n]*/g, '');
+    var name = params.operationName;
+    if (name) {
+      return new RegExp('(^|[^\\w])subscription\\s+' + name + '(?![\\w])').test(text);
+    }
+    return /^\s*subscription(?![\w])/.test(text);
+  }
+
+  // A subscription's results as they arrive, over a socket of its own that
+  // signs in with the Authorization header of the Headers tab.
+  function subscribe(params, options) {
+    var extra = (options && options.headers) || {};
+    var authorization = extra.Authorization || extra.authorization;
+    var url = location.origin.replace(/^http/, 'ws') + ENDPOINT;
+    var client = graphqlWs.createClient({
+      url: url,
+      connectionParams: authorization ? { authorization: authorization } : {},
+      retryAttempts: 0
+    });
+    var results = client.iterate({
+      query: params.query,
+      variables: params.variables || {},
+      operationName: params.operationName || null
+    });
+    return {
+      next: function () {
+        return results.next();
+      },
+      return: function () {
+        client.dispose();
+        return results.return ? results.return() : Promise.resolve({ done: true });
+      },
+      throw: function (error) {
+        client.dispose();
+        return Promise.reject(error);
+      },
+      [Symbol.asyncIterator]: function () {
+        return this;
+      }
+    };
+  }
+
   // Turns any HTTP answer into something GraphiQL can show: the JSON body
   // when there is one, else a GraphQL-style error naming the status.
   function fetcher(params, options) {
+    if (typeof graphqlWs !== 'undefined' && isSubscription(params)) {
+      return subscribe(params, options);
+    }
     var headers = {
       'content-type': 'application/json',
       accept: 'application/graphql-response+json, application/json'

@@ -28,6 +28,7 @@ use crate::{
     db::models::event::kind,
     error::AppError,
     services::events::{self, Delivery},
+    telemetry::metrics_export,
 };
 
 /// Most events a subscription replays; a client further behind reloads
@@ -271,6 +272,8 @@ fn replay_then_live(
 /// Forgets what the loaders cached for the previous event and gives them
 /// the rows this one names.
 async fn prime(loaders: &Loaders, delivery: &Delivery) {
+    let lag = chrono::Utc::now() - delivery.event.created_at;
+    metrics_export::record_event_sent(lag.to_std().unwrap_or_default());
     loaders::clear_all(loaders);
     if let Some(author) = &delivery.author {
         loaders.feed_one(UserById(author.id), author.clone()).await;

@@ -41,11 +41,13 @@ const ASSETS: &[Asset] = &[
     asset!("graphiql.min.css", CSS),
     asset!("react.production.min.js", JS),
     asset!("react-dom.production.min.js", JS),
+    asset!("graphql-ws.min.js", JS),
     asset!("init.js", JS),
     asset!("page.css", CSS),
     asset!("LICENSE.graphiql", TEXT),
     asset!("LICENSE.react", TEXT),
     asset!("LICENSE.react-dom", TEXT),
+    asset!("LICENSE.graphql-ws", TEXT),
 ];
 
 fn respond(asset: &Asset, cache_control: &'static str) -> Response {

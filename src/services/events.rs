@@ -41,6 +41,8 @@ use crate::{
 };
 
 const CHANNEL: &str = "conduit_events";
+/// The listening connection's `application_name`.
+pub const LISTENER_NAME: &str = "conduit events listener";
 /// Events read per query while catching up.
 const BATCH: i64 = 500;
 /// How often an idle listening connection is checked, so one that died
@@ -139,7 +141,11 @@ impl Listener {
     /// subscribe any more (`Ok`).
     async fn listen(&self) -> anyhow::Result<()> {
         let mut conn = AsyncPgConnection::establish(&self.url).await?;
-        conn.batch_execute(&format!("LISTEN {CHANNEL}")).await?;
+        // Named, so an operator (or a test) can find it in pg_stat_activity.
+        conn.batch_execute(&format!(
+            "SET application_name = '{LISTENER_NAME}'; LISTEN {CHANNEL}"
+        ))
+        .await?;
         // Whatever committed while no connection listened.
         self.deliver(&mut conn).await?;
         loop {

@@ -373,3 +373,138 @@ async fn shutting_down_closes_sockets_with_going_away() {
     app.trigger_shutdown();
     assert_eq!(socket.closed().await.0, 1001);
 }
+
+/// Two instances on one database; the listening connections are killed
+/// and an instance is restarted while comments stream in. A client that
+/// reconnects with its last cursor sees every comment once, in order.
+#[tokio::test]
+async fn across_instances_lost_listeners_and_restarts_every_event_arrives_once_in_order() {
+    let writer = TestApp::spawn().await;
+    let mut reader = TestApp::spawn_on(writer.db.share(), |_| {}).await;
+    let jake = writer.signed_in_user("jake").await;
+    let article = writer.create_article(&jake.token, "Streamed", &[]).await["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let total = 60;
+    let mut socket = reader.acked_socket(None).await;
+    socket
+        .subscribe("c", COMMENTS, json!({ "a": article }))
+        .await;
+    tokio::time::sleep(Duration::from_millis(200)).await;
+
+    let writes = {
+        let (address, token, article) =
+            (writer.address.clone(), jake.token.clone(), article.clone());
+        tokio::spawn(async move {
+            let client = reqwest::Client::new();
+            for i in 0..total {
+                let response = client
+                    .post(format!("{address}/graphql"))
+                    .header("Authorization", format!("Token {token}"))
+                    .json(&json!({
+                        "query": "mutation($i: AddCommentInput!) { addComment(input: $i) { errors { code } } }",
+                        "variables": { "i": { "articleId": article, "body": format!("c{i}") } }
+                    }))
+                    .send()
+                    .await
+                    .unwrap();
+                assert_eq!(response.status(), 200);
+                tokio::time::sleep(Duration::from_millis(25)).await;
+            }
+        })
+    };
+
+    let mut seen: Vec<String> = Vec::new();
+    let mut cursor = None;
+    let mut killed = false;
+    let mut restarted = None;
+    while seen.len() < total {
+        if !killed && seen.len() >= 15 {
+            eprintln!("fault test: listeners killed after {} events", seen.len());
+            writer
+                .db
+                .execute(&format!(
+                    "SELECT pg_terminate_backend(pid) FROM pg_stat_activity
+                     WHERE application_name = '{}'",
+                    conduit::services::events::LISTENER_NAME
+                ))
+                .await;
+            killed = true;
+        }
+        if restarted.is_none() && seen.len() >= 30 {
+            // The reader's instance goes away (its socket closes with 1001
+            // after what it already sent); a new one takes its place and
+            // the client resumes from its cursor.
+            eprintln!("fault test: instance restarted after {} events", seen.len());
+            reader.trigger_shutdown();
+            loop {
+                match socket.next_or_close().await {
+                    Ok(message) => record(&message, &mut seen, &mut cursor),
+                    Err((code, reason)) => {
+                        assert_eq!(code, 1001, "{reason}");
+                        break;
+                    }
+                }
+            }
+            reader.shut_down().await;
+            let replacement = TestApp::spawn_on(writer.db.share(), |_| {}).await;
+            socket = replacement.acked_socket(None).await;
+            socket
+                .subscribe("c", COMMENTS, json!({ "a": article, "after": cursor }))
+                .await;
+            restarted = Some(replacement);
+            continue;
+        }
+        match socket.next_or_close().await {
+            Ok(message) => record(&message, &mut seen, &mut cursor),
+            Err(close) => panic!("closed: {close:?}"),
+        }
+    }
+    writes.await.unwrap();
+    let expected: Vec<String> = (0..total).map(|i| format!("c{i}")).collect();
+    assert_eq!(seen, expected);
+    assert!(socket.is_quiet(QUIET).await, "no duplicate");
+    eprintln!(
+        "fault test: {total} comments written, {} received once each, in order",
+        seen.len()
+    );
+}
+
+/// Notes a comment event: its body, and its cursor to resume from.
+fn record(message: &Value, seen: &mut Vec<String>, cursor: &mut Option<String>) {
+    assert_eq!(message["type"], "next", "{message}");
+    let event = &event(message)["commentEvents"];
+    seen.push(event["comment"]["body"].as_str().unwrap().to_owned());
+    *cursor = Some(event["cursor"].as_str().unwrap().to_owned());
+}
+
+#[tokio::test]
+async fn sockets_per_client_per_instance_and_message_size_are_bounded() {
+    let app = TestApp::spawn_with(|c| {
+        c.subscriptions.max_sockets_per_client = 1;
+        c.subscriptions.max_message_bytes = 4096;
+    })
+    .await;
+    let _first = app.acked_socket(None).await;
+    let mut second = app.socket().await;
+    second.init(None).await;
+    assert_eq!(second.closed().await.0, 4429);
+
+    let jake = app.signed_in_user("jake").await;
+    let mut big = app.acked_socket(Some(&jake.token)).await;
+    big.subscribe("1", &format!("{{ tags {} }}", " ".repeat(8192)), json!({}))
+        .await;
+    assert_eq!(big.closed().await.0, 1009);
+
+    let full = TestApp::spawn_with(|c| c.subscriptions.max_sockets = 1).await;
+    let _only = full.acked_socket(None).await;
+    let url = full.url("/graphql").replacen("http://", "ws://", 1);
+    let refused = tokio_tungstenite::connect_async(url).await;
+    match refused {
+        Err(tokio_tungstenite::tungstenite::Error::Http(response)) => {
+            assert_eq!(response.status(), 503)
+        }
+        other => panic!("a socket past MAX_WEBSOCKETS was not refused: {other:?}"),
+    }
+}

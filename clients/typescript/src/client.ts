@@ -8,6 +8,8 @@
 import { createHash } from 'node:crypto';
 import type { TypedDocumentNode } from '@graphql-typed-document-node/core';
 import { Kind, print } from 'graphql';
+import { createClient } from 'graphql-ws';
+import WebSocket from 'ws';
 
 export type PersistedMode =
   /** Send the document text. */
@@ -151,6 +153,59 @@ export class ConduitClient {
       }
     }
     return this.send<TResult>({ query: text, variables, operationName, extensions: { persistedQuery } }, operationName);
+  }
+
+  /**
+   * Runs a subscription over a WebSocket (the `graphql-ws` client and
+   * protocol, on the same URL), authenticated with the client's token:
+   * each event's data, until the caller stops iterating. In persisted
+   * mode only the document's hash is sent.
+   */
+  subscribe<TResult, TVariables>(
+    document: TypedDocumentNode<TResult, TVariables>,
+    ...[variables]: VariablesArgument<TVariables>
+  ): AsyncIterableIterator<TResult> {
+    const text = this.textOf(document as TypedDocumentNode<unknown, unknown>);
+    const hash = this.hashOf(document as TypedDocumentNode<unknown, unknown>, text);
+    const socket = createClient({
+      url: this.url.replace(/^http/, 'ws'),
+      webSocketImpl: WebSocket,
+      connectionParams: this.token ? { authorization: `Bearer ${this.token}` } : {},
+      retryAttempts: 0,
+    });
+    const events = socket.iterate<TResult>({
+      query: this.persisted === 'hash-only' ? '' : text,
+      variables: (variables ?? {}) as Record<string, unknown>,
+      operationName: operationNameOf(document as TypedDocumentNode<unknown, unknown>) ?? null,
+      ...(this.persisted === 'off' ? {} : { extensions: { persistedQuery: { version: 1, sha256Hash: hash } } }),
+    });
+    const close = async (): Promise<void> => {
+      await events.return?.();
+      await socket.dispose();
+    };
+    return {
+      [Symbol.asyncIterator]() {
+        return this;
+      },
+      async next(): Promise<IteratorResult<TResult>> {
+        const event = await events.next();
+        if (event.done) {
+          await socket.dispose();
+          return { done: true, value: undefined };
+        }
+        const first = event.value.errors?.[0];
+        if (first || event.value.data == null) {
+          await close();
+          const code = typeof first?.extensions?.code === 'string' ? first.extensions.code : 'UNKNOWN';
+          throw new ConduitError(code, `subscription: ${first?.message ?? 'no data'} (${code})`, 0, event.value.errors ?? [], undefined);
+        }
+        return { done: false, value: event.value.data };
+      },
+      async return(): Promise<IteratorResult<TResult>> {
+        await close();
+        return { done: true, value: undefined };
+      },
+    };
   }
 
   private hashOf(document: TypedDocumentNode<unknown, unknown>, text: string): string {

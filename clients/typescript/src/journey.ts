@@ -20,6 +20,7 @@ import {
   ArticleCommentsDocument,
   ArticlePageDocument,
   ChangePasswordDocument,
+  CommentEventsDocument,
   CreateArticleDocument,
   DeleteArticleDocument,
   DeleteCommentDocument,
@@ -269,6 +270,32 @@ async function journey(): Promise<void> {
   );
   const removed = (await reader.client.request(DeleteCommentDocument, { id: scratch.id })).deleteComment;
   check(removed?.comment?.id === scratch.id, 'deleteComment returns the comment', removed);
+  done();
+
+  begin('comments arrive live, and a reconnect resumes where it stopped');
+  {
+    // Another of the author's articles, so the article page below still
+    // shows the one comment it expects.
+    const watched = present(extras[0], 'an extra article');
+    const live = author.client.subscribe(CommentEventsDocument, { articleId: watched });
+    // The subscription is open once the server acknowledged it; a comment
+    // written after this point arrives.
+    await new Promise((resolve) => setTimeout(resolve, 300));
+    const first = `Live ${run}`;
+    await reader.client.request(AddCommentDocument, { articleId: watched, body: first });
+    const arrived = present((await live.next()).value, 'commentEvents').commentEvents;
+    check(arrived.change === 'ADDED' && arrived.comment?.body === first, 'the new comment arrives', arrived);
+    check(arrived.comment?.author?.username === reader.username, 'with its author', arrived.comment);
+    await live.return?.();
+
+    const missed = [`Missed one ${run}`, `Missed two ${run}`];
+    for (const text of missed) await reader.client.request(AddCommentDocument, { articleId: watched, body: text });
+    const resumed = author.client.subscribe(CommentEventsDocument, { articleId: watched, after: arrived.cursor });
+    const replayed: string[] = [];
+    for (const _ of missed) replayed.push(present((await resumed.next()).value, 'commentEvents').commentEvents.comment?.body ?? '');
+    check(JSON.stringify(replayed) === JSON.stringify(missed), 'the comments written while away arrive once, in order', replayed);
+    await resumed.return?.();
+  }
   done();
 
   begin('personal feed');

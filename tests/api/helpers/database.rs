@@ -195,6 +195,9 @@ pub struct TestDatabase {
     pub name: String,
     pub url: String,
     admin_url: String,
+    /// Whether dropping this handle drops the database (a shared handle,
+    /// for a second instance on it, does not).
+    owned: bool,
 }
 
 impl TestDatabase {
@@ -215,6 +218,7 @@ impl TestDatabase {
             url: with_database(&server.admin_url, &name),
             name,
             admin_url: server.admin_url.clone(),
+            owned: true,
         }
     }
 
@@ -230,6 +234,18 @@ impl TestDatabase {
             url: with_database(admin_url, &name),
             name,
             admin_url: admin_url.to_owned(),
+            owned: true,
+        }
+    }
+
+    /// Another handle on the same database, which leaves it in place when
+    /// dropped: for a second instance of the server.
+    pub fn share(&self) -> Self {
+        Self {
+            name: self.name.clone(),
+            url: self.url.clone(),
+            admin_url: self.admin_url.clone(),
+            owned: false,
         }
     }
 
@@ -265,6 +281,9 @@ impl TestDatabase {
 
 impl Drop for TestDatabase {
     fn drop(&mut self) {
+        if !self.owned {
+            return;
+        }
         let (admin_url, name) = (self.admin_url.clone(), self.name.clone());
         block_on_own_runtime(async move {
             if let Ok(mut admin) = AsyncPgConnection::establish(&admin_url).await {

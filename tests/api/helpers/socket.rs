@@ -118,6 +118,30 @@ impl Socket {
         message
     }
 
+    /// The next protocol message (pings skipped), or the close frame's
+    /// code and reason when the server closes instead.
+    pub async fn next_or_close(&mut self) -> Result<Value, (u16, String)> {
+        loop {
+            let frame = tokio::time::timeout(WAIT, self.stream.next())
+                .await
+                .expect("a message within the wait");
+            match frame {
+                Some(Ok(Message::Text(text))) => {
+                    let message: Value = serde_json::from_str(&text).unwrap();
+                    if message["type"] != "ping" {
+                        return Ok(message);
+                    }
+                }
+                Some(Ok(Message::Close(Some(frame)))) => {
+                    return Err((frame.code.into(), frame.reason.to_string()));
+                }
+                Some(Ok(Message::Close(None))) | None => return Err((1005, String::new())),
+                Some(Ok(_)) => {}
+                Some(Err(e)) => panic!("socket failed before its close frame: {e}"),
+            }
+        }
+    }
+
     /// The next text message, pings included.
     pub async fn raw_next(&mut self) -> Value {
         loop {
