@@ -100,7 +100,11 @@ impl Application {
         )?;
         let executor = Executor::new(state.clone(), schema, documents, config);
         let (draining, shutdown) = tokio::sync::watch::channel(false);
-        let sockets = Arc::new(http::ws::Sockets::new(config.subscriptions, shutdown));
+        let sockets = Arc::new(http::ws::Sockets::new(
+            config.subscriptions,
+            config.cors_allowed_origins(),
+            shutdown,
+        ));
         let router = http::router(state.clone(), executor, sockets.clone(), config);
         let address = SocketAddr::new(config.host, config.port);
         let listener = TcpListener::bind(address)

@@ -585,6 +585,11 @@ def main() -> int:
     parser.add_argument("--reseed", action="store_true")
     parser.add_argument("--soak", type=int, default=0, help="seconds of scenario (e) at the end, one wrk run a minute; 0 skips it")
     parser.add_argument("--soak-connections", type=int, default=32)
+    parser.add_argument("--subscriptions", type=int, default=0,
+                        help="seconds of the subscription run (10,000 sockets over 2 instances, 100 comments/s); 0 skips it")
+    parser.add_argument("--subscription-articles", type=int, default=100)
+    parser.add_argument("--subscribers-per-article", type=int, default=100)
+    parser.add_argument("--comment-rate", type=int, default=100)
     parser.add_argument("--port", type=int, default=18400)
     parser.add_argument("--output", default=str(ROOT / "BENCHMARKS.md"))
     parser.add_argument("--json", default=str(WORK / "results.json"))
@@ -694,6 +699,9 @@ def main() -> int:
     finally:
         server.stop()
 
+    if args.subscriptions:
+        results["subscriptions"] = subscription_run(pg, database, args)
+
     # Flat scaling: (a), (b), (c) at each size; statements per page size.
     results["scaling"] = {}
     sizes = [int(n) for n in args.scaling.split(",") if n.strip()]
@@ -727,11 +735,16 @@ def main() -> int:
         row["seq_scan_rows"] = {t: int(pg.sql(f"SELECT count(*) FROM {t}", database=database_n)) for t in sorted(seq_scanned)}
         results["scaling"][articles] = row
 
-    if results.get("soak"):
-        results["soak"].update(date=results["date"], commit=results["machine"]["commit"])
+    for part in ("soak", "subscriptions"):
+        if results.get(part):
+            results[part].update(date=results["date"], commit=results["machine"]["commit"])
     pathlib.Path(args.json).write_text(json.dumps(results, indent=2))
-    if results.get("soak") and not results.get("scenarios") and not results.get("scaling"):
-        replace_soak(pathlib.Path(args.output), results["soak"])
+    if not results.get("scenarios") and not results.get("scaling"):
+        # A run of the soak or the subscriptions alone replaces just its section.
+        if results.get("soak"):
+            replace_section(pathlib.Path(args.output), SOAK_START, SOAK_END, soak_section(results["soak"]))
+        if results.get("subscriptions"):
+            replace_section(pathlib.Path(args.output), SUBS_START, SUBS_END, subscription_section(results["subscriptions"]))
     else:
         write_report(results, pathlib.Path(args.output))
     log(f"wrote {args.output} and {args.json}")
@@ -761,13 +774,14 @@ def soak_section(sk: dict) -> list[str]:
     return out
 
 
-def replace_soak(path: pathlib.Path, sk: dict) -> None:
-    """Puts a soak-only run's section into the report, leaving the rest."""
+def replace_section(path: pathlib.Path, start: str, end: str, lines: list[str]) -> None:
+    """Puts a section (between its `start` and `end` markers) into the
+    report, leaving the rest."""
     text = path.read_text() if path.exists() else "# Benchmarks\n"
-    section = "\n".join(soak_section(sk))
-    if SOAK_START in text and SOAK_END in text:
-        head, rest = text.split(SOAK_START, 1)
-        tail = rest.split(SOAK_END, 1)[1].lstrip("\n")
+    section = "\n".join(lines)
+    if start in text and end in text:
+        head, rest = text.split(start, 1)
+        tail = rest.split(end, 1)[1].lstrip("\n")
         text = head + section + "\n" + tail
     elif "## Reproduce" in text:
         head, tail = text.split("## Reproduce", 1)
@@ -775,6 +789,116 @@ def replace_soak(path: pathlib.Path, sk: dict) -> None:
     else:
         text += "\n" + section + "\n"
     path.write_text(text)
+
+
+# --- subscriptions -------------------------------------------------------------
+
+SUBS_START, SUBS_END = "<!-- subscriptions -->", "<!-- /subscriptions -->"
+WS_CLIENT = ROOT / "scripts" / "bench" / "ws"
+
+
+def subscription_run(pg: Postgres, database: str, args) -> dict:
+    """Two instances on the seeded database; the load client opens
+    articles x subscribers sockets over both, each watching one article's
+    comments, then writes comments at `comment_rate` a second through the
+    first instance. The home page (scenario a) is measured on the first
+    instance alone, then while the comments stream."""
+    if not (WS_CLIENT / "node_modules").exists():
+        subprocess.run(["npm", "ci", "--no-audit", "--no-fund", "--loglevel=error"], cwd=WS_CLIENT, check=True)
+    extra = {"MAX_WEBSOCKETS": "100000", "MAX_WEBSOCKETS_PER_CLIENT": "100000", "MAX_SUBSCRIPTIONS_PER_SOCKET": "10"}
+    servers = [Server(pg.url(database), args.port + 10 + i, args.pool_size, extra) for i in range(2)]
+    try:
+        fx = Fixtures(servers[0], readers=64)
+        home = request_lines("a", fx)
+        check_lines(servers[0], home)
+        window = max(5, min(10, args.subscriptions - 2))
+        log(f"subscriptions: the home page alone on one instance, {args.soak_connections} connections, {window} s")
+        alone = measure(servers[0], home, args.soak_connections, window, args.warmup)
+        rss_before = [s.memory_mib() for s in servers]
+        settings = {
+            "urls": [s.base for s in servers],
+            "articles": args.subscription_articles,
+            "perArticle": args.subscribers_per_article,
+            "rate": args.comment_rate,
+            "seconds": args.subscriptions,
+            "writers": [{"email": f"user{i}@example.com", "password": "password123"} for i in range(1, 11)],
+        }
+        client = subprocess.Popen(
+            ["node", str(WS_CLIENT / "load.mjs"), json.dumps(settings)],
+            stdout=subprocess.PIPE, text=True,
+        )
+        figures: dict = {"home_alone": alone, "rss_before_mib": rss_before}
+        during: dict = {}
+        runner = None
+        for line in client.stdout:
+            message = json.loads(line)
+            if message["phase"] == "ready":
+                time.sleep(2)
+                figures["ready"] = message
+                figures["rss_idle_mib"] = [s.memory_mib() for s in servers]
+                log(f"  {message['subscriptions']} subscriptions open in {message['open_seconds']:.1f} s; "
+                    f"RSS {figures['rss_before_mib']} -> {figures['rss_idle_mib']} MiB")
+            elif message["phase"] == "streaming":
+                runner = threading.Thread(
+                    target=lambda: (time.sleep(1), during.update(wrk(servers[0], home, args.soak_connections, window)))
+                )
+                runner.start()
+            elif message["phase"] == "done":
+                figures["load"] = message
+        if client.wait() != 0:
+            raise RuntimeError("the subscription load client failed")
+        if runner:
+            runner.join()
+        figures["home_during"] = during
+        figures["rss_after_mib"] = [s.memory_mib() for s in servers]
+        load = figures["load"]
+        log(f"  {load['comments']} comments, {load['expected']} deliveries expected, {load['received']} received, "
+            f"{load['lost']} lost, {load['duplicated']} duplicated; lag p50 {load['lag_ms']['p50']} ms, "
+            f"p99 {load['lag_ms']['p99']} ms; home p99 {ms(alone['p99_us'])} ms alone, {ms(during['p99_us'])} ms during")
+        figures["settings"] = settings | {"writers": len(settings["writers"])}
+        figures["connections"] = args.soak_connections
+        return figures
+    finally:
+        for s in servers:
+            s.stop()
+
+
+def subscription_section(sb: dict) -> list[str]:
+    load, st = sb["load"], sb["settings"]
+    subs = load["subscriptions"]
+    per_instance = subs / len(st["urls"])
+    mib_per_1000 = [
+        (idle - before) / per_instance * 1000 for idle, before in zip(sb["rss_idle_mib"], sb["rss_before_mib"])
+    ]
+    alone, during = sb["home_alone"], sb["home_during"]
+    rate = load["expected"] / load["write_seconds"] if load["write_seconds"] else 0
+    out = [SUBS_START, "## Subscriptions\n"]
+    out.append(f"{subs:,} sockets over {len(st['urls'])} instances on one database (`{sb.get('date', '')}`, commit "
+               f"`{sb.get('commit', '')}`), each subscribed to the comments of one of {st['articles']} articles "
+               f"({st['perArticle']} subscribers each); {st['rate']} comments/s for {st['seconds']} s written through "
+               "the first instance by 10 seeded users; the load client is `scripts/bench/ws/load.mjs` (Node, one "
+               "process), on the same machine. Lag is from the comment's `createdAt` (PostgreSQL's clock, at the "
+               "start of the writing transaction) to its arrival at the client.\n")
+    out.append("| Figure | Value | Target |")
+    out.append("|---|---:|---|")
+    out.append(f"| subscriptions open, time to open them | {subs:,}, {sb['ready']['open_seconds']:.1f} s | 10,000 |")
+    out.append(f"| comments written | {load['comments']:,} ({load['write_failures']} failed) | |")
+    out.append(f"| deliveries expected, received | {load['expected']:,}, {load['received']:,} ({rate:,.0f}/s) | 10,000/s |")
+    out.append(f"| lost | **{load['lost']}** | 0 |")
+    out.append(f"| duplicated | **{load['duplicated']}** | 0 |")
+    out.append(f"| lag p50 / p90 / p99 / max, ms | {load['lag_ms']['p50']} / {load['lag_ms']['p90']} / "
+               f"**{load['lag_ms']['p99']}** / {load['lag_ms']['max']} | p99 < 100 |")
+    out.append(f"| server RSS per 1,000 idle subscriptions | "
+               f"{' and '.join(f'{m:.1f}' for m in mib_per_1000)} MiB | < 20 MiB |")
+    out.append(f"| home page (a) p99 alone, during | {ms(alone['p99_us'])} ms, {ms(during['p99_us'])} ms: "
+               f"**{during['p99_us'] / alone['p99_us']:.2f}x** | within 1.5x |")
+    out.append("")
+    out.append(f"Server RSS (MiB) before the sockets {sb['rss_before_mib']}, with them idle {sb['rss_idle_mib']}, "
+               f"after the stream {sb['rss_after_mib']}. Home page: {alone['rps']:,.0f} req/s alone, "
+               f"{during['rps']:,.0f} during, at {sb['connections']} wrk connections.")
+    out.append(SUBS_END)
+    out.append("")
+    return out
 
 
 def write_report(r: dict, path: pathlib.Path) -> None:
@@ -863,16 +987,22 @@ def write_report(r: dict, path: pathlib.Path) -> None:
           f"the flood completed {fl['sign_in']['rps']:,.0f} sign-ins/s, and "
           f"{fl['sign_in'].get('errors_timeout', 0):,} of its sign-ins waited past wrk's 10 s timeout "
           "(password hashing runs at a lower priority than reads, by design).\n")
-    if r.get("soak"):
-        out.extend(soak_section(r["soak"]))
-    elif path.exists() and SOAK_START in (old := path.read_text()) and SOAK_END in old:
-        # A run without a soak keeps the last one's section, dated.
-        out.append(SOAK_START + old.split(SOAK_START, 1)[1].split(SOAK_END, 1)[0] + SOAK_END + "\n")
+    old = path.read_text() if path.exists() else ""
+    for key, start, end, section in (
+        ("soak", SOAK_START, SOAK_END, soak_section),
+        ("subscriptions", SUBS_START, SUBS_END, subscription_section),
+    ):
+        if r.get(key):
+            out.extend(section(r[key]))
+        elif start in old and end in old:
+            # A run without this part keeps the last one's section, dated.
+            out.append(start + old.split(start, 1)[1].split(end, 1)[0] + end + "\n")
     w("## Reproduce\n")
     w("```sh")
     w("scripts/bench.sh                      # everything above; rewrites this file")
     w("scripts/bench.sh --scaling '' --scenarios ab --seconds 10   # a quick look")
     w("scripts/bench.sh --scaling '' --scenarios '' --soak 600     # the soak alone; replaces only its section")
+    w("scripts/bench.sh --scaling '' --scenarios '' --subscriptions 30   # the subscription run alone, likewise")
     w("```\n")
     w("It needs a PostgreSQL it may create databases in (`BENCH_DATABASE_URL`, default")
     w("`postgres://postgres@127.0.0.1:5432/postgres`); the pgbench comparison reads that server's log, found")

@@ -70,7 +70,7 @@ pub async fn get(
     RawQuery(query): RawQuery,
 ) -> Response {
     if let Ok(upgrade) = upgrade {
-        return super::ws::upgrade(state, caller, upgrade);
+        return super::ws::upgrade(state, caller, &headers, upgrade);
     }
     let request_id = &caller.request_id;
     let query = query.unwrap_or_default();

@@ -40,6 +40,30 @@ pub fn cors(origins: &CorsOrigins) -> CorsLayer {
         .max_age(Duration::from_secs(3600))
 }
 
+/// Whether a browser page at `origin` may open a WebSocket here. Browsers
+/// do not apply CORS to WebSockets, so the upgrade checks the `Origin`
+/// header itself against the same list: a page on another origin must be
+/// one `CORS_ALLOWED_ORIGINS` allows. Clients that are not browsers send no
+/// `Origin` and are not concerned; the server's own pages (GraphiQL) are
+/// same-origin.
+pub fn may_open_socket(origins: &CorsOrigins, origin: Option<&str>, host: Option<&str>) -> bool {
+    let Some(origin) = origin else {
+        return true;
+    };
+    let same_origin = host.is_some_and(|host| {
+        origin
+            .split_once("://")
+            .is_some_and(|(_, authority)| authority.eq_ignore_ascii_case(host))
+    });
+    same_origin
+        || match origins {
+            CorsOrigins::Any => true,
+            CorsOrigins::List(list) => list
+                .iter()
+                .any(|allowed| allowed.eq_ignore_ascii_case(origin)),
+        }
+}
+
 /// Responses may not be framed, sniffed or run as a page: API responses
 /// get a content policy that allows nothing; GraphiQL's files bring their
 /// own (scripts and styles from this origin only).

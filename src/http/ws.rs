@@ -28,7 +28,10 @@ use std::{
 use async_graphql::Request;
 use axum::{
     extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket, WebSocketUpgrade},
-    http::StatusCode,
+    http::{
+        HeaderMap, HeaderValue, StatusCode,
+        header::{HOST, ORIGIN},
+    },
     response::{IntoResponse, Response},
 };
 use futures_util::{SinkExt, StreamExt, stream::SplitSink};
@@ -42,13 +45,16 @@ use tokio::{
 use super::{HttpState, extract::HttpCaller};
 use crate::{
     auth::{TokenRejection, Viewer},
-    config::Subscriptions,
+    config::{CorsOrigins, Subscriptions},
     error::{ClientError, server_error},
     graphql::executor::Executor,
     telemetry::metrics_export,
 };
 
 pub const PROTOCOL: &str = "graphql-transport-ws";
+
+/// What a socket reads into at a time.
+const SOCKET_BUFFER: usize = 4 * 1024;
 
 /// Close codes of the protocol, and the WebSocket ones it uses.
 mod close {
@@ -69,6 +75,8 @@ pub struct Sockets {
     open: AtomicUsize,
     per_client: Mutex<HashMap<Client, usize>>,
     settings: Subscriptions,
+    /// The origins browser pages may open sockets from.
+    origins: CorsOrigins,
     shutdown: watch::Receiver<bool>,
 }
 
@@ -80,12 +88,17 @@ enum Client {
 }
 
 impl Sockets {
-    pub fn new(settings: Subscriptions, shutdown: watch::Receiver<bool>) -> Self {
-        // (`shutdown` turns true when the server starts to drain.)
+    /// `shutdown` turns true when the server starts to drain.
+    pub fn new(
+        settings: Subscriptions,
+        origins: CorsOrigins,
+        shutdown: watch::Receiver<bool>,
+    ) -> Self {
         Self {
             open: AtomicUsize::new(0),
             per_client: Mutex::new(HashMap::new()),
             settings,
+            origins,
             shutdown,
         }
     }
@@ -118,8 +131,25 @@ impl Sockets {
 }
 
 /// `GET /graphql` with `Upgrade: websocket`.
-pub fn upgrade(state: HttpState, caller: HttpCaller, upgrade: WebSocketUpgrade) -> Response {
+pub fn upgrade(
+    state: HttpState,
+    caller: HttpCaller,
+    headers: &HeaderMap,
+    upgrade: WebSocketUpgrade,
+) -> Response {
     let sockets = state.sockets.clone();
+    let header = |name| {
+        headers
+            .get(name)
+            .and_then(|v: &HeaderValue| v.to_str().ok())
+    };
+    if !super::security::may_open_socket(&sockets.origins, header(ORIGIN), header(HOST)) {
+        return (
+            StatusCode::FORBIDDEN,
+            "this origin may not open a WebSocket here",
+        )
+            .into_response();
+    }
     if *sockets.shutdown.borrow() {
         return (StatusCode::SERVICE_UNAVAILABLE, "shutting down").into_response();
     }
@@ -138,6 +168,12 @@ pub fn upgrade(state: HttpState, caller: HttpCaller, upgrade: WebSocketUpgrade) 
     let upgrade = upgrade.protocols([PROTOCOL]);
     let offered = upgrade.selected_protocol().is_some();
     upgrade
+        // tungstenite's defaults (128 KiB to read into, 128 KiB to gather
+        // writes in) cost 256 KiB a socket before it says anything; a
+        // socket here mostly idles and then carries small messages.
+        .read_buffer_size(SOCKET_BUFFER)
+        .write_buffer_size(0)
+        .max_write_buffer_size(sockets.settings.max_message_bytes.max(SOCKET_BUFFER) * 4)
         .max_message_size(sockets.settings.max_message_bytes)
         .max_frame_size(sockets.settings.max_message_bytes)
         .on_upgrade(move |socket| async move {

@@ -508,3 +508,35 @@ async fn sockets_per_client_per_instance_and_message_size_are_bounded() {
         other => panic!("a socket past MAX_WEBSOCKETS was not refused: {other:?}"),
     }
 }
+
+#[tokio::test]
+async fn pages_on_origins_cors_refuses_may_not_open_sockets() {
+    use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+    let app = TestApp::spawn_with(|c| {
+        c.cors_allowed_origins = Some(conduit::config::CorsOrigins::List(vec![
+            "https://conduit.example.com".into(),
+        ]))
+    })
+    .await;
+    let url = app.url("/graphql").replacen("http://", "ws://", 1);
+    let open = |origin: &'static str| {
+        let mut request = url.clone().into_client_request().unwrap();
+        request
+            .headers_mut()
+            .insert("origin", origin.parse().unwrap());
+        request.headers_mut().insert(
+            "sec-websocket-protocol",
+            "graphql-transport-ws".parse().unwrap(),
+        );
+        tokio_tungstenite::connect_async(request)
+    };
+    match open("https://evil.example").await {
+        Err(tokio_tungstenite::tungstenite::Error::Http(response)) => {
+            assert_eq!(response.status(), 403)
+        }
+        other => panic!("a socket from another origin was not refused: {other:?}"),
+    }
+    assert!(open("https://conduit.example.com").await.is_ok());
+    let same: &'static str = Box::leak(app.address.clone().into_boxed_str());
+    assert!(open(same).await.is_ok(), "same origin");
+}
