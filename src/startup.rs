@@ -27,8 +27,10 @@ pub struct Application {
     router: Router,
     state: AppState,
     embedded: Option<EmbeddedPostgres>,
-    /// Set when shutdown starts: `/readyz` answers 503 and sockets close.
-    draining: tokio::sync::watch::Sender<bool>,
+    /// Where the shutdown is: `/readyz` answers 503 from its start, sockets
+    /// close after the drain delay.
+    draining: tokio::sync::watch::Sender<http::ws::Shutdown>,
+    drain_delay: std::time::Duration,
     sockets: Arc<http::ws::Sockets>,
 }
 
@@ -99,7 +101,7 @@ impl Application {
             config.trusted_documents.as_deref(),
         )?;
         let executor = Executor::new(state.clone(), schema, documents, config);
-        let (draining, shutdown) = tokio::sync::watch::channel(false);
+        let (draining, shutdown) = tokio::sync::watch::channel(http::ws::Shutdown::Running);
         let sockets = Arc::new(http::ws::Sockets::new(
             config.subscriptions,
             config.cors_allowed_origins(),
@@ -116,6 +118,7 @@ impl Application {
             state,
             embedded,
             draining,
+            drain_delay: config.shutdown_drain(),
             sockets,
         })
     }
@@ -142,14 +145,25 @@ impl Application {
             state,
             embedded,
             draining,
+            drain_delay,
             sockets,
         } = self;
         tracing::info!(address = %listener.local_addr()?, "serving GraphQL at /graphql");
         let drain = async move {
             shutdown.await;
-            // `/readyz` turns 503 and WebSockets close with 1001 once their
-            // queries and mutations in flight are done.
-            let _ = draining.send(true);
+            // `/readyz` turns 503 while the server still serves, so a load
+            // balancer moves new work elsewhere; then WebSockets close with
+            // 1001 once their queries and mutations in flight are done, and
+            // the server stops accepting and lets its requests finish.
+            let _ = draining.send(http::ws::Shutdown::Draining);
+            if !drain_delay.is_zero() {
+                tracing::info!(
+                    seconds = drain_delay.as_secs_f64(),
+                    "draining: /readyz answers 503"
+                );
+                tokio::time::sleep(drain_delay).await;
+            }
+            let _ = draining.send(http::ws::Shutdown::Closing);
         };
         axum::serve(
             listener,

@@ -95,7 +95,7 @@ mod tests {
             .split(['"', '\''])
             .filter_map(|part| part.strip_prefix("/graphiql/"))
             .collect();
-        assert_eq!(referenced.len(), 6, "{referenced:?}");
+        assert_eq!(referenced.len(), 7, "{referenced:?}");
         for name in referenced {
             assert!(
                 ASSETS.iter().any(|a| a.name == name),

@@ -77,7 +77,7 @@ pub struct Sockets {
     settings: Subscriptions,
     /// The origins browser pages may open sockets from.
     origins: CorsOrigins,
-    shutdown: watch::Receiver<bool>,
+    shutdown: watch::Receiver<Shutdown>,
 }
 
 /// Whose sockets count together: a user's, or an anonymous address's.
@@ -88,11 +88,11 @@ enum Client {
 }
 
 impl Sockets {
-    /// `shutdown` turns true when the server starts to drain.
+    /// `shutdown` says where the server is in its shutdown.
     pub fn new(
         settings: Subscriptions,
         origins: CorsOrigins,
-        shutdown: watch::Receiver<bool>,
+        shutdown: watch::Receiver<Shutdown>,
     ) -> Self {
         Self {
             open: AtomicUsize::new(0),
@@ -150,7 +150,7 @@ pub fn upgrade(
         )
             .into_response();
     }
-    if *sockets.shutdown.borrow() {
+    if sockets.draining() {
         return (StatusCode::SERVICE_UNAVAILABLE, "shutting down").into_response();
     }
     // Counted before the upgrade, so a flood of upgrades cannot pass the
@@ -364,7 +364,11 @@ impl Connection {
                         Ok(message) => message,
                         Err(e) => break Close::new(close::INVALID_MESSAGE, format!("invalid message: {e}")),
                     };
-                    if let Some(close) = self.handle(message, &mut session, &mut operations, outbox).await {
+                    // Boxed: an idle socket's task then holds a pointer, not
+                    // room for the largest message handling (authentication
+                    // included) for as long as it lives.
+                    let handled = Box::pin(self.handle(message, &mut session, &mut operations, outbox));
+                    if let Some(close) = handled.await {
                         break close;
                     }
                 }
@@ -392,7 +396,7 @@ impl Connection {
                         break Close::new(close::FORBIDDEN, "Forbidden: the session was signed out");
                     }
                 }
-                _ = shutdown.changed() => {
+                _ = closing(&mut shutdown) => {
                     // Queries and mutations in flight finish; streams end.
                     let grace = self.executor.request_timeout();
                     let in_flight = operations
@@ -515,7 +519,9 @@ impl Connection {
         let streaming = Arc::new(AtomicBool::new(false));
         let streams = streaming.clone();
         let task = tokio::spawn(async move {
-            let prepared = match executor.prepare(request).await {
+            // Boxed, so a subscription's task keeps only its stream while
+            // it idles, not room for preparing and starting one.
+            let prepared = match Box::pin(executor.prepare(request)).await {
                 Ok(prepared) => prepared,
                 Err(refusal) => {
                     outbox.send(
@@ -526,9 +532,8 @@ impl Connection {
                 }
             };
             streams.store(prepared.is_subscription(), Ordering::Release);
-            let mut results = executor
-                .stream(prepared, viewer, address, &request_id)
-                .await;
+            let mut results =
+                Box::pin(executor.stream(prepared, viewer, address, &request_id)).await;
             let mut first = true;
             while let Some(response) = results.next().await {
                 let refused = first && is_request_error(&response);
@@ -649,6 +654,27 @@ impl Sockets {
     /// Whether the server is draining: no new sockets, and `/readyz` says
     /// so, so a load balancer sends new clients elsewhere.
     pub fn draining(&self) -> bool {
-        *self.shutdown.borrow()
+        *self.shutdown.borrow() != Shutdown::Running
+    }
+}
+
+/// Where a server is in its shutdown.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Shutdown {
+    Running,
+    /// `/readyz` answers 503 and new sockets are refused; the rest goes on.
+    Draining,
+    /// Sockets close (1001) once their queries and mutations are done.
+    Closing,
+}
+
+/// Waits until the server closes its sockets.
+async fn closing(shutdown: &mut watch::Receiver<Shutdown>) {
+    if shutdown
+        .wait_for(|s| *s == Shutdown::Closing)
+        .await
+        .is_err()
+    {
+        std::future::pending::<()>().await;
     }
 }

@@ -540,3 +540,54 @@ async fn pages_on_origins_cors_refuses_may_not_open_sockets() {
     let same: &'static str = Box::leak(app.address.clone().into_boxed_str());
     assert!(open(same).await.is_ok(), "same origin");
 }
+
+#[tokio::test]
+async fn each_subscribe_is_charged_to_the_rate_limit_and_readyz_turns_first_on_shutdown() {
+    use base64::Engine as _;
+    let mut app = TestApp::spawn_with(|c| {
+        c.rate_limits.points = 20;
+        c.shutdown_drain = Some(Duration::from_secs(1));
+    })
+    .await;
+    // Written as an operator would, so no request spends the budget first.
+    let id = uuid::Uuid::new_v4();
+    app.db
+        .execute(&format!(
+            "INSERT INTO users (id, username, email, password_hash) VALUES ('{id}', 'jake', 'jake@example.com', 'x');
+             INSERT INTO articles (id, author_id, slug, title, description, body)
+             VALUES ('{id}', '{id}', 'charged', 'Charged', 'd', 'b');"
+        ))
+        .await;
+    let article = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(format!("Article:{id}"));
+    let mut socket = app.acked_socket(None).await;
+    // Costs 14 of the anonymous address's 20: the first fits, the second
+    // does not.
+    let costly = "subscription($a: ID!) { commentEvents(articleId: $a) {
+        cursor change commentId
+        comment { id body createdAt updatedAt author { id username bio image } }
+    } }";
+    socket.subscribe("1", costly, json!({ "a": article })).await;
+    socket.subscribe("2", costly, json!({ "a": article })).await;
+    let refused = socket.recv().await;
+    let code = if refused["type"] == "error" {
+        refused["payload"][0]["extensions"]["code"].clone()
+    } else {
+        refused["payload"]["errors"][0]["extensions"]["code"].clone()
+    };
+    assert_eq!(
+        (refused["id"].as_str(), code),
+        (Some("2"), json!("RATE_LIMITED")),
+        "{refused}"
+    );
+
+    app.trigger_shutdown();
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    // Still serving while it drains, but no longer ready.
+    let ready = app.client.get(app.url("/readyz")).send().await.unwrap();
+    assert_eq!(ready.status(), 503, "draining instances are not ready");
+    assert!(
+        socket.is_quiet(Duration::from_millis(300)).await,
+        "sockets stay open meanwhile"
+    );
+    assert_eq!(socket.closed().await.0, 1001);
+}
