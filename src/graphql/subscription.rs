@@ -94,42 +94,21 @@ impl SubscriptionRoot {
         after: Option<String>,
     ) -> async_graphql::Result<impl Stream<Item = async_graphql::Result<CommentEvent>> + use<>>
     {
-        let id = global_id::decode_as::<Article>(&article_id)?;
-        let after = after.as_deref().map(decode_cursor).transpose()?;
-        let app = ctx.app().clone();
-        let live = app.events.subscribe();
-        if ctx.loaders().load_one(ArticleById(id)).await?.is_none() {
-            return Err(AppError::NotFound("article").into());
-        }
-        let start = after.unwrap_or_else(|| app.events.delivered());
-        let missed = events::replay_article(&app, id, start).await?;
-        let wanted = move |d: &Delivery| {
-            d.event.article_id == Some(id)
-                && matches!(
-                    d.event.kind.as_str(),
-                    kind::COMMENT_ADDED | kind::COMMENT_DELETED
-                )
-        };
-        let deliveries = replay_then_live(missed, start, live, wanted)?;
-        let loaders = ctx.data_unchecked::<Arc<Loaders>>().clone();
-        Ok(deliveries.then(move |delivery| {
-            let loaders = loaders.clone();
-            async move {
-                let delivery = delivery?;
-                prime(&loaders, &delivery).await;
-                let comment_id = delivery.event.comment_id.unwrap_or_default();
-                let added = delivery.event.kind == kind::COMMENT_ADDED;
-                Ok(CommentEvent {
-                    cursor: encode_cursor(delivery.event.id),
-                    change: if added {
-                        CommentChange::Added
-                    } else {
-                        CommentChange::Deleted
-                    },
-                    comment_id: global_id::of::<Comment>(comment_id),
-                    comment: delivery.comment.clone().filter(|_| added).map(Comment),
-                })
-            }
+        let kinds = &[kind::COMMENT_ADDED, kind::COMMENT_DELETED];
+        let (_, deliveries) = article_deliveries(ctx, &article_id, after, kinds).await?;
+        Ok(deliveries.map(|delivery| {
+            let delivery = delivery?;
+            let added = delivery.event.kind == kind::COMMENT_ADDED;
+            Ok(CommentEvent {
+                cursor: encode_cursor(delivery.event.id),
+                change: if added {
+                    CommentChange::Added
+                } else {
+                    CommentChange::Deleted
+                },
+                comment_id: global_id::of::<Comment>(delivery.event.comment_id.unwrap_or_default()),
+                comment: delivery.comment.clone().filter(|_| added).map(Comment),
+            })
         }))
     }
 
@@ -141,45 +120,25 @@ impl SubscriptionRoot {
         after: Option<String>,
     ) -> async_graphql::Result<impl Stream<Item = async_graphql::Result<ArticleEvent>> + use<>>
     {
-        let id = global_id::decode_as::<Article>(&article_id)?;
-        let after = after.as_deref().map(decode_cursor).transpose()?;
-        let app = ctx.app().clone();
-        let live = app.events.subscribe();
-        if ctx.loaders().load_one(ArticleById(id)).await?.is_none() {
-            return Err(AppError::NotFound("article").into());
-        }
-        let start = after.unwrap_or_else(|| app.events.delivered());
-        let missed = events::replay_article(&app, id, start).await?;
-        let wanted = move |d: &Delivery| {
-            d.event.article_id == Some(id)
-                && matches!(
-                    d.event.kind.as_str(),
-                    kind::ARTICLE_UPDATED | kind::ARTICLE_DELETED
-                )
-        };
-        let deliveries = replay_then_live(missed, start, live, wanted)?;
-        let loaders = ctx.data_unchecked::<Arc<Loaders>>().clone();
-        Ok(deliveries.then(move |delivery| {
-            let loaders = loaders.clone();
-            async move {
-                let delivery = delivery?;
-                prime(&loaders, &delivery).await;
-                let deleted = delivery.event.kind == kind::ARTICLE_DELETED;
-                Ok(ArticleEvent {
-                    cursor: encode_cursor(delivery.event.id),
-                    change: if deleted {
-                        ArticleChange::Deleted
-                    } else {
-                        ArticleChange::Updated
-                    },
-                    article_id: global_id::of::<Article>(id),
-                    article: delivery
-                        .article
-                        .clone()
-                        .filter(|_| !deleted)
-                        .map(Article::from),
-                })
-            }
+        let kinds = &[kind::ARTICLE_UPDATED, kind::ARTICLE_DELETED];
+        let (id, deliveries) = article_deliveries(ctx, &article_id, after, kinds).await?;
+        Ok(deliveries.map(move |delivery| {
+            let delivery = delivery?;
+            let deleted = delivery.event.kind == kind::ARTICLE_DELETED;
+            Ok(ArticleEvent {
+                cursor: encode_cursor(delivery.event.id),
+                change: if deleted {
+                    ArticleChange::Deleted
+                } else {
+                    ArticleChange::Updated
+                },
+                article_id: global_id::of::<Article>(id),
+                article: delivery
+                    .article
+                    .clone()
+                    .filter(|_| !deleted)
+                    .map(Article::from),
+            })
         }))
     }
 
@@ -198,37 +157,88 @@ impl SubscriptionRoot {
         let start = after.unwrap_or_else(|| app.events.delivered());
         let missed = events::replay_feed(&app, &viewer, start).await?;
         let wanted = |d: &Delivery| d.event.kind == kind::ARTICLE_PUBLISHED && d.article.is_some();
-        let deliveries = replay_then_live(missed, start, live, wanted)?;
-        let loaders = ctx.data_unchecked::<Arc<Loaders>>().clone();
-        Ok(deliveries
-            .filter_map(move |delivery| {
-                let (app, loaders) = (app.clone(), loaders.clone());
-                async move {
-                    let delivery = match delivery {
-                        Ok(delivery) => delivery,
-                        Err(e) => return Some(Err(e.into())),
-                    };
-                    let author = delivery.event.user_id?;
-                    // Whether the viewer follows the author now: one
-                    // query per publication, not per event of the bus.
-                    match events::follows(&app, &viewer, author).await {
-                        Ok(true) => {}
-                        Ok(false) => return None,
-                        Err(e) => return Some(Err(e.into())),
-                    }
-                    prime(&loaders, &delivery).await;
-                    Some(Ok(FeedEvent {
-                        cursor: encode_cursor(delivery.event.id),
-                        article: Article::from(delivery.article.clone()?),
-                    }))
+        let followed = replay_then_live(missed, start, live, wanted)?.filter_map(move |delivery| {
+            let app = app.clone();
+            async move {
+                let Ok(delivery) = delivery else {
+                    return Some(delivery);
+                };
+                // Whether the viewer follows the author now: one query per
+                // publication, not per event of the bus.
+                let author = delivery.event.user_id?;
+                match events::follows(&app, &viewer, author).await {
+                    Ok(true) => Some(Ok(delivery)),
+                    Ok(false) => None,
+                    Err(e) => Some(Err(e)),
                 }
+            }
+        });
+        Ok(primed(ctx, followed).map(|delivery| {
+            let delivery = delivery?;
+            let article = delivery
+                .article
+                .clone()
+                .ok_or(AppError::NotFound("article"))?;
+            Ok(FeedEvent {
+                cursor: encode_cursor(delivery.event.id),
+                article: Article::from(article),
             })
-            .boxed())
+        }))
     }
 }
 
-/// `missed` (already filtered, replayed from the database), then the live
-/// deliveries `wanted` picks, none at or before the last one replayed. A
+/// One article's events of `kinds`, replayed from `after` and then live,
+/// each with the loaders primed for it. `NOT_FOUND` for an article that is
+/// not live now.
+async fn article_deliveries(
+    ctx: &Context<'_>,
+    article_id: &ID,
+    after: Option<String>,
+    kinds: &'static [&'static str],
+) -> async_graphql::Result<(
+    uuid::Uuid,
+    impl Stream<Item = async_graphql::Result<Arc<Delivery>>> + use<>,
+)> {
+    let id = global_id::decode_as::<Article>(article_id)?;
+    let after = after.as_deref().map(decode_cursor).transpose()?;
+    let app = ctx.app().clone();
+    // Listening before reading what was missed, so nothing falls between.
+    let live = app.events.subscribe();
+    if ctx.loaders().load_one(ArticleById(id)).await?.is_none() {
+        return Err(AppError::NotFound("article").into());
+    }
+    let start = after.unwrap_or_else(|| app.events.delivered());
+    let missed = events::replay_article(&app, id, start).await?;
+    let wanted = move |d: &Delivery| {
+        d.event.article_id == Some(id) && kinds.contains(&d.event.kind.as_str())
+    };
+    let deliveries = replay_then_live(missed, start, live, wanted)?;
+    Ok((id, primed(ctx, deliveries)))
+}
+
+/// `deliveries`, each resolved with the subscriber's loaders primed for it
+/// (see [`prime`]).
+fn primed<S>(
+    ctx: &Context<'_>,
+    deliveries: S,
+) -> impl Stream<Item = async_graphql::Result<Arc<Delivery>>> + use<S>
+where
+    S: Stream<Item = Result<Arc<Delivery>, AppError>> + Send + 'static,
+{
+    let loaders = ctx.data_unchecked::<Arc<Loaders>>().clone();
+    deliveries.then(move |delivery| {
+        let loaders = loaders.clone();
+        async move {
+            let delivery = delivery?;
+            prime(&loaders, &delivery).await;
+            Ok(delivery)
+        }
+    })
+}
+
+/// The deliveries `wanted` picks: first of `missed` (read from the
+/// database after `start`), then live ones, none at or before the last one
+/// read. A
 /// subscriber that falls too far behind the bus ends with
 /// `SERVICE_UNAVAILABLE`; it resumes from its last cursor.
 fn replay_then_live(
@@ -243,7 +253,9 @@ fn replay_then_live(
         ))
         .into());
     }
+    // Live events resume after the last one read, wanted or not.
     let last = missed.last().map_or(start, |d| d.event.id);
+    let missed: Vec<_> = missed.into_iter().filter(|d| wanted(d)).collect();
     let replayed = stream::iter(missed.into_iter().map(|d| Ok(Arc::new(d))));
     let live = stream::unfold(Some((live, last)), move |state| async move {
         let (mut live, last) = state?;

@@ -170,9 +170,10 @@ pub fn upgrade(
     upgrade
         // tungstenite's defaults (128 KiB to read into, 128 KiB to gather
         // writes in) cost 256 KiB a socket before it says anything; a
-        // socket here mostly idles and then carries small messages.
+        // socket here mostly idles and then carries small messages, and
+        // the writer flushes what it gathered at once anyway.
         .read_buffer_size(SOCKET_BUFFER)
-        .write_buffer_size(0)
+        .write_buffer_size(SOCKET_BUFFER)
         .max_write_buffer_size(sockets.settings.max_message_bytes.max(SOCKET_BUFFER) * 4)
         .max_message_size(sockets.settings.max_message_bytes)
         .max_frame_size(sockets.settings.max_message_bytes)
@@ -639,11 +640,19 @@ async fn sleep_until_unix(at: Option<i64>) {
 }
 
 /// Drains the queue into the socket; ends after a close frame or when the
-/// socket fails.
+/// socket fails. Messages already queued go out together, in one write.
 async fn write(mut sink: SplitSink<WebSocket, Message>, mut outgoing: mpsc::Receiver<Message>) {
-    while let Some(message) = outgoing.recv().await {
-        let closing = matches!(message, Message::Close(_));
-        if sink.send(message).await.is_err() || closing {
+    'socket: while let Some(message) = outgoing.recv().await {
+        let mut next = Some(message);
+        while let Some(message) = next.take() {
+            let closing = matches!(message, Message::Close(_));
+            if sink.feed(message).await.is_err() || closing {
+                let _ = sink.flush().await;
+                break 'socket;
+            }
+            next = outgoing.try_recv().ok();
+        }
+        if sink.flush().await.is_err() {
             break;
         }
     }

@@ -232,8 +232,10 @@ async fn a_resumed_subscription_replays_what_it_missed_then_goes_live_exactly_on
         .to_owned();
     drop(socket);
 
-    // Missed while away, and one rolled back, which recorded nothing.
+    // Missed while away, and one rolled back, which recorded nothing; the
+    // favorite is the article's event, not one of its comments.
     comment(&app, &jake.token, &article, "two").await;
+    app.favorite(&jake.token, &article).await;
     comment(&app, &jake.token, &article, "three").await;
     app.db
         .execute(
