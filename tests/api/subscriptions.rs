@@ -593,3 +593,42 @@ async fn each_subscribe_is_charged_to_the_rate_limit_and_readyz_turns_first_on_s
     );
     assert_eq!(socket.closed().await.0, 1001);
 }
+
+#[tokio::test]
+async fn a_client_that_reads_too_slowly_is_closed_with_1013_not_buffered_forever() {
+    let app = TestApp::spawn_with(|c| c.subscriptions.send_queue = 4).await;
+    let jake = app.signed_in_user("jake").await;
+    let article = app.create_article(&jake.token, "Firehose", &[]).await["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let mut socket = app.acked_socket(None).await;
+    socket
+        .subscribe("c", COMMENTS, json!({ "a": article }))
+        .await;
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    // The client reads nothing while about 15 MB of events come its way:
+    // more than the kernel's socket buffers hold, so the server's queue
+    // fills.
+    let body = "x".repeat(10_000);
+    let total = 1500;
+    for _ in 0..total {
+        comment(&app, &jake.token, &article, &body).await;
+    }
+    let mut received = 0;
+    let close = loop {
+        match socket.next_or_close().await {
+            Ok(message) => {
+                assert_eq!(message["type"], "next", "{message}");
+                received += 1;
+            }
+            Err(close) => break close,
+        }
+    };
+    assert_eq!(close.0, 1013, "{close:?}");
+    assert!(
+        received < total,
+        "{received} of {total} arrived before the close"
+    );
+    eprintln!("slow reader: {received} of {total} events, then {close:?}");
+}
