@@ -30,6 +30,12 @@ async fn comment(app: &TestApp, token: &str, article: &str, body: &str) -> Strin
         .to_owned()
 }
 
+/// A new article's global id.
+async fn new_article(app: &TestApp, token: &str, title: &str) -> String {
+    let article = app.create_article(token, title, &[]).await;
+    article["id"].as_str().unwrap().to_owned()
+}
+
 fn event(message: &Value) -> &Value {
     &message["payload"]["data"]
 }
@@ -157,14 +163,8 @@ async fn comments_reach_the_article_s_subscribers_and_only_them() {
     let app = TestApp::spawn().await;
     let jake = app.signed_in_user("jake").await;
     let anne = app.signed_in_user("anne").await;
-    let watched = app.create_article(&jake.token, "Watched", &[]).await["id"]
-        .as_str()
-        .unwrap()
-        .to_owned();
-    let other = app.create_article(&jake.token, "Other", &[]).await["id"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let watched = new_article(&app, &jake.token, "Watched").await;
+    let other = new_article(&app, &jake.token, "Other").await;
 
     let mut reader = app.acked_socket(None).await;
     reader
@@ -215,10 +215,7 @@ async fn comments_reach_the_article_s_subscribers_and_only_them() {
 async fn a_resumed_subscription_replays_what_it_missed_then_goes_live_exactly_once() {
     let app = TestApp::spawn().await;
     let jake = app.signed_in_user("jake").await;
-    let article = app.create_article(&jake.token, "Busy", &[]).await["id"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let article = new_article(&app, &jake.token, "Busy").await;
     let mut socket = app.acked_socket(None).await;
     socket
         .subscribe("c", COMMENTS, json!({ "a": article }))
@@ -265,10 +262,7 @@ async fn article_changes_and_the_feed_are_pushed() {
     let app = TestApp::spawn().await;
     let jake = app.signed_in_user("jake").await;
     let anne = app.signed_in_user("anne").await;
-    let article = app.create_article(&jake.token, "Liked", &[]).await["id"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let article = new_article(&app, &jake.token, "Liked").await;
 
     let mut watcher = app.acked_socket(None).await;
     watcher
@@ -343,10 +337,7 @@ async fn a_socket_ends_when_its_token_expires_or_its_session_signs_out() {
 async fn subscriptions_per_socket_and_duplicate_ids_are_bounded() {
     let app = TestApp::spawn_with(|c| c.subscriptions.max_per_socket = 1).await;
     let jake = app.signed_in_user("jake").await;
-    let article = app.create_article(&jake.token, "Bounded", &[]).await["id"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let article = new_article(&app, &jake.token, "Bounded").await;
     let mut socket = app.acked_socket(None).await;
     socket
         .subscribe("1", COMMENTS, json!({ "a": article }))
@@ -384,10 +375,7 @@ async fn across_instances_lost_listeners_and_restarts_every_event_arrives_once_i
     let writer = TestApp::spawn().await;
     let mut reader = TestApp::spawn_on(writer.db.share(), |_| {}).await;
     let jake = writer.signed_in_user("jake").await;
-    let article = writer.create_article(&jake.token, "Streamed", &[]).await["id"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let article = new_article(&writer, &jake.token, "Streamed").await;
     let total = 60;
     let mut socket = reader.acked_socket(None).await;
     socket
@@ -598,10 +586,7 @@ async fn each_subscribe_is_charged_to_the_rate_limit_and_readyz_turns_first_on_s
 async fn a_client_that_reads_too_slowly_is_closed_with_1013_not_buffered_forever() {
     let app = TestApp::spawn_with(|c| c.subscriptions.send_queue = 4).await;
     let jake = app.signed_in_user("jake").await;
-    let article = app.create_article(&jake.token, "Firehose", &[]).await["id"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let article = new_article(&app, &jake.token, "Firehose").await;
     let mut socket = app.acked_socket(None).await;
     socket
         .subscribe("c", COMMENTS, json!({ "a": article }))
