@@ -267,7 +267,7 @@ impl Executor {
         };
         let (result, codes) = match tokio::time::timeout(self.request_timeout, run).await {
             Ok(mut response) => {
-                tag_errors(&mut response, caller.request_id);
+                tag_errors(responses_mut(&mut response), caller.request_id);
                 if let Some(rejection) = credentials.rejected {
                     tell_token_rejection(&mut response, rejection);
                 }
@@ -433,13 +433,9 @@ impl Executor {
             span: tracing::Span::current(),
         };
         let request_id = request_id.to_owned();
-        let tag = move |response: async_graphql::Response| {
-            let mut response = BatchResponse::Single(response);
-            tag_errors(&mut response, &request_id);
-            match response {
-                BatchResponse::Single(response) => response,
-                BatchResponse::Batch(_) => unreachable!("a single response stays single"),
-            }
+        let tag = move |mut response: async_graphql::Response| {
+            tag_errors(std::slice::from_mut(&mut response), &request_id);
+            response
         };
         let request = match shared.request(operation).await {
             Ok(request) => request,
@@ -479,11 +475,8 @@ const REQUEST_ID_KEY: &str = "requestId";
 
 /// Every error gets a code; internal errors carry only the request id,
 /// which finds the logged cause.
-pub fn tag_errors(response: &mut BatchResponse, request_id: &str) {
-    for error in responses_mut(response)
-        .iter_mut()
-        .flat_map(|r| r.errors.iter_mut())
-    {
+pub fn tag_errors(responses: &mut [async_graphql::Response], request_id: &str) {
+    for error in responses.iter_mut().flat_map(|r| r.errors.iter_mut()) {
         crate::error::fill_error_code(error);
         let extensions = error.extensions.get_or_insert_with(Default::default);
         let internal = matches!(

@@ -79,12 +79,9 @@ pub fn transport_error(error: &TransportError, request_id: &RequestId, media: Me
 /// A response for an error raised before (or instead of) execution.
 pub fn error_response(error: &dyn ClientError, request_id: &RequestId, media: Media) -> Response {
     let code = error.code();
-    let mut response =
-        BatchResponse::Single(async_graphql::Response::from_errors(vec![server_error(
-            error,
-        )]));
-    executor::tag_errors(&mut response, &request_id.0);
-    render_for(&response, media, Some(code))
+    let mut response = async_graphql::Response::from_errors(vec![server_error(error)]);
+    executor::tag_errors(std::slice::from_mut(&mut response), &request_id.0);
+    render_for(&BatchResponse::Single(response), media, Some(code))
 }
 
 /// Past `MAX_CONCURRENT_REQUESTS`: shed at once, with a hint to retry.
