@@ -27,7 +27,10 @@ use super::{
 use crate::{
     db::models::event::kind,
     error::AppError,
-    services::events::{self, Delivery},
+    services::{
+        events::{self, Delivery},
+        profiles,
+    },
     telemetry::metrics_export,
 };
 
@@ -166,9 +169,9 @@ impl SubscriptionRoot {
                 // Whether the viewer follows the author now: one query per
                 // publication, not per event of the bus.
                 let author = delivery.event.user_id?;
-                match events::follows(&app, &viewer, author).await {
-                    Ok(true) => Some(Ok(delivery)),
-                    Ok(false) => None,
+                match profiles::followed_among(&app, &viewer, &[author]).await {
+                    Ok(followed) if followed.contains(&author) => Some(Ok(delivery)),
+                    Ok(_) => None,
                     Err(e) => Some(Err(e)),
                 }
             }

@@ -290,11 +290,3 @@ pub async fn replay_feed(
         event::published_for_follower_after(&mut conn, viewer.user_id, after, BATCH).await?;
     load(&mut conn, events).await
 }
-
-/// Whether `viewer` follows `author`, as of now.
-pub async fn follows(state: &AppState, viewer: &Viewer, author: Uuid) -> AppResult<bool> {
-    let mut conn = state.db.conn().await?;
-    let followed =
-        crate::db::models::follow::followed_among(&mut conn, viewer.user_id, &[author]).await?;
-    Ok(followed.contains(&author))
-}
