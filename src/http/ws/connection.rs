@@ -243,7 +243,7 @@ impl Connection {
                 outbox.send(pong);
                 None
             }
-            Incoming::Pong { .. } => None,
+            Incoming::Pong {} => None,
             Incoming::Subscribe { id, payload } => {
                 if session.admitted.is_none() {
                     return Some(Close::new(close::UNAUTHORIZED, "Unauthorized"));

@@ -35,11 +35,8 @@ pub(super) enum Incoming {
         #[serde(default)]
         payload: Option<Value>,
     },
-    Pong {
-        #[serde(default)]
-        #[allow(dead_code)]
-        payload: Option<Value>,
-    },
+    /// Its payload, if any, is ignored.
+    Pong {},
     Subscribe {
         id: String,
         payload: SubscribePayload,
