@@ -88,23 +88,9 @@ impl Socket {
 
     /// The next protocol message, skipping the server's pings.
     pub async fn recv(&mut self) -> Value {
-        loop {
-            let frame = tokio::time::timeout(WAIT, self.stream.next())
-                .await
-                .expect("a message within the wait")
-                .expect("the socket is open")
-                .expect("a frame");
-            match frame {
-                Message::Text(text) => {
-                    let message: Value = serde_json::from_str(&text).unwrap();
-                    if message["type"] != "ping" {
-                        return message;
-                    }
-                }
-                Message::Close(frame) => panic!("closed: {frame:?}"),
-                _ => {}
-            }
-        }
+        self.next_or_close()
+            .await
+            .unwrap_or_else(|close| panic!("closed: {close:?}"))
     }
 
     /// The next message for operation `id`, which must be of `kind`.
@@ -179,16 +165,8 @@ impl Socket {
     /// before.
     pub async fn closed(&mut self) -> (u16, String) {
         loop {
-            let frame = tokio::time::timeout(WAIT, self.stream.next())
-                .await
-                .expect("the server closes within the wait");
-            match frame {
-                Some(Ok(Message::Close(Some(frame)))) => {
-                    return (frame.code.into(), frame.reason.to_string());
-                }
-                Some(Ok(Message::Close(None))) | None => return (1005, String::new()),
-                Some(Ok(_)) => {}
-                Some(Err(e)) => panic!("socket failed before its close frame: {e}"),
+            if let Err(close) = self.next_or_close().await {
+                return close;
             }
         }
     }
