@@ -471,6 +471,15 @@ fn responses_mut(response: &mut BatchResponse) -> &mut [async_graphql::Response]
     }
 }
 
+/// Whether nothing ran: the document did not parse or validate, a variable
+/// did not coerce, or a limit refused it (a request error, which transports
+/// answer differently from errors beside data).
+pub fn nothing_ran(response: &async_graphql::Response) -> bool {
+    response.data == async_graphql::Value::Null
+        && !response.errors.is_empty()
+        && response.errors.iter().all(|e| e.path.is_empty())
+}
+
 const REQUEST_ID_KEY: &str = "requestId";
 
 /// Every error gets a code; internal errors carry only the request id,

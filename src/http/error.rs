@@ -181,24 +181,12 @@ impl Media {
     }
 }
 
-/// A request error: nothing executed (the document did not parse or
-/// validate, a variable did not coerce, or a limit refused it).
-fn is_request_error(response: &BatchResponse) -> bool {
-    match response {
-        BatchResponse::Single(r) => {
-            r.data == async_graphql::Value::Null
-                && !r.errors.is_empty()
-                && r.errors.iter().all(|e| e.path.is_empty())
-        }
-        BatchResponse::Batch(_) => false,
-    }
-}
-
 /// Serialises a response for `media`, with `status` or the one GraphQL
 /// over HTTP prescribes.
 fn render(response: &BatchResponse, media: Media, status: Option<StatusCode>) -> Response {
     let mut status = status.unwrap_or(StatusCode::OK);
-    let request_error = media == Media::GraphQLResponseJson && is_request_error(response);
+    let request_error = media == Media::GraphQLResponseJson
+        && matches!(response, BatchResponse::Single(r) if executor::nothing_ran(r));
     if request_error && status == StatusCode::OK {
         status = StatusCode::BAD_REQUEST;
     }

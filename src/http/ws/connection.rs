@@ -22,12 +22,12 @@ use tokio::{
 
 use super::{
     Client, Shutdown, Sockets,
-    protocol::{Close, Incoming, close, forbidden, is_request_error, request_of},
+    protocol::{Close, Incoming, close, forbidden, request_of},
 };
 use crate::{
     auth::Viewer,
     error::{ClientError, server_error},
-    graphql::executor::Executor,
+    graphql::executor::{self, Executor},
     telemetry::metrics_export,
 };
 
@@ -311,7 +311,7 @@ impl Connection {
                 Box::pin(executor.stream(prepared, viewer, address, &request_id)).await;
             let mut first = true;
             while let Some(response) = results.next().await {
-                let refused = first && is_request_error(&response);
+                let refused = first && executor::nothing_ran(&response);
                 first = false;
                 let message = if refused {
                     json!({ "id": id, "type": "error", "payload": response.errors })

@@ -77,13 +77,6 @@ impl Close {
     }
 }
 
-/// Nothing ran: the document did not parse, validate or pass the limits.
-pub(super) fn is_request_error(response: &async_graphql::Response) -> bool {
-    response.data == async_graphql::Value::Null
-        && !response.errors.is_empty()
-        && response.errors.iter().all(|e| e.path.is_empty())
-}
-
 pub(super) fn request_of(payload: SubscribePayload) -> Request {
     let mut request = Request::new(payload.query);
     if let Some(name) = payload.operation_name {
