@@ -233,6 +233,8 @@ where
         let loaders = loaders.clone();
         async move {
             let delivery = delivery?;
+            let lag = chrono::Utc::now() - delivery.event.created_at;
+            metrics_export::record_event_sent(lag.to_std().unwrap_or_default());
             prime(&loaders, &delivery).await;
             Ok(delivery)
         }
@@ -287,8 +289,6 @@ fn replay_then_live(
 /// Forgets what the loaders cached for the previous event and gives them
 /// the rows this one names.
 async fn prime(loaders: &Loaders, delivery: &Delivery) {
-    let lag = chrono::Utc::now() - delivery.event.created_at;
-    metrics_export::record_event_sent(lag.to_std().unwrap_or_default());
     loaders::clear_all(loaders);
     if let Some(author) = &delivery.author {
         loaders.feed_one(UserById(author.id), author.clone()).await;
