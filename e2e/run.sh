@@ -2,9 +2,11 @@
 # Runs every end-to-end check against a built server binary:
 #   - the GraphQL over HTTP audit, oversized bodies with Node's fetch, the
 #     GraphiQL page in Chromium, the typed
-#     client (codegen, type check, an invalid operation refused, the journey)
-#     and automatic persisted queries, against two instances (A and B) that
-#     share one database and one Redis;
+#     client (codegen, type check, an invalid operation refused, the journey),
+#     automatic persisted queries and webhook deliveries (signatures verified
+#     by the Standard Webhooks libraries from npm and PyPI, before and during
+#     a secret rotation), against two instances (A and B) that share one
+#     database and one Redis;
 #   - then trusted documents against a third instance (C) that runs only the
 #     documents in the typed client's manifest.
 #
@@ -14,7 +16,9 @@
 # creating databases (default postgres://postgres@127.0.0.1:5432/postgres);
 # throwaway databases are made there and dropped at the end. REDIS_URL
 # (default redis://127.0.0.1:6379) is shared by A and B. Server logs and the
-# GraphiQL screenshot land in e2e/artifacts/. Exits non-zero if any check failed.
+# GraphiQL screenshot land in e2e/artifacts/, with the webhook requests the
+# check received (webhook-requests.json). Python's packages go to a virtual
+# environment in e2e/.venv. Exits non-zero if any check failed.
 set -euo pipefail
 
 # ---------------------------------------------------------------------------
@@ -35,6 +39,13 @@ SERVER_ENV=(
 # A and B: automatic persisted queries kept in the shared Redis.
 APQ_ENV=(
     PERSISTED_QUERIES=redis
+)
+# A and B: webhooks may be delivered to private addresses, such as the
+# receiver that e2e/webhooks.mjs runs on 127.0.0.1. The check talks to A
+# only, but B needs it too: the job queue is in the shared database, so B's
+# workers may take deliveries to endpoints registered through A.
+WEBHOOKS_ENV=(
+    WEBHOOKS_ALLOW_PRIVATE_ADDRESSES=true
 )
 # C: only the documents of the typed client's manifest run.
 TRUSTED_DOCUMENTS_VAR=TRUSTED_DOCUMENTS
@@ -157,6 +168,13 @@ command -v node >/dev/null 2>&1 || { apt-get update -qq; apt-get install -y -qq 
 node --version
 (cd "$ROOT/e2e" && npm ci --no-audit --no-fund --loglevel=error)
 (cd "$ROOT/clients/typescript" && npm ci --no-audit --no-fund --loglevel=error)
+# Python for e2e/verify_webhooks.py, which checks webhook signatures with the
+# PyPI package pinned in e2e/requirements.txt. Debian's python3 lacks
+# ensurepip (so `python3 -m venv` fails) until python3-venv is installed.
+python3 -c 'import ensurepip' >/dev/null 2>&1 || { apt-get update -qq; apt-get install -y -qq python3 python3-venv >/dev/null; }
+python3 --version
+python3 -m venv "$ROOT/e2e/.venv"
+"$ROOT/e2e/.venv/bin/pip" install --quiet --disable-pip-version-check -r "$ROOT/e2e/requirements.txt"
 JWT_SECRET="$(head -c 48 /dev/urandom | base64 | tr -d '\n')"
 
 DB="conduit_e2e_js_$$"
@@ -165,8 +183,8 @@ DATABASES+=("$DB")
 SERVER_DB="$(database_url "$DB")"
 
 step "servers A and B (automatic persisted queries in Redis at $REDIS_URL)"
-if start_server A "$PORT_A" "$SERVER_DB" "${APQ_ENV[@]}" \
-    && start_server B "$PORT_B" "$SERVER_DB" "${APQ_ENV[@]}"; then
+if start_server A "$PORT_A" "$SERVER_DB" "${APQ_ENV[@]}" "${WEBHOOKS_ENV[@]}" \
+    && start_server B "$PORT_B" "$SERVER_DB" "${APQ_ENV[@]}" "${WEBHOOKS_ENV[@]}"; then
     A="http://127.0.0.1:$PORT_A"
     B="http://127.0.0.1:$PORT_B"
     check "GraphQL over HTTP audit (A)" node e2e/graphql-http-audit.mjs "$A/graphql"
@@ -180,6 +198,8 @@ if start_server A "$PORT_A" "$SERVER_DB" "${APQ_ENV[@]}" \
     check "typed journey by hash only on the other instance (B, CONDUIT_PERSISTED=1)" \
         in_client env CONDUIT_JWT_SECRET="$JWT_SECRET" CONDUIT_URL="$B/graphql" CONDUIT_PERSISTED=1 npm run journey
     check "automatic persisted queries (A and B)" node e2e/persisted.mjs --apq "$A" "$B"
+    check "webhook signatures verified by the Standard Webhooks libraries (npm and PyPI)" \
+        node e2e/webhooks.mjs "$A/graphql"
 else
     FAILED+=("start servers A and B")
 fi

@@ -31,6 +31,11 @@ pub enum UserErrorCode {
     Taken,
     /// Email and password do not match an account.
     InvalidCredentials,
+    /// The value is well-formed but not allowed here (a webhook URL that
+    /// resolves to a private address).
+    Refused,
+    /// The account already has as many of these as it may.
+    LimitReached,
 }
 
 /// One refused input field: what the client sees in a payload's `errors`.
@@ -95,6 +100,17 @@ pub enum AppError {
     /// `INTERNAL_SERVER_ERROR`: the client sees only "internal server error"
     /// and the request id; the cause is logged, never sent.
     Internal(anyhow::Error),
+}
+
+/// An error of work no client waits for (the event bus, jobs), for its
+/// log line.
+impl From<AppError> for anyhow::Error {
+    fn from(e: AppError) -> Self {
+        match e {
+            AppError::Internal(cause) => cause,
+            other => anyhow::anyhow!(other.client_message()),
+        }
+    }
 }
 
 impl From<anyhow::Error> for AppError {

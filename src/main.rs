@@ -31,6 +31,9 @@ struct Cli {
 enum Command {
     /// Run the HTTP server (the default).
     Serve(Box<Config>),
+    /// Run background jobs only (webhooks, retention), for deployments that
+    /// keep them apart from the servers (which then set `JOB_WORKERS=0`).
+    Worker(Box<Config>),
     /// Apply pending database migrations and exit.
     Migrate(Box<Config>),
     /// Print the GraphQL SDL (the content of schema.graphql); reads no
@@ -98,6 +101,11 @@ async fn run(command: Command) -> anyhow::Result<()> {
             telemetry::init(config.log_format(), &config.log_filter);
             let app = Application::build(&config).await?;
             app.run_until(startup::shutdown_signal()).await
+        }
+        Command::Worker(config) => {
+            let config = config.for_serving().context("invalid configuration")?;
+            telemetry::init(config.log_format(), &config.log_filter);
+            startup::run_workers(&config, startup::shutdown_signal()).await
         }
         Command::Migrate(config) => {
             config.check().context("invalid configuration")?;

@@ -15,11 +15,13 @@ use crate::{
     graphql,
     graphql::{executor::Executor, persisted::PersistedDocuments},
     http,
+    jobs::Workers,
     rate_limit::{
         Budget, Budgets, RateLimitStore, RateLimiter, memory::MemoryStore, redis::RedisStore,
     },
     services::events::EventBus,
     state::AppState,
+    webhooks::Webhooks,
 };
 
 pub struct Application {
@@ -32,6 +34,8 @@ pub struct Application {
     draining: tokio::sync::watch::Sender<http::ws::Shutdown>,
     drain_delay: std::time::Duration,
     sockets: Arc<http::ws::Sockets>,
+    /// This process's job workers (none when `JOB_WORKERS=0`).
+    workers: Option<Workers>,
 }
 
 /// The database to use: `DATABASE_URL`, or the embedded server.
@@ -60,39 +64,11 @@ impl Application {
     pub async fn build(config: &Config) -> anyhow::Result<Self> {
         let (url, embedded) = resolve_database(config).await?;
         db::run_migrations(&url).await?;
-        let db = Database::connect(
-            &url,
-            &PoolSettings {
-                size: config.database_pool_size,
-                acquire_timeout: config.database_acquire_timeout,
-                statement_timeout: config.database_statement_timeout,
-                ping_after_idle: config.database_ping_after_idle,
-            },
-        )
-        .await?;
-        // One Redis connection for whatever keeps its state there.
-        let redis = if config.rate_limits.store == RateLimitStoreKind::Redis
-            || config.persisted_queries == PersistedQueryStore::Redis
-        {
-            Some(crate::rate_limit::redis::connect(&config.rate_limits.redis_url).await?)
+        let (state, redis) = app_state(config, &url).await?;
+        let workers = if config.jobs.workers > 0 {
+            Some(workers(config, &url, &state).await?)
         } else {
             None
-        };
-        let limiter = rate_limiter(config, redis.as_ref())?;
-        let events = EventBus::start(&url, db.clone(), config.subscriptions.buffer).await?;
-        let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
-        let state = AppState {
-            db,
-            passwords: PasswordHasher::new(cores)?,
-            jwt: Arc::new(JwtKeys::new(
-                config.jwt_secret()?,
-                &config.jwt_previous_secrets.0,
-                config.access_token_ttl,
-            )),
-            refresh_token_ttl: config.refresh_token_ttl,
-            pagination: config.pagination,
-            limiter,
-            events,
         };
         let schema = graphql::build_schema(Some(state.clone()), config);
         let documents = PersistedDocuments::from_config(
@@ -120,6 +96,7 @@ impl Application {
             draining,
             drain_delay: config.shutdown_drain(),
             sockets,
+            workers,
         })
     }
 
@@ -147,7 +124,15 @@ impl Application {
             draining,
             drain_delay,
             sockets,
+            workers,
         } = self;
+        let (stop_workers, workers_stopped) = tokio::sync::watch::channel(false);
+        let workers = workers.map(|workers| {
+            let mut stopped = workers_stopped;
+            tokio::spawn(workers.run(async move {
+                let _ = stopped.wait_for(|stop| *stop).await;
+            }))
+        });
         tracing::info!(address = %listener.local_addr()?, "serving GraphQL at /graphql");
         let drain = async move {
             shutdown.await;
@@ -179,12 +164,102 @@ impl Application {
             tokio::time::sleep(std::time::Duration::from_millis(20)).await;
         }
         tracing::info!("stopped accepting; in-flight requests finished");
+        let _ = stop_workers.send(true);
+        if let Some(workers) = workers {
+            let _ = workers.await;
+        }
         drop(state);
         if let Some(embedded) = embedded {
             embedded.stop().await?;
         }
         Ok(())
     }
+}
+
+/// What every service needs, over a pool of `DATABASE_POOL_SIZE`
+/// connections to `url`; and the Redis connection, when something keeps
+/// its state there.
+async fn app_state(
+    config: &Config,
+    url: &str,
+) -> anyhow::Result<(AppState, Option<redis::aio::ConnectionManager>)> {
+    let db = Database::connect(
+        url,
+        &PoolSettings {
+            size: config.database_pool_size,
+            acquire_timeout: config.database_acquire_timeout,
+            statement_timeout: config.database_statement_timeout,
+            ping_after_idle: config.database_ping_after_idle,
+        },
+    )
+    .await?;
+    // One Redis connection for whatever keeps its state there.
+    let redis = if config.rate_limits.store == RateLimitStoreKind::Redis
+        || config.persisted_queries == PersistedQueryStore::Redis
+    {
+        Some(crate::rate_limit::redis::connect(&config.rate_limits.redis_url).await?)
+    } else {
+        None
+    };
+    let limiter = rate_limiter(config, redis.as_ref())?;
+    let events = EventBus::start(url, db.clone(), config.subscriptions.buffer).await?;
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let state = AppState {
+        db,
+        passwords: PasswordHasher::new(cores)?,
+        jwt: Arc::new(JwtKeys::new(
+            config.jwt_secret()?,
+            &config.jwt_previous_secrets.0,
+            config.access_token_ttl,
+        )),
+        refresh_token_ttl: config.refresh_token_ttl,
+        pagination: config.pagination,
+        limiter,
+        events,
+        webhooks: Webhooks::new(config.jobs.webhooks.clone(), config.is_production())?,
+    };
+    Ok((state, redis))
+}
+
+/// Job workers with a pool of their own (jobs and requests never wait for
+/// each other's connections), sized to what they run at once.
+async fn workers(config: &Config, url: &str, state: &AppState) -> anyhow::Result<Workers> {
+    let size = u32::try_from(config.jobs.workers)
+        .unwrap_or(u32::MAX)
+        .saturating_add(2);
+    let db = Database::connect(
+        url,
+        &PoolSettings {
+            size,
+            acquire_timeout: config.database_acquire_timeout,
+            statement_timeout: config.database_statement_timeout,
+            ping_after_idle: config.database_ping_after_idle,
+        },
+    )
+    .await?;
+    let state = AppState {
+        db,
+        ..state.clone()
+    };
+    Ok(Workers::new(state, url, config.jobs.clone()))
+}
+
+/// `conduit worker`: job workers alone, no HTTP, until `shutdown`.
+pub async fn run_workers(
+    config: &Config,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> anyhow::Result<()> {
+    if config.jobs.workers == 0 {
+        anyhow::bail!("JOB_WORKERS must be at least 1 for `conduit worker`");
+    }
+    let (url, embedded) = resolve_database(config).await?;
+    db::run_migrations(&url).await?;
+    let (state, _) = app_state(config, &url).await?;
+    workers(config, &url, &state).await?.run(shutdown).await;
+    if let Some(embedded) = embedded {
+        embedded.stop().await?;
+    }
+    Ok(())
 }
 
 fn rate_limiter(

@@ -8,6 +8,7 @@ use crate::{
     db::Database,
     rate_limit::RateLimiter,
     services::events::EventBus,
+    webhooks::Webhooks,
 };
 
 #[derive(Clone)]
@@ -19,4 +20,5 @@ pub struct AppState {
     pub pagination: Pagination,
     pub limiter: RateLimiter,
     pub events: EventBus,
+    pub webhooks: Webhooks,
 }

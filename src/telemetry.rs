@@ -7,6 +7,17 @@ use tracing_subscriber::{EnvFilter, fmt, prelude::*};
 
 use crate::config::LogFormat;
 
+tokio::task_local! {
+    /// The request being served, for what it causes beyond itself (the
+    /// jobs a mutation enqueues carry it into their log lines).
+    pub static REQUEST_ID: std::sync::Arc<str>;
+}
+
+/// The id of the request this task serves, if it serves one.
+pub fn request_id() -> Option<std::sync::Arc<str>> {
+    REQUEST_ID.try_with(Clone::clone).ok()
+}
+
 /// Installs the log subscriber: `format`, and `filter` (`RUST_LOG`'s
 /// syntax, checked with the configuration).
 pub fn init(format: LogFormat, filter: &str) {
@@ -156,6 +167,39 @@ pub mod metrics_export {
     pub fn record_event_sent(lag: Duration) {
         handle();
         metrics::histogram!("subscription_delivery_lag_seconds").record(lag.as_secs_f64());
+    }
+
+    /// A job started, `waited` after it was due (`first`: its first attempt,
+    /// so `waited` runs from when it was enqueued).
+    pub fn record_job_started(kind: &str, waited: Duration, first: bool) {
+        handle();
+        let attempt = if first { "first" } else { "retry" };
+        metrics::histogram!("job_wait_seconds", "kind" => kind.to_owned(), "attempt" => attempt)
+            .record(waited.as_secs_f64());
+    }
+
+    /// A job's attempt ended: `succeeded`, `retried`, `failed` or
+    /// `released` (handed back at shutdown).
+    pub fn record_job_outcome(kind: &str, outcome: &'static str, took: Duration) {
+        handle();
+        metrics::counter!("jobs_total", "kind" => kind.to_owned(), "outcome" => outcome)
+            .increment(1);
+        metrics::histogram!("job_duration_seconds", "kind" => kind.to_owned())
+            .record(took.as_secs_f64());
+    }
+
+    /// Jobs per kind and state, read from the queue.
+    pub fn record_queue_depth(kind: &str, state: &str, count: i64) {
+        handle();
+        metrics::gauge!("job_queue_depth", "kind" => kind.to_owned(), "state" => state.to_owned())
+            .set(count as f64);
+    }
+
+    /// One webhook delivery attempt's outcome: `succeeded`, `retrying`,
+    /// `failed`, `skipped` (the endpoint's backlog was full).
+    pub fn record_webhook(outcome: &'static str) {
+        handle();
+        metrics::counter!("webhook_deliveries_total", "outcome" => outcome).increment(1);
     }
 
     /// Pool figures and the statements sent so far, read at scrape time.

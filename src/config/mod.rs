@@ -6,6 +6,7 @@
 //! A value that does not parse stops start-up with a message naming the
 //! variable; nothing falls back silently. A blank variable counts as unset.
 
+mod jobs;
 mod limits;
 mod rate_limits;
 mod subscriptions;
@@ -18,6 +19,7 @@ use clap::{Args, CommandFactory, FromArgMatches};
 
 use self::values::{millis, secs};
 pub use self::{
+    jobs::{Jobs, Webhooks},
     limits::{Limits, Pagination, schema_lists},
     rate_limits::RateLimits,
     subscriptions::Subscriptions,
@@ -113,6 +115,8 @@ pub struct Config {
     pub rate_limits: RateLimits,
     #[command(flatten)]
     pub subscriptions: Subscriptions,
+    #[command(flatten)]
+    pub jobs: Jobs,
     /// Proxies in front of the server that append to `X-Forwarded-For`;
     /// `0` ignores the header (anyone can forge it) and uses the
     /// connection's address.
@@ -193,6 +197,12 @@ impl Config {
         }
         if self.access_token_ttl >= self.refresh_token_ttl {
             bail!("ACCESS_TOKEN_TTL_SECS must be shorter than REFRESH_TOKEN_TTL_SECS");
+        }
+        if self.jobs.lease < Duration::from_secs(1) {
+            bail!("JOB_LEASE_SECS must be at least 1");
+        }
+        if self.jobs.retention_batch_size == 0 {
+            bail!("RETENTION_BATCH_SIZE must be at least 1");
         }
         if self.max_concurrent_requests == 0 {
             bail!("MAX_CONCURRENT_REQUESTS must be at least 1");

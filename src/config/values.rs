@@ -102,3 +102,36 @@ pub fn millis(s: &str) -> Result<Duration, String> {
         .map(Duration::from_millis)
         .map_err(|_| format!("expected milliseconds, got `{s}`"))
 }
+
+/// A comma-separated list of durations, each a whole number with a unit:
+/// `ms`, `s`, `m` or `h` (`5s,5m,2h`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Schedule(pub Vec<Duration>);
+
+impl FromStr for Schedule {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let steps = s
+            .split(',')
+            .map(str::trim)
+            .filter(|step| !step.is_empty())
+            .map(|step| {
+                let split = step
+                    .find(|c: char| !c.is_ascii_digit())
+                    .ok_or_else(|| format!("`{step}` has no unit (ms, s, m or h)"))?;
+                let (number, unit) = step.split_at(split);
+                let n: u64 = number
+                    .parse()
+                    .map_err(|_| format!("`{step}` is not a whole number with a unit"))?;
+                match unit {
+                    "ms" => Ok(Duration::from_millis(n)),
+                    "s" => Ok(Duration::from_secs(n)),
+                    "m" => Ok(Duration::from_secs(n * 60)),
+                    "h" => Ok(Duration::from_secs(n * 3600)),
+                    _ => Err(format!("`{step}`: the unit is ms, s, m or h")),
+                }
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(Self(steps))
+    }
+}

@@ -117,7 +117,9 @@ pub async fn seed(url: &str, size: SeedSize) -> anyhow::Result<SeedReport> {
             // its rows record no events (see the events migration).
             conn.batch_execute(
                 "ALTER TABLE articles DISABLE TRIGGER articles_record_event;
-                 ALTER TABLE comments DISABLE TRIGGER comments_record_event;",
+                 ALTER TABLE comments DISABLE TRIGGER comments_record_event;
+                 ALTER TABLE favorites DISABLE TRIGGER favorites_record_event;
+                 ALTER TABLE follows DISABLE TRIGGER follows_record_event;",
             )
             .await?;
             let users = exec(conn, &format!(
@@ -218,7 +220,9 @@ pub async fn seed(url: &str, size: SeedSize) -> anyhow::Result<SeedReport> {
 
             conn.batch_execute(
                 "ALTER TABLE articles ENABLE TRIGGER articles_record_event;
-                 ALTER TABLE comments ENABLE TRIGGER comments_record_event;",
+                 ALTER TABLE comments ENABLE TRIGGER comments_record_event;
+                 ALTER TABLE favorites ENABLE TRIGGER favorites_record_event;
+                 ALTER TABLE follows ENABLE TRIGGER follows_record_event;",
             )
             .await?;
             Ok(SeedReport {

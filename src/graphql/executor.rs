@@ -265,6 +265,7 @@ impl Executor {
                 ),
             }
         };
+        let run = crate::telemetry::REQUEST_ID.scope(caller.request_id.into(), run);
         let (result, codes) = match tokio::time::timeout(self.request_timeout, run).await {
             Ok(mut response) => {
                 tag_errors(responses_mut(&mut response), caller.request_id);
@@ -432,6 +433,7 @@ impl Executor {
             ticket: &ticket,
             span: tracing::Span::current(),
         };
+        let tagged_id = request_id.to_owned();
         let request_id = request_id.to_owned();
         let tag = move |mut response: async_graphql::Response| {
             tag_errors(std::slice::from_mut(&mut response), &request_id);
@@ -444,14 +446,15 @@ impl Executor {
         if subscription {
             return self.schema.execute_stream(request).map(tag).boxed();
         }
-        let response =
-            match tokio::time::timeout(self.request_timeout, self.schema.execute(request)).await {
-                Ok(response) => response,
-                Err(_) => async_graphql::Response::from_errors(vec![
-                    AppError::Timeout("the request took too long and was cancelled")
-                        .into_server_error(),
-                ]),
-            };
+        let run =
+            crate::telemetry::REQUEST_ID.scope(tagged_id.into(), self.schema.execute(request));
+        let response = match tokio::time::timeout(self.request_timeout, run).await {
+            Ok(response) => response,
+            Err(_) => async_graphql::Response::from_errors(vec![
+                AppError::Timeout("the request took too long and was cancelled")
+                    .into_server_error(),
+            ]),
+        };
         futures_util::stream::once(async move { tag(response) }).boxed()
     }
 }

@@ -102,6 +102,7 @@ pub async fn create(state: &AppState, viewer: &Viewer, draft: ArticleDraft) -> A
     let slug = slug_for(&draft.title);
     let mut conn = state.db.conn().await?;
     conn.transaction(async |conn| {
+        super::tag_request(conn).await?;
         let created = article::insert(
             conn,
             &NewArticle {

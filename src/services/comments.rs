@@ -32,6 +32,7 @@ pub async fn add(
         article::find(conn, article_id)
             .await?
             .ok_or(AppError::NotFound("article"))?;
+        super::tag_request(conn).await?;
         Ok(comment::insert(
             conn,
             &NewComment {

@@ -36,7 +36,7 @@ use crate::{
             user::{self, User},
         },
     },
-    error::{AppError, AppResult, ClientError as _},
+    error::AppResult,
     state::AppState,
 };
 
@@ -182,7 +182,7 @@ impl Listener {
                 return Ok(());
             };
             let count = events.len();
-            let deliveries = load(conn, events).await.map_err(cause)?;
+            let deliveries = load(conn, events).await?;
             for delivery in deliveries {
                 // No subscriber is not an error.
                 if delivery.event.kind == kind::SESSION_REVOKED {
@@ -199,14 +199,6 @@ impl Listener {
                 return Ok(());
             }
         }
-    }
-}
-
-/// An error of the bus, for its log line.
-fn cause(e: AppError) -> anyhow::Error {
-    match e {
-        AppError::Internal(cause) => cause,
-        other => anyhow::anyhow!(other.client_message()),
     }
 }
 

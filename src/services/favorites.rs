@@ -21,6 +21,7 @@ async fn set(state: &AppState, viewer: &Viewer, article_id: Uuid, on: bool) -> A
             .await?
             .ok_or(AppError::NotFound("article"))?;
         if on {
+            super::tag_request(conn).await?;
             favorite::add(conn, viewer.user_id, article_id).await?;
         } else {
             favorite::remove(conn, viewer.user_id, article_id).await?;

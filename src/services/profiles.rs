@@ -28,6 +28,7 @@ async fn set(state: &AppState, viewer: &Viewer, user_id: Uuid, on: bool) -> AppR
             .await?
             .ok_or(AppError::NotFound("user"))?;
         if on {
+            super::tag_request(conn).await?;
             follow::add(conn, viewer.user_id, user_id).await?;
         } else {
             follow::remove(conn, viewer.user_id, user_id).await?;

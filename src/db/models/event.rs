@@ -19,6 +19,8 @@ pub struct Event {
     pub user_id: Option<Uuid>,
     pub session_id: Option<Uuid>,
     pub created_at: DateTime<Utc>,
+    /// Who did it, where that is not `user_id` (favorites, follows).
+    pub actor_id: Option<Uuid>,
 }
 
 /// The event kinds, as the triggers write them.
@@ -29,6 +31,33 @@ pub mod kind {
     pub const ARTICLE_UPDATED: &str = "article_updated";
     pub const ARTICLE_DELETED: &str = "article_deleted";
     pub const SESSION_REVOKED: &str = "session_revoked";
+    pub const ARTICLE_FAVORITED: &str = "article_favorited";
+    pub const USER_FOLLOWED: &str = "user_followed";
+}
+
+pub async fn find(conn: &mut AsyncPgConnection, id: i64) -> QueryResult<Option<Event>> {
+    events::table
+        .find(id)
+        .select(Event::as_select())
+        .first(conn)
+        .await
+        .optional()
+}
+
+/// Removes up to `limit` events recorded before `before`; returns how many.
+pub async fn purge_before(
+    conn: &mut AsyncPgConnection,
+    before: DateTime<Utc>,
+    limit: i64,
+) -> QueryResult<usize> {
+    diesel::sql_query(
+        "DELETE FROM events WHERE id IN ( \
+             SELECT id FROM events WHERE created_at < $1 ORDER BY id LIMIT $2)",
+    )
+    .bind::<diesel::sql_types::Timestamptz, _>(before)
+    .bind::<diesel::sql_types::BigInt, _>(limit)
+    .execute(conn)
+    .await
 }
 
 /// Events after `after`, oldest first, at most `limit`.

@@ -7,10 +7,13 @@ pub mod comment;
 pub mod event;
 pub mod favorite;
 pub mod follow;
+pub mod job;
 pub mod page;
+pub mod retention;
 pub mod session;
 pub mod tag;
 pub mod user;
+pub mod webhook;
 
 diesel::define_sql_function! {
     /// PostgreSQL `lower(text)`, for case-insensitive lookups that use the

@@ -3,6 +3,7 @@ mod articles;
 mod comments;
 mod profiles;
 mod sessions;
+mod webhooks;
 
 use async_graphql::MergedObject;
 
@@ -14,4 +15,5 @@ pub struct MutationRoot(
     profiles::ProfileMutations,
     articles::ArticleMutations,
     comments::CommentMutations,
+    webhooks::WebhookMutations,
 );

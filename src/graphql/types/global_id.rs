@@ -23,7 +23,9 @@ pub fn names<T: OutputType>(type_name: &str) -> bool {
     type_name == T::type_name()
 }
 
-fn encode(type_name: &str, id: Uuid) -> ID {
+/// The global id of the object of type `type_name` with database id `id`
+/// (for payloads built outside the schema, such as webhooks').
+pub fn encode(type_name: &str, id: Uuid) -> ID {
     // Every article and user in a page has one: no formatting machinery.
     let mut raw = Vec::with_capacity(type_name.len() + 1 + 36);
     raw.extend_from_slice(type_name.as_bytes());

@@ -6,3 +6,4 @@ pub mod session;
 pub mod user;
 pub mod user_error;
 pub mod viewer;
+pub mod webhook;

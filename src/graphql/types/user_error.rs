@@ -18,6 +18,11 @@ pub enum UserErrorCode {
     Taken,
     /// The credentials do not match an account.
     InvalidCredentials,
+    /// The value is well-formed but not allowed (a webhook URL that
+    /// resolves to a private address).
+    Refused,
+    /// The account already has as many of these as it may.
+    LimitReached,
 }
 
 /// An expected reason a mutation did not happen, returned as data.

@@ -4,11 +4,12 @@ use uuid::Uuid;
 use super::{
     article::{ArticleConnection, article_connection},
     user::User,
+    webhook::{WebhookEndpoint, WebhookEndpointConnection},
 };
 use crate::{
     error::AppError,
     graphql::{ContextExt, connection::PageArgs, loaders::UserById},
-    services::articles,
+    services::{articles, webhooks},
 };
 
 /// The signed-in user's own view of the API.
@@ -38,5 +39,24 @@ impl Viewer {
         let args = PageArgs::new(&ctx.app().pagination, first, after, last, before)?;
         let page = articles::feed(ctx.app(), self.user_id, &args.request).await?;
         article_connection(ctx, &args, page).await
+    }
+
+    /// The viewer's webhook endpoints, newest first.
+    async fn webhook_endpoints(
+        &self,
+        ctx: &Context<'_>,
+        first: Option<i32>,
+        after: Option<String>,
+        last: Option<i32>,
+        before: Option<String>,
+    ) -> async_graphql::Result<WebhookEndpointConnection> {
+        let args = PageArgs::new(&ctx.app().pagination, first, after, last, before)?;
+        let page = Box::pin(webhooks::endpoints(ctx.app(), self.user_id, &args.request)).await?;
+        Ok(
+            args.connection(page, async_graphql::connection::EmptyFields, |row| {
+                let endpoint = WebhookEndpoint(row);
+                (endpoint.keyset(), endpoint)
+            }),
+        )
     }
 }

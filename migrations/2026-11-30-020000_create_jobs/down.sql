@@ -1,0 +1,11 @@
+DROP INDEX events_created_at_idx;
+DROP INDEX users_deleted_at_idx;
+DROP INDEX comments_deleted_at_idx;
+DROP INDEX articles_deleted_at_idx;
+DROP INDEX refresh_tokens_expires_at_idx;
+DROP INDEX sessions_revoked_at_idx;
+DROP INDEX sessions_expires_at_idx;
+DROP TABLE job_schedules;
+DROP TRIGGER jobs_notify ON jobs;
+DROP FUNCTION jobs_notify();
+DROP TABLE jobs;

@@ -1,0 +1,234 @@
+//! The job queue's rows (see the jobs migration): enqueueing in the
+//! caller's transaction, claiming with `FOR UPDATE SKIP LOCKED`, and the
+//! outcomes of a run.
+
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use diesel::{
+    prelude::*,
+    sql_types::{BigInt, Text},
+};
+use diesel_async::{AsyncPgConnection, RunQueryDsl};
+
+use crate::db::schema::{job_schedules, jobs};
+
+/// A claimed job: what a worker needs to run it.
+#[derive(Debug, Clone, Queryable, Selectable, QueryableByName)]
+#[diesel(table_name = jobs, check_for_backend(diesel::pg::Pg))]
+pub struct Job {
+    pub id: i64,
+    pub kind: String,
+    pub payload: serde_json::Value,
+    /// Attempts so far, this one included.
+    pub attempts: i32,
+    pub max_attempts: i32,
+    pub request_id: Option<String>,
+    /// When the job was due: how long it waited is measured from here.
+    pub run_at: DateTime<Utc>,
+    pub created_at: DateTime<Utc>,
+}
+
+#[derive(Debug, Clone, Insertable)]
+#[diesel(table_name = jobs)]
+pub struct NewJob<'a> {
+    pub kind: &'a str,
+    pub payload: serde_json::Value,
+    /// `None`: now.
+    pub run_at: Option<DateTime<Utc>>,
+    pub max_attempts: i32,
+    /// `None`: the writing transaction's `conduit.request_id`, if any.
+    pub request_id: Option<&'a str>,
+}
+
+/// Adds jobs; inside a transaction they exist only if it commits.
+pub async fn enqueue(conn: &mut AsyncPgConnection, new: &[NewJob<'_>]) -> QueryResult<usize> {
+    if new.is_empty() {
+        return Ok(0);
+    }
+    diesel::insert_into(jobs::table)
+        .values(new)
+        .execute(conn)
+        .await
+}
+
+/// Names the request a transaction works for: jobs its triggers enqueue
+/// carry it (the column's default reads it).
+pub async fn tag_transaction(conn: &mut AsyncPgConnection, request_id: &str) -> QueryResult<()> {
+    diesel::sql_query("SELECT set_config('conduit.request_id', $1, true)")
+        .bind::<Text, _>(request_id)
+        .execute(conn)
+        .await
+        .map(drop)
+}
+
+/// Claims up to `limit` due jobs for `worker`, oldest due first, leased
+/// for `lease`; jobs other workers are claiming are skipped, not waited for.
+pub async fn claim(
+    conn: &mut AsyncPgConnection,
+    worker: &str,
+    limit: i64,
+    lease: Duration,
+) -> QueryResult<Vec<Job>> {
+    diesel::sql_query(
+        "UPDATE jobs SET state = 'running', attempts = attempts + 1, locked_by = $1, \
+             locked_until = now() + $2 * interval '1 millisecond' \
+         WHERE id IN ( \
+             SELECT id FROM jobs WHERE state = 'queued' AND run_at <= now() \
+             ORDER BY run_at, id LIMIT $3 FOR UPDATE SKIP LOCKED) \
+         RETURNING id, kind, payload, attempts, max_attempts, request_id, run_at, created_at",
+    )
+    .bind::<Text, _>(worker)
+    .bind::<BigInt, _>(millis(lease))
+    .bind::<BigInt, _>(limit)
+    .load(conn)
+    .await
+}
+
+/// The job is done: it leaves the queue.
+pub async fn finish(conn: &mut AsyncPgConnection, id: i64, worker: &str) -> QueryResult<usize> {
+    diesel::sql_query("DELETE FROM jobs WHERE id = $1 AND locked_by = $2 AND state = 'running'")
+        .bind::<BigInt, _>(id)
+        .bind::<Text, _>(worker)
+        .execute(conn)
+        .await
+}
+
+/// The job runs again after `delay`.
+pub async fn retry(
+    conn: &mut AsyncPgConnection,
+    id: i64,
+    worker: &str,
+    delay: Duration,
+    error: &str,
+) -> QueryResult<usize> {
+    diesel::sql_query(
+        "UPDATE jobs SET state = 'queued', run_at = now() + $3 * interval '1 millisecond', \
+             locked_by = NULL, locked_until = NULL, last_error = $4 \
+         WHERE id = $1 AND locked_by = $2 AND state = 'running'",
+    )
+    .bind::<BigInt, _>(id)
+    .bind::<Text, _>(worker)
+    .bind::<BigInt, _>(millis(delay))
+    .bind::<Text, _>(error)
+    .execute(conn)
+    .await
+}
+
+/// The job will not run again; the row stays, with its error.
+pub async fn fail(
+    conn: &mut AsyncPgConnection,
+    id: i64,
+    worker: &str,
+    error: &str,
+) -> QueryResult<usize> {
+    diesel::sql_query(
+        "UPDATE jobs SET state = 'failed', locked_by = NULL, locked_until = NULL, last_error = $3 \
+         WHERE id = $1 AND locked_by = $2 AND state = 'running'",
+    )
+    .bind::<BigInt, _>(id)
+    .bind::<Text, _>(worker)
+    .bind::<Text, _>(error)
+    .execute(conn)
+    .await
+}
+
+/// Extends the lease of every job `worker` runs.
+pub async fn renew(
+    conn: &mut AsyncPgConnection,
+    worker: &str,
+    lease: Duration,
+) -> QueryResult<usize> {
+    diesel::sql_query(
+        "UPDATE jobs SET locked_until = now() + $2 * interval '1 millisecond' \
+         WHERE locked_by = $1 AND state = 'running'",
+    )
+    .bind::<Text, _>(worker)
+    .bind::<BigInt, _>(millis(lease))
+    .execute(conn)
+    .await
+}
+
+/// Gives `worker`'s unfinished jobs back to the queue, due now, the
+/// interrupted attempt not counted (a stopping worker's doing, not the job's).
+pub async fn release(conn: &mut AsyncPgConnection, worker: &str) -> QueryResult<usize> {
+    diesel::sql_query(
+        "UPDATE jobs SET state = 'queued', attempts = greatest(attempts - 1, 0), run_at = now(), \
+             locked_by = NULL, locked_until = NULL, last_error = 'interrupted by a shutdown' \
+         WHERE locked_by = $1 AND state = 'running'",
+    )
+    .bind::<Text, _>(worker)
+    .execute(conn)
+    .await
+}
+
+/// Queues again the jobs whose lease ran out (their worker died), or fails
+/// those with no attempts left.
+pub async fn requeue_expired(conn: &mut AsyncPgConnection) -> QueryResult<usize> {
+    diesel::sql_query(
+        "UPDATE jobs SET \
+             state = CASE WHEN attempts >= max_attempts THEN 'failed' ELSE 'queued' END, \
+             run_at = now(), locked_by = NULL, locked_until = NULL, \
+             last_error = 'its worker stopped (the lease ran out)' \
+         WHERE state = 'running' AND locked_until < now()",
+    )
+    .execute(conn)
+    .await
+}
+
+/// Jobs per kind and state: the queue's depth.
+pub async fn depth(conn: &mut AsyncPgConnection) -> QueryResult<Vec<(String, String, i64)>> {
+    jobs::table
+        .group_by((jobs::kind, jobs::state))
+        .select((jobs::kind, jobs::state, diesel::dsl::count_star()))
+        .load(conn)
+        .await
+}
+
+/// Failed jobs last touched before `before`, up to `limit`: removed.
+pub async fn purge_failed_before(
+    conn: &mut AsyncPgConnection,
+    before: DateTime<Utc>,
+    limit: i64,
+) -> QueryResult<usize> {
+    diesel::sql_query(
+        "DELETE FROM jobs WHERE id IN ( \
+             SELECT id FROM jobs WHERE state = 'failed' AND updated_at < $1 LIMIT $2)",
+    )
+    .bind::<diesel::sql_types::Timestamptz, _>(before)
+    .bind::<BigInt, _>(limit)
+    .execute(conn)
+    .await
+}
+
+/// Whether the schedule `name` is due; if so it moves on to `next` (in the
+/// caller's transaction, with the job it enqueues). A schedule seen for
+/// the first time is due.
+pub async fn take_schedule(
+    conn: &mut AsyncPgConnection,
+    name: &str,
+    next: DateTime<Utc>,
+) -> QueryResult<bool> {
+    diesel::insert_into(job_schedules::table)
+        .values((
+            job_schedules::name.eq(name),
+            job_schedules::next_run_at.eq(diesel::dsl::now),
+        ))
+        .on_conflict_do_nothing()
+        .execute(conn)
+        .await?;
+    let moved = diesel::update(job_schedules::table)
+        .filter(job_schedules::name.eq(name))
+        .filter(job_schedules::next_run_at.le(diesel::dsl::now))
+        .set((
+            job_schedules::next_run_at.eq(next),
+            job_schedules::updated_at.eq(diesel::dsl::now),
+        ))
+        .execute(conn)
+        .await?;
+    Ok(moved == 1)
+}
+
+fn millis(d: Duration) -> i64 {
+    i64::try_from(d.as_millis()).unwrap_or(i64::MAX)
+}

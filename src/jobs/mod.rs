@@ -1,0 +1,428 @@
+//! The job queue's workers: work that runs outside a request, at least
+//! once, on the PostgreSQL the server already uses (see the jobs migration
+//! and `db::models::job`).
+//!
+//! A worker claims due jobs with `FOR UPDATE SKIP LOCKED` (several workers
+//! never take the same job), runs up to its concurrency at once, renews
+//! the lease of what it runs, and writes each outcome: done (the row goes),
+//! retry (back in the queue, due after a backoff with jitter, or when the
+//! job itself asked), failed (no attempts left: the row stays with its
+//! error). A `LISTEN` connection wakes it when a job is enqueued; a poll
+//! catches what is due later. Leases that run out (a killed worker) are
+//! queued again by whichever worker looks next. On shutdown a worker stops
+//! claiming, lets running jobs finish for a grace period, and hands back
+//! the rest.
+
+use std::{
+    future::Future,
+    panic::AssertUnwindSafe,
+    pin::pin,
+    sync::Arc,
+    time::{Duration, Instant},
+};
+
+use chrono::Utc;
+use diesel_async::{AsyncConnection, AsyncPgConnection, SimpleAsyncConnection};
+use futures_util::{FutureExt, StreamExt};
+use rand::Rng as _;
+use tokio::{sync::Notify, task::JoinSet};
+use tracing::Instrument as _;
+use uuid::Uuid;
+
+use crate::{
+    config::Jobs as Settings,
+    db::models::job::{self, Job, NewJob},
+    services::{retention, webhooks},
+    state::AppState,
+    telemetry::metrics_export,
+};
+
+/// The kinds of job, as stored.
+pub mod kind {
+    /// Make the deliveries of one event (payload `event_id`).
+    pub const FAN_OUT_WEBHOOKS: &str = "webhooks.fan_out";
+    /// One attempt at one delivery (payload `delivery_id`).
+    pub const DELIVER_WEBHOOK: &str = "webhooks.deliver";
+    pub const PURGE_SESSIONS: &str = "retention.sessions";
+    pub const PURGE_SOFT_DELETED: &str = "retention.soft_deleted";
+    pub const PURGE_RECORDS: &str = "retention.records";
+}
+
+/// Recurring jobs and their period.
+const SCHEDULES: [(&str, Duration); 3] = [
+    (kind::PURGE_SESSIONS, Duration::from_secs(3600)),
+    (kind::PURGE_SOFT_DELETED, Duration::from_secs(3600)),
+    (kind::PURGE_RECORDS, Duration::from_secs(3600)),
+];
+const CHANNEL: &str = "conduit_jobs";
+/// The listening connection's `application_name`.
+pub const LISTENER_NAME: &str = "conduit jobs listener";
+/// How often the queue is read when nothing woke the worker.
+const POLL_EVERY: Duration = Duration::from_secs(1);
+const SCHEDULES_EVERY: Duration = Duration::from_secs(30);
+const DEPTH_EVERY: Duration = Duration::from_secs(10);
+/// Attempts of a job that does not say otherwise.
+pub const DEFAULT_ATTEMPTS: i32 = 10;
+/// The longest backoff between two attempts of a failing job.
+const LONGEST_BACKOFF: Duration = Duration::from_secs(3600);
+
+/// How a job's attempt ended, as the job sees it.
+#[derive(Debug)]
+pub enum Outcome {
+    Done,
+    /// Try again after `after` (the job knows when: a receiver's
+    /// `Retry-After`, a webhook schedule).
+    Retry {
+        after: Duration,
+        reason: String,
+    },
+}
+
+/// The worker of one process.
+pub struct Workers {
+    state: AppState,
+    url: String,
+    settings: Settings,
+    /// Names this process's claims in the queue.
+    id: String,
+}
+
+impl Workers {
+    /// Workers for `state` (whose pool they use) that listen on `url`.
+    pub fn new(state: AppState, url: &str, settings: Settings) -> Self {
+        let id = format!(
+            "{}:{}",
+            std::process::id(),
+            &Uuid::new_v4().simple().to_string()[..8]
+        );
+        Self {
+            state,
+            url: url.to_owned(),
+            settings,
+            id,
+        }
+    }
+
+    /// Runs jobs until `stop` resolves, then finishes or hands back what runs.
+    pub async fn run(self, stop: impl Future<Output = ()>) {
+        let this = Arc::new(self);
+        let wake = Arc::new(Notify::new());
+        let listener = tokio::spawn(listen(this.url.clone(), wake.clone()));
+        let concurrency = this.settings.workers.max(1);
+        let mut running: JoinSet<Option<Duration>> = JoinSet::new();
+        let mut stop = pin!(stop);
+        let mut maintenance =
+            tokio::time::interval((this.settings.lease / 3).max(Duration::from_millis(200)));
+        let mut schedules = tokio::time::interval(SCHEDULES_EVERY);
+        let mut depth = tokio::time::interval(DEPTH_EVERY);
+        let mut next_poll = Instant::now();
+        tracing::info!(worker = %this.id, concurrency, "job worker started");
+        loop {
+            let free = concurrency.saturating_sub(running.len());
+            if free > 0 && Instant::now() >= next_poll {
+                match this.claim(free).await {
+                    Ok(jobs) => {
+                        let filled = jobs.len() == free;
+                        for job in jobs {
+                            running.spawn(this.clone().attempt(job));
+                        }
+                        // A full claim may have left more behind.
+                        next_poll = if filled {
+                            Instant::now()
+                        } else {
+                            Instant::now() + POLL_EVERY
+                        };
+                    }
+                    Err(e) => {
+                        tracing::warn!(error = %e, "could not claim jobs");
+                        next_poll = Instant::now() + POLL_EVERY;
+                    }
+                }
+            }
+            let poll = tokio::time::sleep_until(next_poll.into());
+            tokio::select! {
+                () = &mut stop => break,
+                () = wake.notified() => next_poll = Instant::now(),
+                Some(done) = running.join_next(), if !running.is_empty() => {
+                    // A slot is free; a retry due soon is worth a look then.
+                    next_poll = match done.ok().flatten() {
+                        Some(after) => next_poll.min(Instant::now() + after),
+                        None => Instant::now(),
+                    };
+                }
+                () = poll, if free > 0 => {}
+                _ = maintenance.tick() => this.maintain().await,
+                _ = schedules.tick() => this.enqueue_schedules().await,
+                _ = depth.tick() => this.record_depth().await,
+            }
+        }
+        listener.abort();
+        this.stop(running).await;
+    }
+
+    async fn claim(&self, limit: usize) -> anyhow::Result<Vec<Job>> {
+        let mut conn = self.state.db.conn().await?;
+        Ok(job::claim(&mut conn, &self.id, limit as i64, self.settings.lease).await?)
+    }
+
+    /// Renews this worker's leases and queues again the jobs of workers
+    /// whose leases ran out.
+    async fn maintain(&self) {
+        let result = async {
+            let mut conn = self.state.db.conn().await?;
+            job::renew(&mut conn, &self.id, self.settings.lease).await?;
+            let requeued = job::requeue_expired(&mut conn).await?;
+            if requeued > 0 {
+                tracing::warn!(
+                    jobs = requeued,
+                    "queued again the jobs of a worker that stopped"
+                );
+            }
+            anyhow::Ok(())
+        }
+        .await;
+        if let Err(e) = result {
+            tracing::warn!(error = %e, "job queue upkeep failed");
+        }
+    }
+
+    /// Enqueues each recurring job whose time has come (once per period,
+    /// whichever worker gets there first).
+    async fn enqueue_schedules(&self) {
+        let result = async {
+            let mut conn = self.state.db.conn().await?;
+            for (name, period) in SCHEDULES {
+                let next = Utc::now() + chrono::TimeDelta::from_std(period)?;
+                conn.transaction(async |conn| {
+                    if job::take_schedule(conn, name, next).await? {
+                        job::enqueue(
+                            conn,
+                            &[NewJob {
+                                kind: name,
+                                payload: serde_json::json!({}),
+                                run_at: None,
+                                max_attempts: 3,
+                                request_id: None,
+                            }],
+                        )
+                        .await?;
+                    }
+                    diesel::QueryResult::Ok(())
+                })
+                .await?;
+            }
+            anyhow::Ok(())
+        }
+        .await;
+        if let Err(e) = result {
+            tracing::warn!(error = %e, "could not enqueue recurring jobs");
+        }
+    }
+
+    async fn record_depth(&self) {
+        let Ok(mut conn) = self.state.db.conn().await else {
+            return;
+        };
+        if let Ok(rows) = job::depth(&mut conn).await {
+            for (kind, state, count) in rows {
+                metrics_export::record_queue_depth(&kind, &state, count);
+            }
+        }
+    }
+
+    /// Runs one claimed job and writes its outcome. Returns when it is
+    /// due again, if it is to be retried.
+    async fn attempt(self: Arc<Self>, job: Job) -> Option<Duration> {
+        let span = tracing::info_span!(
+            "job",
+            kind = %job.kind,
+            job_id = job.id,
+            attempt = job.attempts,
+            request_id = job.request_id.as_deref().unwrap_or(""),
+        );
+        async move {
+            let waited = (Utc::now() - job.run_at).to_std().unwrap_or_default();
+            metrics_export::record_job_started(&job.kind, waited, job.attempts == 1);
+            let started = Instant::now();
+            let result = AssertUnwindSafe(self.perform(&job)).catch_unwind().await;
+            let result = result.unwrap_or_else(|_| Err(anyhow::anyhow!("the job panicked")));
+            let took = started.elapsed();
+            let last = job.attempts >= job.max_attempts;
+            let (outcome, retry) = match result {
+                Ok(Outcome::Done) => ("succeeded", None),
+                Ok(Outcome::Retry { .. }) | Err(_) if last => ("failed", None),
+                Ok(Outcome::Retry { after, .. }) => ("retried", Some(after)),
+                Err(_) => ("retried", Some(backoff(job.attempts))),
+            };
+            let error = match &result {
+                Ok(Outcome::Done) => String::new(),
+                Ok(Outcome::Retry { reason, .. }) => reason.clone(),
+                Err(e) => format!("{e:#}"),
+            };
+            match outcome {
+                "succeeded" => tracing::debug!(ms = took.as_millis() as u64, "job done"),
+                "failed" => tracing::error!(error, "job failed; no attempts left"),
+                _ => tracing::warn!(error, "job will be retried"),
+            }
+            metrics_export::record_job_outcome(&job.kind, outcome, took);
+            if let Err(e) = self.settle(&job, retry, outcome == "failed", &error).await {
+                // The lease runs out and the job runs again: at least once.
+                tracing::warn!(error = %e, "could not record the job's outcome");
+            }
+            retry
+        }
+        .instrument(span)
+        .await
+    }
+
+    async fn settle(
+        &self,
+        job: &Job,
+        retry: Option<Duration>,
+        failed: bool,
+        error: &str,
+    ) -> anyhow::Result<()> {
+        let mut conn = self.state.db.conn().await?;
+        match retry {
+            _ if failed => job::fail(&mut conn, job.id, &self.id, error).await?,
+            Some(after) => job::retry(&mut conn, job.id, &self.id, after, error).await?,
+            None => job::finish(&mut conn, job.id, &self.id).await?,
+        };
+        Ok(())
+    }
+
+    async fn perform(&self, job: &Job) -> anyhow::Result<Outcome> {
+        let settings = &self.settings;
+        let state = &self.state;
+        let batch = settings.retention_batch_size;
+        match job.kind.as_str() {
+            kind::FAN_OUT_WEBHOOKS => {
+                let event_id = field(job, "event_id")?
+                    .as_i64()
+                    .ok_or_else(|| anyhow::anyhow!("event_id is not a number"))?;
+                let made = webhooks::fan_out(state, event_id, job.request_id.as_deref()).await?;
+                tracing::debug!(event_id, deliveries = made, "webhooks fanned out");
+                Ok(Outcome::Done)
+            }
+            kind::DELIVER_WEBHOOK => {
+                let id: Uuid = serde_json::from_value(field(job, "delivery_id")?.clone())?;
+                Ok(webhooks::deliver(state, id).await?)
+            }
+            kind::PURGE_SESSIONS => {
+                let purged = retention::sessions(state, batch).await?;
+                tracing::info!(?purged, "purged ended sessions");
+                Ok(Outcome::Done)
+            }
+            kind::PURGE_SOFT_DELETED => {
+                let days = settings.soft_delete_retention_days;
+                let purged = retention::soft_deleted(state, days, batch).await?;
+                tracing::info!(?purged, "purged soft-deleted rows");
+                Ok(Outcome::Done)
+            }
+            kind::PURGE_RECORDS => {
+                let purged =
+                    retention::records(state, settings.event_retention_days, batch).await?;
+                tracing::info!(?purged, "purged old events, failed jobs and deliveries");
+                Ok(Outcome::Done)
+            }
+            other => anyhow::bail!("no worker knows the job kind `{other}`"),
+        }
+    }
+
+    /// Lets running jobs finish for the grace period, then hands back the rest.
+    async fn stop(&self, mut running: JoinSet<Option<Duration>>) {
+        let grace = tokio::time::sleep(self.settings.shutdown_grace);
+        let mut grace = pin!(grace);
+        while !running.is_empty() {
+            tokio::select! {
+                _ = running.join_next() => {}
+                () = &mut grace => {
+                    running.abort_all();
+                    while running.join_next().await.is_some() {}
+                }
+            }
+        }
+        match self.state.db.conn().await {
+            Ok(mut conn) => match job::release(&mut conn, &self.id).await {
+                Ok(0) => {}
+                Ok(n) => {
+                    tracing::info!(jobs = n, "handed unfinished jobs back to the queue");
+                    for _ in 0..n {
+                        metrics_export::record_job_outcome("any", "released", Duration::ZERO);
+                    }
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "could not hand jobs back; their leases will run out")
+                }
+            },
+            Err(e) => tracing::warn!(
+                error = %anyhow::Error::from(e),
+                "could not hand jobs back; their leases will run out"
+            ),
+        }
+        tracing::info!(worker = %self.id, "job worker stopped");
+    }
+}
+
+fn field<'a>(job: &'a Job, name: &str) -> anyhow::Result<&'a serde_json::Value> {
+    job.payload
+        .get(name)
+        .ok_or_else(|| anyhow::anyhow!("the payload has no {name}"))
+}
+
+/// The wait before attempt `attempts + 1` of a failing job: doubling from
+/// two seconds up to an hour, each a random half to all of it, so jobs
+/// that failed together do not come back together.
+pub fn backoff(attempts: i32) -> Duration {
+    let doubled = Duration::from_secs(1u64 << attempts.clamp(1, 12) as u32).min(LONGEST_BACKOFF);
+    doubled.mul_f64(rand::rng().random_range(0.5..=1.0))
+}
+
+/// Wakes the worker whenever a job is enqueued. Reconnects when the
+/// connection drops; meanwhile the poll keeps the worker going.
+async fn listen(url: String, wake: Arc<Notify>) {
+    let mut backoff = Duration::from_millis(100);
+    loop {
+        let result = async {
+            let mut conn = AsyncPgConnection::establish(&url).await?;
+            conn.batch_execute(&format!(
+                "SET application_name = '{LISTENER_NAME}'; LISTEN {CHANNEL}"
+            ))
+            .await?;
+            wake.notify_one();
+            let mut notifications = pin!(conn.notifications_stream());
+            while let Some(notification) = notifications.next().await {
+                notification?;
+                wake.notify_one();
+            }
+            anyhow::Ok(())
+        }
+        .await;
+        if let Err(e) = result {
+            tracing::warn!(
+                error = format!("{e:#}"),
+                "job listener lost its connection; reconnecting"
+            );
+        }
+        tokio::time::sleep(backoff).await;
+        backoff = (backoff * 2).min(Duration::from_secs(5));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_doubles_with_jitter_up_to_an_hour() {
+        for attempts in 1..=20 {
+            let ceiling = Duration::from_secs(1u64 << attempts.clamp(1, 12)).min(LONGEST_BACKOFF);
+            let waits: Vec<Duration> = (0..50).map(|_| backoff(attempts)).collect();
+            assert!(
+                waits.iter().all(|w| *w >= ceiling / 2 && *w <= ceiling),
+                "{attempts}"
+            );
+            assert!(waits.iter().any(|w| *w != waits[0]), "{attempts}: jittered");
+        }
+    }
+}
