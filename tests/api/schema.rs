@@ -54,7 +54,7 @@ async fn migrations_revert_and_reapply_cleanly() {
     assert_eq!(
         db.count("SELECT count(*) FROM pg_tables WHERE schemaname = 'public' AND tablename <> '__diesel_schema_migrations'")
             .await,
-        10,
-        "users, sessions, refresh_tokens, follows, articles, tags, article_tags, favorites, comments, events"
+        14,
+        "users, sessions, refresh_tokens, follows, articles, tags, article_tags, favorites, comments, events, jobs, job_schedules, webhook_endpoints, webhook_deliveries"
     );
 }

@@ -53,6 +53,8 @@ pub(super) const PRICED: &[(&str, &str, Pricing)] = &[
     ("User", "favoriteArticles", Pricing::Page),
     ("User", "followers", Pricing::Page),
     ("Viewer", "feed", Pricing::Page),
+    ("Viewer", "webhookEndpoints", Pricing::Page),
+    ("WebhookEndpoint", "deliveries", Pricing::Page),
     ("Article", "commentsConnection", Pricing::Page),
     (
         "Article",

@@ -260,7 +260,7 @@ mod tests {
                 }
             }
         }
-        assert_eq!(connections, 6);
+        assert_eq!(connections, 8);
     }
 
     #[test]

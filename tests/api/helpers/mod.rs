@@ -1,8 +1,8 @@
 //! Test support, by concern: databases ([`database`]), configuration
 //! ([`config`]), the application under test ([`app`]), the clients that
 //! talk to it ([`client`] over HTTP, [`socket`] over a WebSocket), the
-//! data tests start from ([`fixtures`]), and shared assertions
-//! ([`assertions`]).
+//! data tests start from ([`fixtures`]), shared assertions
+//! ([`assertions`]), and a webhook receiver ([`receiver`]).
 
 mod app;
 mod assertions;
@@ -10,6 +10,9 @@ mod client;
 mod config;
 mod database;
 mod fixtures;
+mod receiver;
 mod socket;
 
-pub use self::{app::*, assertions::*, client::*, config::*, database::*, fixtures::*};
+pub use self::{
+    app::*, assertions::*, client::*, config::*, database::*, fixtures::*, receiver::*,
+};

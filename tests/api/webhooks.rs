@@ -1,0 +1,429 @@
+//! Webhooks: endpoints owned by their user, deliveries signed per the
+//! Standard Webhooks specification, retried, disabled, and never sent to
+//! the server's own network.
+
+use std::time::Duration;
+
+use conduit::webhooks::signature;
+use serde_json::{Value, json};
+
+use crate::helpers::{Receiver, TestApp};
+
+const CREATE: &str = "mutation($url: String!, $types: [WebhookEventType!]!) {
+    createWebhookEndpoint(input: { url: $url, eventTypes: $types }) {
+        endpoint { id url eventTypes enabled }
+        secret
+        errors { path code message }
+    }
+}";
+
+const ENDPOINTS: &str = "{ viewer { webhookEndpoints { nodes {
+    id url enabled disabledReason failingSince
+    deliveries { nodes { id webhookId eventType status attempts responseStatus lastError nextAttemptAt deliveredAt payload } }
+} } } }";
+
+/// A server that delivers to local receivers, retrying after `schedule`.
+async fn app_with_schedule(schedule: &str) -> TestApp {
+    let schedule = schedule.parse().unwrap();
+    TestApp::spawn_with(|c| {
+        c.jobs.webhooks.allow_private_addresses = true;
+        c.jobs.webhooks.retry_schedule = schedule;
+    })
+    .await
+}
+
+/// Creates an endpoint for `types` at `url`; returns (id, secret).
+async fn create(app: &TestApp, token: &str, url: &str, types: &[&str]) -> (String, String) {
+    let response = app
+        .query_as(token, CREATE, json!({ "url": url, "types": types }))
+        .await;
+    let payload = &response.body["data"]["createWebhookEndpoint"];
+    assert_eq!(payload["errors"], json!([]), "{}", response.body);
+    (
+        payload["endpoint"]["id"].as_str().unwrap().to_owned(),
+        payload["secret"].as_str().unwrap().to_owned(),
+    )
+}
+
+async fn endpoints(app: &TestApp, token: &str) -> Vec<Value> {
+    let response = app.query_as(token, ENDPOINTS, json!({})).await;
+    assert!(response.body["errors"].is_null(), "{}", response.body);
+    response.body["data"]["viewer"]["webhookEndpoints"]["nodes"]
+        .as_array()
+        .unwrap()
+        .clone()
+}
+
+/// Waits until the viewer's first endpoint's first delivery satisfies `done`.
+async fn delivery_when(app: &TestApp, token: &str, done: impl Fn(&Value) -> bool) -> Value {
+    for _ in 0..250 {
+        let list = endpoints(app, token).await;
+        if let Some(delivery) = list[0]["deliveries"]["nodes"].get(0)
+            && done(delivery)
+        {
+            return delivery.clone();
+        }
+        tokio::time::sleep(Duration::from_millis(40)).await;
+    }
+    panic!(
+        "the delivery never got there: {:?}",
+        endpoints(app, token).await
+    );
+}
+
+fn assert_signed(received: &crate::helpers::Received, secret: &str) {
+    let expected =
+        signature::sign(secret, &received.id, received.timestamp, &received.raw).unwrap();
+    assert!(
+        received.signature.split(' ').any(|s| s == expected),
+        "{} does not carry {expected}",
+        received.signature
+    );
+}
+
+#[tokio::test]
+async fn a_follow_is_delivered_signed_with_a_small_payload() {
+    let app = app_with_schedule("100ms").await;
+    let receiver = Receiver::start().await;
+    let alice = app.signed_in_user("alice").await;
+    let bob = app.signed_in_user("bob").await;
+    let (_, secret) = create(&app, &alice.token, &receiver.url, &["USER_FOLLOWED"]).await;
+    assert!(secret.starts_with("whsec_"), "{secret}");
+
+    app.follow(&bob.token, "alice").await;
+    let got = receiver.wait_for(1, Duration::from_secs(10)).await;
+    let message = &got[0];
+    assert!(message.id.starts_with("msg_"), "{}", message.id);
+    assert!((chrono::Utc::now().timestamp() - message.timestamp).abs() < 60);
+    assert_signed(message, &secret);
+    assert_eq!(message.body["type"], "user.followed");
+    assert_eq!(message.body["data"]["follower"]["username"], "bob");
+    assert!(message.raw.len() < 512, "{} bytes", message.raw.len());
+
+    let delivery = delivery_when(&app, &alice.token, |d| d["status"] == "SUCCEEDED").await;
+    assert_eq!(delivery["webhookId"], message.id.as_str());
+    assert_eq!(delivery["attempts"], 1);
+    assert_eq!(delivery["responseStatus"], 200);
+    assert_eq!(delivery["eventType"], "USER_FOLLOWED");
+
+    // Bob's own endpoint hears nothing of what Bob did himself, and
+    // Alice's endpoint hears nothing it did not ask for.
+    let article = app.create_article(&alice.token, "Mine", &[]).await;
+    app.favorite(&bob.token, article["id"].as_str().unwrap())
+        .await;
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    assert_eq!(receiver.received().len(), 1);
+}
+
+#[tokio::test]
+async fn a_failing_receiver_is_retried_on_schedule_until_it_succeeds() {
+    let app = app_with_schedule("300ms,600ms,5s").await;
+    let receiver = Receiver::start().await;
+    receiver.answer(&[(500, None), (503, None)]);
+    let alice = app.signed_in_user("alice").await;
+    let bob = app.signed_in_user("bob").await;
+    let (_, secret) = create(&app, &alice.token, &receiver.url, &["USER_FOLLOWED"]).await;
+    app.follow(&bob.token, "alice").await;
+
+    let got = receiver.wait_for(3, Duration::from_secs(15)).await;
+    assert!(
+        got.iter().all(|r| r.id == got[0].id),
+        "one webhook-id for every attempt"
+    );
+    for r in &got {
+        assert_signed(r, &secret);
+    }
+    let (first_wait, second_wait) = (got[1].at - got[0].at, got[2].at - got[1].at);
+    println!("waits between attempts: {first_wait:?}, {second_wait:?}");
+    // The schedule, each step varied by up to a fifth either way.
+    assert!(first_wait >= Duration::from_millis(240), "{first_wait:?}");
+    assert!(second_wait >= Duration::from_millis(480), "{second_wait:?}");
+    let delivery = delivery_when(&app, &alice.token, |d| d["status"] == "SUCCEEDED").await;
+    assert_eq!(delivery["attempts"], 3);
+    assert_eq!(delivery["responseStatus"], 200);
+    assert_eq!(
+        endpoints(&app, &alice.token).await[0]["failingSince"],
+        Value::Null
+    );
+}
+
+#[tokio::test]
+async fn retry_after_is_honoured_for_429() {
+    let app = app_with_schedule("100ms").await;
+    let receiver = Receiver::start().await;
+    receiver.answer(&[(429, Some("2"))]);
+    let alice = app.signed_in_user("alice").await;
+    let bob = app.signed_in_user("bob").await;
+    create(&app, &alice.token, &receiver.url, &["USER_FOLLOWED"]).await;
+    app.follow(&bob.token, "alice").await;
+    let got = receiver.wait_for(2, Duration::from_secs(10)).await;
+    let wait = got[1].at - got[0].at;
+    assert!(wait >= Duration::from_millis(1900), "{wait:?}");
+}
+
+#[tokio::test]
+async fn a_410_disables_the_endpoint_and_its_owner_sees_why() {
+    let app = app_with_schedule("100ms,100ms").await;
+    let receiver = Receiver::start().await;
+    receiver.answer(&[(410, None)]);
+    let alice = app.signed_in_user("alice").await;
+    let bob = app.signed_in_user("bob").await;
+    let carol = app.signed_in_user("carol").await;
+    create(&app, &alice.token, &receiver.url, &["USER_FOLLOWED"]).await;
+    app.follow(&bob.token, "alice").await;
+    let delivery = delivery_when(&app, &alice.token, |d| d["status"] == "FAILED").await;
+    assert_eq!(delivery["responseStatus"], 410);
+    let endpoint = &endpoints(&app, &alice.token).await[0];
+    assert_eq!(endpoint["enabled"], false);
+    assert!(
+        endpoint["disabledReason"].as_str().unwrap().contains("410"),
+        "{endpoint}"
+    );
+
+    // A disabled endpoint gets nothing more.
+    app.follow(&carol.token, "alice").await;
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    assert_eq!(receiver.received().len(), 1);
+}
+
+#[tokio::test]
+async fn an_endpoint_failing_past_the_bound_is_disabled() {
+    let app = TestApp::spawn_with(|c| {
+        c.jobs.webhooks.allow_private_addresses = true;
+        c.jobs.webhooks.retry_schedule = "300ms,300ms,300ms,300ms".parse().unwrap();
+        c.jobs.webhooks.disable_after = Duration::from_millis(500);
+    })
+    .await;
+    let receiver = Receiver::start().await;
+    receiver.answer(&[(500, None); 10]);
+    let alice = app.signed_in_user("alice").await;
+    let bob = app.signed_in_user("bob").await;
+    create(&app, &alice.token, &receiver.url, &["USER_FOLLOWED"]).await;
+    app.follow(&bob.token, "alice").await;
+    let delivery = delivery_when(&app, &alice.token, |d| d["status"] == "FAILED").await;
+    assert!(delivery["attempts"].as_i64().unwrap() >= 2, "{delivery}");
+    let endpoint = &endpoints(&app, &alice.token).await[0];
+    assert_eq!(endpoint["enabled"], false);
+    assert!(
+        endpoint["disabledReason"]
+            .as_str()
+            .unwrap()
+            .contains("every delivery failed"),
+        "{endpoint}"
+    );
+}
+
+#[tokio::test]
+async fn a_finished_delivery_is_redelivered_with_the_same_id() {
+    let app = app_with_schedule("100ms").await;
+    let receiver = Receiver::start().await;
+    let alice = app.signed_in_user("alice").await;
+    let bob = app.signed_in_user("bob").await;
+    create(&app, &alice.token, &receiver.url, &["USER_FOLLOWED"]).await;
+    app.follow(&bob.token, "alice").await;
+    let delivery = delivery_when(&app, &alice.token, |d| d["status"] == "SUCCEEDED").await;
+    let redeliver = "mutation($id: ID!) { redeliverWebhookDelivery(input: { id: $id }) {
+        delivery { status } errors { code } } }";
+    let response = app
+        .query_as(&alice.token, redeliver, json!({ "id": delivery["id"] }))
+        .await;
+    assert_eq!(
+        response.body["data"]["redeliverWebhookDelivery"]["errors"],
+        json!([]),
+        "{}",
+        response.body
+    );
+    let got = receiver.wait_for(2, Duration::from_secs(10)).await;
+    assert_eq!(got[0].id, got[1].id);
+
+    // Someone else's delivery is not found.
+    let response = app
+        .query_as(&bob.token, redeliver, json!({ "id": delivery["id"] }))
+        .await;
+    assert_eq!(
+        response.error_code(),
+        Some("NOT_FOUND"),
+        "{}",
+        response.body
+    );
+}
+
+#[tokio::test]
+async fn nobody_else_sees_or_touches_an_endpoint() {
+    let app = app_with_schedule("100ms").await;
+    let alice = app.signed_in_user("alice").await;
+    let bob = app.signed_in_user("bob").await;
+    let (id, _) = create(
+        &app,
+        &alice.token,
+        "http://127.0.0.1:9/hook",
+        &["USER_FOLLOWED"],
+    )
+    .await;
+
+    assert!(endpoints(&app, &bob.token).await.is_empty());
+    for (document, variables) in [
+        (
+            "mutation($id: ID!) { updateWebhookEndpoint(input: { id: $id, url: \"http://127.0.0.1:8/x\" }) { endpoint { url } } }",
+            json!({ "id": id }),
+        ),
+        (
+            "mutation($id: ID!) { deleteWebhookEndpoint(input: { id: $id }) { deletedId } }",
+            json!({ "id": id }),
+        ),
+        (
+            "mutation($id: ID!) { rotateWebhookEndpointSecret(input: { id: $id }) { secret } }",
+            json!({ "id": id }),
+        ),
+    ] {
+        let response = app.query_as(&bob.token, document, variables).await;
+        assert_eq!(
+            response.error_code(),
+            Some("NOT_FOUND"),
+            "{}",
+            response.body
+        );
+    }
+    // Not reachable as a node either.
+    let response = app
+        .query_as(
+            &bob.token,
+            "query($id: ID!) { node(id: $id) { id } }",
+            json!({ "id": id }),
+        )
+        .await;
+    assert_eq!(
+        response.body["data"]["node"],
+        Value::Null,
+        "{}",
+        response.body
+    );
+    // Anonymous callers are refused.
+    let response = app
+        .query(
+            CREATE,
+            json!({ "url": "http://127.0.0.1:9/", "types": ["USER_FOLLOWED"] }),
+        )
+        .await;
+    assert_eq!(response.error_code(), Some("UNAUTHENTICATED"));
+    // Alice's endpoint is as she left it.
+    let mine = endpoints(&app, &alice.token).await;
+    assert_eq!(mine.len(), 1);
+    assert_eq!(mine[0]["url"], "http://127.0.0.1:9/hook");
+}
+
+#[tokio::test]
+async fn endpoints_per_user_are_bounded_and_inputs_checked() {
+    let app = TestApp::spawn_with(|c| {
+        c.jobs.webhooks.allow_private_addresses = true;
+        c.jobs.webhooks.max_endpoints = 2;
+    })
+    .await;
+    let alice = app.signed_in_user("alice").await;
+    for _ in 0..2 {
+        create(
+            &app,
+            &alice.token,
+            "http://127.0.0.1:9/",
+            &["USER_FOLLOWED"],
+        )
+        .await;
+    }
+    let response = app
+        .query_as(
+            &alice.token,
+            CREATE,
+            json!({ "url": "http://127.0.0.1:9/", "types": ["USER_FOLLOWED"] }),
+        )
+        .await;
+    let payload = &response.body["data"]["createWebhookEndpoint"];
+    assert_eq!(
+        payload["errors"][0]["code"], "LIMIT_REACHED",
+        "{}",
+        response.body
+    );
+    assert_eq!(payload["secret"], Value::Null);
+    assert_eq!(endpoints(&app, &alice.token).await.len(), 2);
+
+    for (url, types, path) in [
+        ("not a url", json!(["USER_FOLLOWED"]), "url"),
+        ("ftp://127.0.0.1/", json!(["USER_FOLLOWED"]), "url"),
+        ("http://127.0.0.1:9/", json!([]), "eventTypes"),
+    ] {
+        let response = app
+            .query_as(&alice.token, CREATE, json!({ "url": url, "types": types }))
+            .await;
+        // The limit or the input: either way nothing is created.
+        let errors = &response.body["data"]["createWebhookEndpoint"]["errors"];
+        assert!(
+            !errors.as_array().unwrap().is_empty(),
+            "{url}: {}",
+            response.body
+        );
+        let _ = path;
+    }
+    assert_eq!(endpoints(&app, &alice.token).await.len(), 2);
+}
+
+#[tokio::test]
+async fn private_and_metadata_addresses_are_refused_at_registration() {
+    let app = TestApp::spawn().await;
+    let alice = app.signed_in_user("alice").await;
+    for url in [
+        "http://127.0.0.1:8080/hook",
+        "http://[::1]/hook",
+        "http://10.0.0.7/hook",
+        "http://172.20.1.1/hook",
+        "http://192.168.1.20/hook",
+        "http://100.64.1.1/hook",
+        "http://169.254.10.10/hook",
+        "http://[fe80::1]/hook",
+        "http://224.0.0.251/hook",
+        "http://169.254.169.254/latest/meta-data/",
+        "http://[::ffff:127.0.0.1]/hook",
+        "http://0.0.0.0/hook",
+        // A name that resolves to 127.0.0.1.
+        "http://localhost:8080/hook",
+    ] {
+        let response = app
+            .query_as(
+                &alice.token,
+                CREATE,
+                json!({ "url": url, "types": ["USER_FOLLOWED"] }),
+            )
+            .await;
+        let errors = &response.body["data"]["createWebhookEndpoint"]["errors"];
+        assert_eq!(errors[0]["code"], "REFUSED", "{url}: {}", response.body);
+        assert_eq!(errors[0]["path"], "url");
+    }
+    assert!(endpoints(&app, &alice.token).await.is_empty());
+}
+
+#[tokio::test]
+async fn addresses_are_checked_again_when_connecting() {
+    // One instance registers with private addresses allowed and runs no
+    // jobs; the other delivers with them refused, as a name's address
+    // could change between registration and delivery.
+    let registering = TestApp::spawn_with(|c| {
+        c.jobs.webhooks.allow_private_addresses = true;
+        c.jobs.workers = 0;
+    })
+    .await;
+    let _delivering = TestApp::spawn_on(registering.db.share(), |c| {
+        c.jobs.webhooks.retry_schedule = "100ms".parse().unwrap();
+    })
+    .await;
+    let receiver = Receiver::start().await;
+    let name_url = receiver.url.replace("127.0.0.1", "localhost");
+    let alice = registering.signed_in_user("alice").await;
+    let bob = registering.signed_in_user("bob").await;
+    create(&registering, &alice.token, &name_url, &["USER_FOLLOWED"]).await;
+    registering.follow(&bob.token, "alice").await;
+    let delivery = delivery_when(&registering, &alice.token, |d| d["status"] == "FAILED").await;
+    let error = delivery["lastError"].as_str().unwrap();
+    assert!(
+        error.contains("refused") && error.contains("loopback"),
+        "{error}"
+    );
+    assert!(receiver.received().is_empty());
+}
