@@ -10,6 +10,7 @@ Standard library only.
 from __future__ import annotations
 
 import argparse
+import base64
 import datetime as dt
 import json
 import os
@@ -590,6 +591,11 @@ def main() -> int:
     parser.add_argument("--subscription-articles", type=int, default=100)
     parser.add_argument("--subscribers-per-article", type=int, default=100)
     parser.add_argument("--comment-rate", type=int, default=100)
+    parser.add_argument("--webhooks", type=int, default=0,
+                        help="seconds of scenario (e) with webhooks off and on, then a queue drain; 0 skips it")
+    parser.add_argument("--webhook-drain", type=int, default=10_000, help="deliveries in the queue-throughput drain")
+    parser.add_argument("--retention", type=int, default=0,
+                        help="soft-deleted articles purged while the home page is under load; 0 skips it")
     parser.add_argument("--port", type=int, default=18400)
     parser.add_argument("--output", default=str(ROOT / "BENCHMARKS.md"))
     parser.add_argument("--json", default=str(WORK / "results.json"))
@@ -701,6 +707,8 @@ def main() -> int:
 
     if args.subscriptions:
         results["subscriptions"] = subscription_run(pg, database, args)
+    if args.webhooks or args.retention:
+        results["background"] = background_run(pg, database, args)
 
     # Flat scaling: (a), (b), (c) at each size; statements per page size.
     results["scaling"] = {}
@@ -735,7 +743,7 @@ def main() -> int:
         row["seq_scan_rows"] = {t: int(pg.sql(f"SELECT count(*) FROM {t}", database=database_n)) for t in sorted(seq_scanned)}
         results["scaling"][articles] = row
 
-    for part in ("soak", "subscriptions"):
+    for part in ("soak", "subscriptions", "background"):
         if results.get(part):
             results[part].update(date=results["date"], commit=results["machine"]["commit"])
     pathlib.Path(args.json).write_text(json.dumps(results, indent=2))
@@ -745,6 +753,8 @@ def main() -> int:
             replace_section(pathlib.Path(args.output), SOAK_START, SOAK_END, soak_section(results["soak"]))
         if results.get("subscriptions"):
             replace_section(pathlib.Path(args.output), SUBS_START, SUBS_END, subscription_section(results["subscriptions"]))
+        if results.get("background"):
+            replace_section(pathlib.Path(args.output), JOBS_START, JOBS_END, background_section(results["background"]))
     else:
         write_report(results, pathlib.Path(args.output))
     log(f"wrote {args.output} and {args.json}")
@@ -1011,6 +1021,194 @@ def write_report(r: dict, path: pathlib.Path) -> None:
     w("asserted in CI by `tests/api/query_count.rs`, which runs these same documents, and")
     w("`tests/api/plans.rs` checks that PostgreSQL plans each of their statements once per connection.")
     path.write_text("\n".join(out) + "\n")
+
+
+
+# --- background jobs: webhooks and retention ---------------------------------
+
+WEBHOOK_RECEIVER = ROOT / "scripts" / "bench" / "webhooks" / "receiver.mjs"
+JOBS_START, JOBS_END = "<!-- background -->", "<!-- /background -->"
+EVENT_TYPES = "{comment.created,article.favorited,user.followed,article.published}"
+
+
+def global_uuid(global_id: str) -> str:
+    raw = base64.urlsafe_b64decode(global_id + "=" * (-len(global_id) % 4)).decode()
+    return raw.split(":", 1)[1]
+
+
+def receiver_stats(port: int) -> dict:
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/stats", timeout=5) as r:
+        return json.loads(r.read())
+
+
+def receiver_reset(port: int) -> None:
+    urllib.request.urlopen(urllib.request.Request(f"http://127.0.0.1:{port}/reset", method="POST"), timeout=5).read()
+
+
+def wait_for(check, seconds: float, what: str) -> float:
+    started = time.monotonic()
+    while not check():
+        if time.monotonic() - started > seconds:
+            raise RuntimeError(f"{what} not done within {seconds} s")
+        time.sleep(0.05)
+    return time.monotonic() - started
+
+
+def background_run(pg: Postgres, database: str, args) -> dict:
+    """Scenario (e) with webhooks off, then on (every author the writes
+    touch has one endpoint for every event type, on a local receiver), in
+    alternating rounds; then how fast the queue drains a backlog of
+    deliveries; then a purge of soft-deleted articles while the home page
+    is under load."""
+    out: dict = {}
+    receiver_port = args.port + 30
+    receiver = subprocess.Popen(["node", str(WEBHOOK_RECEIVER), str(receiver_port)])
+    extra = {"WEBHOOKS_ALLOW_PRIVATE_ADDRESSES": "true", "RUST_LOG": "warn,conduit::jobs=info"}
+    server = Server(pg.url(database), args.port + 20, args.pool_size, extra)
+    connections = args.soak_connections
+    try:
+        time.sleep(0.5)
+        fx = Fixtures(server, readers=64)
+        if args.webhooks:
+            lines = request_lines("e", fx)
+            check_lines(server, lines)
+            pg.sql("DELETE FROM webhook_endpoints", database=database)
+            authors = [global_uuid(a) for a in fx.author_list]
+            url = f"http://127.0.0.1:{receiver_port}/hook"
+            values = ",".join(
+                f"('{a}', '{url}', '{EVENT_TYPES}', 'whsec_{base64.b64encode(secrets.token_bytes(32)).decode()}')"
+                for a in authors
+            )
+            rounds = []
+            for i in range(2):
+                row = {}
+                for mode in ("off", "on"):
+                    if mode == "on":
+                        pg.sql(f"INSERT INTO webhook_endpoints (user_id, url, event_types, secret) VALUES {values}", database=database)
+                        receiver_reset(receiver_port)
+                    log(f"webhooks round {i + 1}: scenario (e) with webhooks {mode}, {connections} connections, {args.webhooks} s")
+                    row[mode] = measure(server, lines, connections, args.webhooks, args.warmup)
+                    if mode == "on":
+                        drained = wait_for(
+                            lambda: int(pg.sql("SELECT count(*) FROM webhook_deliveries WHERE status = 'pending'", database=database)) == 0,
+                            120, "the deliveries",
+                        )
+                        row["receiver"] = receiver_stats(receiver_port)
+                        row["deliveries"] = int(pg.sql("SELECT count(*) FROM webhook_deliveries", database=database))
+                        row["failed"] = int(pg.sql("SELECT count(*) FROM webhook_deliveries WHERE status <> 'succeeded'", database=database))
+                        row["drained_after_s"] = drained
+                        pg.sql("DELETE FROM webhook_endpoints", database=database)
+                    log(f"  {mode}: {row[mode]['rps']:.0f} req/s, p99 {ms(row[mode]['p99_us'])} ms")
+                log(f"  {row['deliveries']} deliveries, {row['failed']} not succeeded; write-to-arrival lag "
+                    f"p50 {row['receiver']['lag_ms']['p50']} ms, p99 {row['receiver']['lag_ms']['p99']} ms; "
+                    f"p99 on/off {row['on']['p99_us'] / row['off']['p99_us']:.2f}x")
+                rounds.append(row)
+            out["webhooks"] = {"connections": connections, "seconds": args.webhooks, "authors": len(authors), "rounds": rounds}
+
+            # Queue throughput: a backlog of deliveries, drained by the
+            # server's own workers.
+            n = args.webhook_drain
+            author = authors[0]
+            pg.sql(
+                f"INSERT INTO webhook_endpoints (user_id, url, event_types, secret) VALUES "
+                f"('{author}', '{url}', '{EVENT_TYPES}', 'whsec_{base64.b64encode(secrets.token_bytes(32)).decode()}')",
+                database=database,
+            )
+            receiver_reset(receiver_port)
+            pg.sql(
+                f"""WITH e AS (SELECT id FROM webhook_endpoints LIMIT 1),
+                    d AS (INSERT INTO webhook_deliveries (id, endpoint_id, event_id, event_type, payload)
+                          SELECT gen_random_uuid(), e.id, -n, 'user.followed', '{{"type": "user.followed", "data": {{}}}}'
+                          FROM e, generate_series(1, {n}) n RETURNING id)
+                    INSERT INTO jobs (kind, payload) SELECT 'webhooks.deliver', jsonb_build_object('delivery_id', id) FROM d""",
+                database=database,
+            )
+            started = time.monotonic()
+            wait_for(lambda: receiver_stats(receiver_port)["unique"] >= n, 600, "the drain")
+            seconds = time.monotonic() - started
+            pg.sql("DELETE FROM webhook_endpoints", database=database)
+            out["drain"] = {"deliveries": n, "seconds": seconds, "per_second": n / seconds}
+            log(f"queue drain: {n} deliveries in {seconds:.1f} s, {n / seconds:.0f} jobs/s")
+
+        if args.retention:
+            n = args.retention
+            home = request_lines("a", fx)
+            pg.sql(
+                f"""INSERT INTO articles (author_id, slug, title, description, body, deleted_at)
+                    SELECT (SELECT id FROM users ORDER BY id LIMIT 1), 'purge-me-' || n, 'Purged', 'd', 'b',
+                           now() - interval '40 days'
+                    FROM generate_series(1, {n}) n;
+                    INSERT INTO comments (article_id, author_id, body)
+                    SELECT a.id, a.author_id, 'c' FROM articles a, generate_series(1, 3)
+                    WHERE a.slug LIKE 'purge-me-%%';""".replace("%%", "%"),
+                database=database,
+            )
+            log(f"retention: the home page alone, {connections} connections, {args.seconds} s")
+            alone = measure(server, home, connections, args.seconds, args.warmup)
+            during: dict = {}
+            load = threading.Thread(target=lambda: during.update(wrk(server, home, connections, args.seconds * 3)))
+            load.start()
+            time.sleep(2)
+            pg.sql("INSERT INTO jobs (kind) VALUES ('retention.soft_deleted')", database=database)
+            took = wait_for(
+                lambda: int(pg.sql("SELECT count(*) FROM articles WHERE slug LIKE 'purge-me-%'", database=database)) == 0,
+                args.seconds * 3, "the purge",
+            )
+            load.join()
+            longest = re.findall(r"longest_batch: ([0-9.]+)(ms|µs|s)", server.log_path.read_text())
+            scale = {"ms": 1.0, "µs": 0.001, "s": 1000.0}
+            longest_ms = max((float(v) * scale[u] for v, u in longest), default=None)
+            out["retention"] = {
+                "articles": n, "comments": n * 3, "seconds": took, "connections": connections,
+                "alone": alone, "during": during, "longest_batch_ms": longest_ms,
+            }
+            log(f"retention: {n} articles and {n * 3} comments purged in {took:.1f} s; longest batch {longest_ms} ms; "
+                f"home p99 alone {ms(alone['p99_us'])} ms, during {ms(during['p99_us'])} ms")
+    finally:
+        server.stop()
+        receiver.terminate()
+    return out
+
+
+def background_section(bg: dict) -> list[str]:
+    out = [JOBS_START, "## Background jobs\n"]
+    out.append(f"Run {bg['date']} at `{bg['commit']}` on the seeded database.\n")
+    wh = bg.get("webhooks")
+    if wh:
+        out.append(
+            f"Scenario (e) at {wh['connections']} connections, {wh['seconds']} s per run, with webhooks off and on in "
+            f"alternating rounds. On: each of the {wh['authors']} authors the writes touch has one endpoint for every "
+            "event type on a local receiver, so every comment, favorite and follow of (e) makes one delivery "
+            "(unfavorite and unfollow announce nothing). Lag is from the event's commit time to the receiver "
+            "(enqueue, fan-out, first attempt and the request itself).\n"
+        )
+        out.append("| round | (e) off: req/s, p99 | (e) on: req/s, p99 | p99 on/off | deliveries | not succeeded | lag p50 | lag p99 |")
+        out.append("|---|---|---|---|---|---|---|---|")
+        for i, r in enumerate(wh["rounds"], 1):
+            lag = r["receiver"]["lag_ms"]
+            out.append(
+                f"| {i} | {r['off']['rps']:.0f}, {ms(r['off']['p99_us'])} ms | {r['on']['rps']:.0f}, {ms(r['on']['p99_us'])} ms | "
+                f"{r['on']['p99_us'] / r['off']['p99_us']:.2f}x | {r['deliveries']} | {r['failed']} | {lag['p50']} ms | {lag['p99']} ms |"
+            )
+        ratios = [r["on"]["p99_us"] / r["off"]["p99_us"] for r in wh["rounds"]]
+        out.append(f"\nMedian p99 ratio on/off: **{statistics.median(ratios):.2f}x** (target 1.2x); "
+                   f"enqueue-to-arrival p99 per round: {', '.join(str(r['receiver']['lag_ms']['p99']) + ' ms' for r in wh['rounds'])} (target under 1 s).\n")
+    dr = bg.get("drain")
+    if dr:
+        out.append(f"Queue throughput: a backlog of {dr['deliveries']} deliveries drained by one server's workers "
+                   f"(`JOB_WORKERS` at its default) in {dr['seconds']:.1f} s: **{dr['per_second']:.0f} jobs/s**, "
+                   "each a claim, a signed HTTP request, and the outcome written.\n")
+    rt = bg.get("retention")
+    if rt:
+        out.append(
+            f"Retention: {rt['articles']} articles soft-deleted 40 days ago (with {rt['comments']} comments, removed with them) "
+            f"purged in {rt['seconds']:.1f} s, in batches of `RETENTION_BATCH_SIZE`; the longest batch took "
+            f"{rt['longest_batch_ms']} ms. The home page at {rt['connections']} connections: p99 "
+            f"{ms(rt['alone']['p99_us'])} ms alone, {ms(rt['during']['p99_us'])} ms while the purge ran "
+            f"({rt['during']['rps']:.0f} req/s against {rt['alone']['rps']:.0f}).\n"
+        )
+    out.append(JOBS_END)
+    return out
 
 
 if __name__ == "__main__":

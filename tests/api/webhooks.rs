@@ -27,6 +27,8 @@ async fn app_with_schedule(schedule: &str) -> TestApp {
     let schedule = schedule.parse().unwrap();
     TestApp::spawn_with(|c| {
         c.jobs.webhooks.allow_private_addresses = true;
+        // The tests poll their deliveries; the query budget is not under test.
+        c.rate_limits.points = 0;
         c.jobs.webhooks.retry_schedule = schedule;
     })
     .await
@@ -190,6 +192,8 @@ async fn a_410_disables_the_endpoint_and_its_owner_sees_why() {
 async fn an_endpoint_failing_past_the_bound_is_disabled() {
     let app = TestApp::spawn_with(|c| {
         c.jobs.webhooks.allow_private_addresses = true;
+        // The tests poll their deliveries; the query budget is not under test.
+        c.rate_limits.points = 0;
         c.jobs.webhooks.retry_schedule = "300ms,300ms,300ms,300ms".parse().unwrap();
         c.jobs.webhooks.disable_after = Duration::from_millis(500);
     })
@@ -316,6 +320,8 @@ async fn nobody_else_sees_or_touches_an_endpoint() {
 async fn endpoints_per_user_are_bounded_and_inputs_checked() {
     let app = TestApp::spawn_with(|c| {
         c.jobs.webhooks.allow_private_addresses = true;
+        // The tests poll their deliveries; the query budget is not under test.
+        c.rate_limits.points = 0;
         c.jobs.webhooks.max_endpoints = 2;
     })
     .await;
@@ -406,6 +412,8 @@ async fn addresses_are_checked_again_when_connecting() {
     // could change between registration and delivery.
     let registering = TestApp::spawn_with(|c| {
         c.jobs.webhooks.allow_private_addresses = true;
+        // The tests poll their deliveries; the query budget is not under test.
+        c.rate_limits.points = 0;
         c.jobs.workers = 0;
     })
     .await;
