@@ -1001,6 +1001,7 @@ def write_report(r: dict, path: pathlib.Path) -> None:
     for key, start, end, section in (
         ("soak", SOAK_START, SOAK_END, soak_section),
         ("subscriptions", SUBS_START, SUBS_END, subscription_section),
+        ("background", JOBS_START, JOBS_END, background_section),
     ):
         if r.get(key):
             out.extend(section(r[key]))
@@ -1013,6 +1014,7 @@ def write_report(r: dict, path: pathlib.Path) -> None:
     w("scripts/bench.sh --scaling '' --scenarios ab --seconds 10   # a quick look")
     w("scripts/bench.sh --scaling '' --scenarios '' --soak 600     # the soak alone; replaces only its section")
     w("scripts/bench.sh --scaling '' --scenarios '' --subscriptions 30   # the subscription run alone, likewise")
+    w("scripts/bench.sh --scaling '' --scenarios '' --webhooks 15 --retention 10000   # background jobs alone, likewise")
     w("```\n")
     w("It needs a PostgreSQL it may create databases in (`BENCH_DATABASE_URL`, default")
     w("`postgres://postgres@127.0.0.1:5432/postgres`); the pgbench comparison reads that server's log, found")

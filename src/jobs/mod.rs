@@ -59,6 +59,9 @@ const CHANNEL: &str = "conduit_jobs";
 pub const LISTENER_NAME: &str = "conduit jobs listener";
 /// How often the queue is read when nothing woke the worker.
 const POLL_EVERY: Duration = Duration::from_secs(1);
+/// How long a woken worker waits for more jobs before it claims, so a
+/// burst is claimed in a few statements rather than one per job.
+const GATHER: Duration = Duration::from_millis(20);
 const SCHEDULES_EVERY: Duration = Duration::from_secs(30);
 const DEPTH_EVERY: Duration = Duration::from_secs(10);
 /// Attempts of a job that does not say otherwise.
@@ -116,18 +119,20 @@ impl Workers {
         let mut schedules = tokio::time::interval(SCHEDULES_EVERY);
         let mut depth = tokio::time::interval(DEPTH_EVERY);
         let mut next_poll = Instant::now();
+        // Whether the last claim took all it could (more may be due).
+        let mut backlog = false;
         tracing::info!(worker = %this.id, concurrency, "job worker started");
         loop {
             let free = concurrency.saturating_sub(running.len());
             if free > 0 && Instant::now() >= next_poll {
                 match this.claim(free).await {
                     Ok(jobs) => {
-                        let filled = jobs.len() == free;
+                        backlog = jobs.len() == free;
                         for job in jobs {
                             running.spawn(this.clone().attempt(job));
                         }
                         // A full claim may have left more behind.
-                        next_poll = if filled {
+                        next_poll = if backlog {
                             Instant::now()
                         } else {
                             Instant::now() + POLL_EVERY
@@ -142,13 +147,16 @@ impl Workers {
             let poll = tokio::time::sleep_until(next_poll.into());
             tokio::select! {
                 () = &mut stop => break,
-                () = wake.notified() => next_poll = Instant::now(),
+                () = wake.notified() => next_poll = next_poll.min(Instant::now() + GATHER),
                 Some(done) = running.join_next(), if !running.is_empty() => {
-                    // A slot is free; a retry due soon is worth a look then.
-                    next_poll = match done.ok().flatten() {
-                        Some(after) => next_poll.min(Instant::now() + after),
-                        None => Instant::now(),
-                    };
+                    // A slot is free: worth a claim now if jobs were left
+                    // behind, and when a retry this worker set is due.
+                    if backlog {
+                        next_poll = Instant::now();
+                    }
+                    if let Some(after) = done.ok().flatten() {
+                        next_poll = next_poll.min(Instant::now() + after);
+                    }
                 }
                 () = poll, if free > 0 => {}
                 _ = maintenance.tick() => this.maintain().await,

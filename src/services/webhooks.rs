@@ -19,7 +19,7 @@ use crate::{
         page::{Page, PageRequest},
         user,
         webhook::{
-            self, Attempted, Delivery, Endpoint, EndpointChanges, NewDelivery, NewEndpoint, status,
+            self, Attempted, Delivery, DeliveryJob, Endpoint, EndpointChanges, NewEndpoint, status,
         },
     },
     error::{AppError, AppResult, FieldError, UserErrorCode},
@@ -314,38 +314,29 @@ pub async fn fan_out(
         "timestamp": event.created_at.to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
         "data": announcement.data,
     });
-    let mut new = Vec::new();
+    let mut wanted = Vec::new();
     for endpoint in &announcement.endpoints {
         if backlog.get(&endpoint.id).copied().unwrap_or(0) >= max_pending {
             tracing::warn!(endpoint_id = %endpoint.id, event_id, "webhook backlog full; event not queued");
             crate::telemetry::metrics_export::record_webhook("skipped");
             continue;
         }
-        new.push(NewDelivery {
-            id: Uuid::now_v7(),
-            endpoint_id: endpoint.id,
-            event_id,
-            event_type: announcement.event_type.wire(),
-            payload: &body,
-        });
+        wanted.push(endpoint.id);
     }
-    let max_attempts = job_attempts(state);
-    conn.transaction(async |conn| {
-        let made = webhook::insert_deliveries(conn, &new).await?;
-        let jobs: Vec<NewJob> = made
-            .iter()
-            .map(|id| NewJob {
-                kind: jobs::kind::DELIVER_WEBHOOK,
-                payload: json!({ "delivery_id": id }),
-                run_at: None,
-                max_attempts,
-                request_id,
-            })
-            .collect();
-        job::enqueue(conn, &jobs).await?;
-        Ok(made.len())
-    })
-    .await
+    let job = DeliveryJob {
+        kind: jobs::kind::DELIVER_WEBHOOK,
+        max_attempts: job_attempts(state),
+        request_id,
+    };
+    Ok(webhook::insert_deliveries(
+        &mut conn,
+        &wanted,
+        event_id,
+        announcement.event_type.wire(),
+        &body,
+        &job,
+    )
+    .await?)
 }
 
 /// Who is told about `event`, and what: `None` when nobody is.
@@ -416,15 +407,12 @@ async fn announce(
 pub async fn deliver(state: &AppState, delivery_id: Uuid) -> AppResult<Outcome> {
     let settings = &state.webhooks.settings;
     let mut conn = state.db.conn().await?;
-    let Some(delivery) = webhook::find_delivery(&mut conn, delivery_id).await? else {
+    let Some((delivery, endpoint)) = webhook::find_delivery(&mut conn, delivery_id).await? else {
         return Ok(Outcome::Done);
     };
     if delivery.status != status::PENDING {
         return Ok(Outcome::Done);
     }
-    let Some(endpoint) = webhook::find(&mut conn, delivery.endpoint_id).await? else {
-        return Ok(Outcome::Done);
-    };
     let attempts = delivery.attempts + 1;
     if let Some(reason) = &endpoint.disabled_reason {
         let error = format!("not sent: the endpoint is disabled ({reason})");
@@ -476,70 +464,62 @@ pub async fn deliver(state: &AppState, delivery_id: Uuid) -> AppResult<Outcome> 
             None,
         )
         .await?;
-        webhook::mark_succeeding(&mut conn, endpoint.id).await?;
+        if endpoint.failing_since.is_some() {
+            webhook::mark_succeeding(&mut conn, endpoint.id).await?;
+        }
         crate::telemetry::metrics_export::record_webhook("succeeded");
         return Ok(Outcome::Done);
     }
     let error = response.error.unwrap_or_default();
-    if response.status == Some(410) {
-        record(
-            &mut conn,
-            &delivery,
-            attempts,
-            status::FAILED,
-            status_code,
-            Some(&error),
-            None,
-        )
-        .await?;
-        webhook::disable(&mut conn, endpoint.id, "the receiver answered 410 Gone").await?;
-        tracing::info!(endpoint_id = %endpoint.id, "webhook endpoint disabled: 410 Gone");
-        crate::telemetry::metrics_export::record_webhook("failed");
-        return Ok(Outcome::Done);
-    }
-    let failing_since = webhook::mark_failing(&mut conn, endpoint.id)
-        .await?
-        .unwrap_or(now);
-    let failing_for = (Utc::now() - failing_since).to_std().unwrap_or_default();
-    if failing_for >= settings.disable_after {
-        let reason = format!(
-            "every delivery failed for {} hours (last: {error})",
-            failing_for.as_secs() / 3600
-        );
-        record(
-            &mut conn,
-            &delivery,
-            attempts,
-            status::FAILED,
-            status_code,
-            Some(&error),
-            None,
-        )
-        .await?;
-        webhook::disable(&mut conn, endpoint.id, &reason).await?;
-        tracing::info!(endpoint_id = %endpoint.id, reason, "webhook endpoint disabled");
-        crate::telemetry::metrics_export::record_webhook("failed");
-        return Ok(Outcome::Done);
-    }
-    let Some(wait) = settings
-        .retry_schedule
-        .0
-        .get(attempts as usize - 1)
-        .copied()
-    else {
-        let error = format!("gave up after {attempts} attempts (last: {error})");
-        record(
-            &mut conn,
-            &delivery,
-            attempts,
-            status::FAILED,
-            status_code,
-            Some(&error),
-            None,
-        )
-        .await?;
-        crate::telemetry::metrics_export::record_webhook("failed");
-        return Ok(Outcome::Done);
+    // Given up, and whether the endpoint is disabled too; or the next wait.
+    let verdict = if response.status == Some(410) {
+        Err((
+            error.clone(),
+            Some("the receiver answered 410 Gone".to_owned()),
+        ))
+    } else {
+        let failing_since = webhook::mark_failing(&mut conn, endpoint.id)
+            .await?
+            .unwrap_or(now);
+        let failing_for = (Utc::now() - failing_since).to_std().unwrap_or_default();
+        let next = settings
+            .retry_schedule
+            .0
+            .get(attempts as usize - 1)
+            .copied();
+        if failing_for >= settings.disable_after {
+            let hours = failing_for.as_secs() / 3600;
+            let reason = format!("every delivery failed for {hours} hours (last: {error})");
+            Err((error.clone(), Some(reason)))
+        } else {
+            next.ok_or_else(|| {
+                (
+                    format!("gave up after {attempts} attempts (last: {error})"),
+                    None,
+                )
+            })
+        }
+    };
+    let wait = match verdict {
+        Ok(wait) => wait,
+        Err((last_error, disable)) => {
+            record(
+                &mut conn,
+                &delivery,
+                attempts,
+                status::FAILED,
+                status_code,
+                Some(&last_error),
+                None,
+            )
+            .await?;
+            if let Some(reason) = disable {
+                webhook::disable(&mut conn, endpoint.id, &reason).await?;
+                tracing::info!(endpoint_id = %endpoint.id, reason, "webhook endpoint disabled");
+            }
+            crate::telemetry::metrics_export::record_webhook("failed");
+            return Ok(Outcome::Done);
+        }
     };
     let mut wait = wait.mul_f64(rand::rng().random_range(0.8..=1.2));
     let honours_retry_after = matches!(response.status, Some(429 | 500..=599));

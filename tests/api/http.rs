@@ -439,32 +439,13 @@ async fn the_binary_shuts_down_cleanly_on_sigterm() {
     use tokio::io::AsyncBufReadExt;
 
     let db = crate::helpers::TestDatabase::create().await;
-    let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_conduit"))
-        .env_clear()
-        .env("DATABASE_URL", &db.url)
-        .env("PORT", "0")
-        .env("LOG_FORMAT", "json")
-        .env("JWT_SECRET", crate::helpers::JWT_SECRET)
-        .stdout(std::process::Stdio::piped())
-        .kill_on_drop(true)
-        .spawn()
-        .unwrap();
-    let mut lines = tokio::io::BufReader::new(child.stdout.take().unwrap()).lines();
-    let address = tokio::time::timeout(Duration::from_secs(30), async {
-        while let Some(line) = lines.next_line().await.unwrap() {
-            let entry: Value = serde_json::from_str(&line).unwrap();
-            if entry["fields"]["message"] == "serving GraphQL at /graphql" {
-                return entry["fields"]["address"].as_str().unwrap().to_owned();
-            }
-        }
-        panic!("server exited before serving");
-    })
-    .await
-    .expect("server starts within 30s");
+    let crate::helpers::ServerProcess {
+        mut child,
+        url,
+        mut lines,
+    } = crate::helpers::ServerProcess::start(&db, &[]).await;
 
-    let response = reqwest::get(format!("http://{address}/healthz"))
-        .await
-        .unwrap();
+    let response = reqwest::get(format!("{url}/healthz")).await.unwrap();
     assert_eq!(response.status(), 200);
 
     // SAFETY: signalling our own child process.

@@ -8,7 +8,7 @@ use conduit::db::models::job::{self, NewJob};
 use diesel_async::{AsyncConnection, AsyncPgConnection};
 use serde_json::{Value, json};
 
-use crate::helpers::{JWT_SECRET, Receiver, TestApp, TestDatabase};
+use crate::helpers::{Receiver, ServerProcess, TestApp, TestDatabase};
 
 async fn wait_until(db: &TestDatabase, sql: &str, want: i64, within: Duration) {
     let started = std::time::Instant::now();
@@ -172,38 +172,26 @@ async fn retention_purges_ended_sessions_and_old_soft_deleted_rows() {
 /// A server process of its own, to be killed.
 async fn spawn_server(db: &TestDatabase) -> (tokio::process::Child, String) {
     use tokio::io::AsyncBufReadExt;
-    let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_conduit"))
-        .env_clear()
-        .env("DATABASE_URL", &db.url)
-        .env("PORT", "0")
-        .env("LOG_FORMAT", "json")
-        .env("JWT_SECRET", JWT_SECRET)
-        .env("RATE_LIMIT_POINTS", "0")
-        .env("SIGN_UP_LIMIT_PER_ADDRESS", "10000")
-        .env("SIGN_IN_LIMIT_PER_ADDRESS", "10000")
-        .env("WEBHOOKS_ALLOW_PRIVATE_ADDRESSES", "true")
-        .env("WEBHOOK_RETRY_SCHEDULE", "200ms,200ms,200ms,200ms,200ms")
-        .env("JOB_LEASE_SECS", "2")
-        .env("JOB_WORKERS", "8")
-        .stdout(std::process::Stdio::piped())
-        .kill_on_drop(true)
-        .spawn()
-        .unwrap();
-    let mut lines = tokio::io::BufReader::new(child.stdout.take().unwrap()).lines();
-    let address = tokio::time::timeout(Duration::from_secs(30), async {
-        while let Some(line) = lines.next_line().await.unwrap() {
-            let entry: Value = serde_json::from_str(&line).unwrap_or_default();
-            if entry["fields"]["message"] == "serving GraphQL at /graphql" {
-                return entry["fields"]["address"].as_str().unwrap().to_owned();
-            }
-        }
-        panic!("server exited before serving");
-    })
-    .await
-    .expect("server starts within 30s");
+    let ServerProcess {
+        child,
+        url,
+        mut lines,
+    } = ServerProcess::start(
+        db,
+        &[
+            ("RATE_LIMIT_POINTS", "0"),
+            ("SIGN_UP_LIMIT_PER_ADDRESS", "10000"),
+            ("SIGN_IN_LIMIT_PER_ADDRESS", "10000"),
+            ("WEBHOOKS_ALLOW_PRIVATE_ADDRESSES", "true"),
+            ("WEBHOOK_RETRY_SCHEDULE", "200ms,200ms,200ms,200ms,200ms"),
+            ("JOB_LEASE_SECS", "2"),
+            ("JOB_WORKERS", "8"),
+        ],
+    )
+    .await;
     // Keep reading its output so it never blocks on a full pipe.
     tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
-    (child, format!("http://{address}"))
+    (child, url)
 }
 
 async fn gql(url: &str, token: Option<&str>, query: &str, variables: Value) -> Value {

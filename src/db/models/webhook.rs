@@ -260,16 +260,6 @@ pub mod status {
     pub const FAILED: &str = "failed";
 }
 
-#[derive(Debug, Insertable)]
-#[diesel(table_name = webhook_deliveries)]
-pub struct NewDelivery<'a> {
-    pub id: Uuid,
-    pub endpoint_id: Uuid,
-    pub event_id: i64,
-    pub event_type: &'a str,
-    pub payload: &'a serde_json::Value,
-}
-
 /// What one attempt left on a delivery.
 #[derive(Debug, AsChangeset)]
 #[diesel(table_name = webhook_deliveries, treat_none_as_null = true)]
@@ -282,21 +272,48 @@ pub struct Attempted<'a> {
     pub delivered_at: Option<DateTime<Utc>>,
 }
 
-/// Inserts deliveries, skipping any already made for the same event and
-/// endpoint; returns the ids inserted.
+/// One event's deliveries to `endpoint_ids`, each with the job that sends
+/// it, in one statement; deliveries already made for the same event and
+/// endpoint are skipped (with no job). Returns how many were made.
 pub async fn insert_deliveries(
     conn: &mut AsyncPgConnection,
-    new: &[NewDelivery<'_>],
-) -> QueryResult<Vec<Uuid>> {
-    if new.is_empty() {
-        return Ok(Vec::new());
+    endpoint_ids: &[Uuid],
+    event_id: i64,
+    event_type: &str,
+    payload: &serde_json::Value,
+    job: &DeliveryJob<'_>,
+) -> QueryResult<usize> {
+    use diesel::sql_types::{Array, BigInt, Integer, Jsonb, Nullable, Text, Uuid as SqlUuid};
+    if endpoint_ids.is_empty() {
+        return Ok(0);
     }
-    diesel::insert_into(webhook_deliveries::table)
-        .values(new)
-        .on_conflict_do_nothing()
-        .returning(webhook_deliveries::id)
-        .get_results(conn)
-        .await
+    let ids: Vec<Uuid> = endpoint_ids.iter().map(|_| Uuid::now_v7()).collect();
+    diesel::sql_query(
+        "WITH made AS ( \
+             INSERT INTO webhook_deliveries (id, endpoint_id, event_id, event_type, payload) \
+             SELECT id, endpoint_id, $3, $4, $5 FROM unnest($1::uuid[], $2::uuid[]) AS n(id, endpoint_id) \
+             ON CONFLICT DO NOTHING RETURNING id) \
+         INSERT INTO jobs (kind, payload, max_attempts, request_id) \
+         SELECT $6, jsonb_build_object('delivery_id', made.id), $7, $8 FROM made",
+    )
+    .bind::<Array<SqlUuid>, _>(&ids)
+    .bind::<Array<SqlUuid>, _>(endpoint_ids)
+    .bind::<BigInt, _>(event_id)
+    .bind::<Text, _>(event_type)
+    .bind::<Jsonb, _>(payload)
+    .bind::<Text, _>(job.kind)
+    .bind::<Integer, _>(job.max_attempts)
+    .bind::<Nullable<Text>, _>(job.request_id)
+    .execute(conn)
+    .await
+}
+
+/// The job each new delivery gets.
+#[derive(Debug, Clone, Copy)]
+pub struct DeliveryJob<'a> {
+    pub kind: &'a str,
+    pub max_attempts: i32,
+    pub request_id: Option<&'a str>,
 }
 
 /// Undelivered deliveries per endpoint among `endpoint_ids`.
@@ -313,13 +330,15 @@ pub async fn pending_counts(
         .await
 }
 
+/// A delivery and its endpoint.
 pub async fn find_delivery(
     conn: &mut AsyncPgConnection,
     id: Uuid,
-) -> QueryResult<Option<Delivery>> {
+) -> QueryResult<Option<(Delivery, Endpoint)>> {
     webhook_deliveries::table
-        .find(id)
-        .select(Delivery::as_select())
+        .inner_join(webhook_endpoints::table)
+        .filter(webhook_deliveries::id.eq(id))
+        .select((Delivery::as_select(), Endpoint::as_select()))
         .first(conn)
         .await
         .optional()

@@ -2,7 +2,8 @@
 //! ([`config`]), the application under test ([`app`]), the clients that
 //! talk to it ([`client`] over HTTP, [`socket`] over a WebSocket), the
 //! data tests start from ([`fixtures`]), shared assertions
-//! ([`assertions`]), and a webhook receiver ([`receiver`]).
+//! ([`assertions`]), a webhook receiver ([`receiver`]), and the binary as
+//! a process of its own ([`process`]).
 
 mod app;
 mod assertions;
@@ -10,9 +11,10 @@ mod client;
 mod config;
 mod database;
 mod fixtures;
+mod process;
 mod receiver;
 mod socket;
 
 pub use self::{
-    app::*, assertions::*, client::*, config::*, database::*, fixtures::*, receiver::*,
+    app::*, assertions::*, client::*, config::*, database::*, fixtures::*, process::*, receiver::*,
 };
