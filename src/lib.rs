@@ -12,4 +12,5 @@ pub mod services;
 pub mod startup;
 pub mod state;
 pub mod telemetry;
+pub mod threads;
 pub mod webhooks;
