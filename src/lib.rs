@@ -12,5 +12,4 @@ pub mod services;
 pub mod startup;
 pub mod state;
 pub mod telemetry;
-pub mod threads;
 pub mod webhooks;

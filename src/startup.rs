@@ -34,10 +34,8 @@ pub struct Application {
     draining: tokio::sync::watch::Sender<http::ws::Shutdown>,
     drain_delay: std::time::Duration,
     sockets: Arc<http::ws::Sockets>,
-    /// This process's job workers (none when `JOB_WORKERS=0`), and what
-    /// tells them to stop.
-    workers: Option<std::thread::JoinHandle<()>>,
-    stop_workers: tokio::sync::watch::Sender<bool>,
+    /// This process's job workers (none when `JOB_WORKERS=0`).
+    workers: Option<Workers>,
 }
 
 /// The database to use: `DATABASE_URL`, or the embedded server.
@@ -67,9 +65,8 @@ impl Application {
         let (url, embedded) = resolve_database(config).await?;
         db::run_migrations(&url).await?;
         let (state, redis) = app_state(config, &url).await?;
-        let (stop_workers, stopped) = tokio::sync::watch::channel(false);
         let workers = if config.jobs.workers > 0 {
-            Some(start_workers(config, &url, &state, stopped).await?)
+            Some(workers(config, &url, &state).await?)
         } else {
             None
         };
@@ -100,7 +97,6 @@ impl Application {
             drain_delay: config.shutdown_drain(),
             sockets,
             workers,
-            stop_workers,
         })
     }
 
@@ -129,8 +125,14 @@ impl Application {
             drain_delay,
             sockets,
             workers,
-            stop_workers,
         } = self;
+        let (stop_workers, workers_stopped) = tokio::sync::watch::channel(false);
+        let workers = workers.map(|workers| {
+            let mut stopped = workers_stopped;
+            tokio::spawn(workers.run(async move {
+                let _ = stopped.wait_for(|stop| *stop).await;
+            }))
+        });
         tracing::info!(address = %listener.local_addr()?, "serving GraphQL at /graphql");
         let drain = async move {
             shutdown.await;
@@ -164,7 +166,7 @@ impl Application {
         tracing::info!("stopped accepting; in-flight requests finished");
         let _ = stop_workers.send(true);
         if let Some(workers) = workers {
-            let _ = tokio::task::spawn_blocking(move || workers.join()).await;
+            let _ = workers.await;
         }
         drop(state);
         if let Some(embedded) = embedded {
@@ -242,57 +244,6 @@ async fn workers(config: &Config, url: &str, state: &AppState) -> anyhow::Result
     Ok(Workers::new(state, url, config.jobs.clone()))
 }
 
-/// Job workers on a thread of their own at a lower scheduling priority
-/// (nice 10), with a runtime and a pool of their own: background work takes
-/// the CPU requests leave, and never their connections or threads. Returns
-/// once the workers' pool is up; they stop when `stop` turns true (or its
-/// sender is gone).
-async fn start_workers(
-    config: &Config,
-    url: &str,
-    state: &AppState,
-    mut stop: tokio::sync::watch::Receiver<bool>,
-) -> anyhow::Result<std::thread::JoinHandle<()>> {
-    let (ready, started) = tokio::sync::oneshot::channel::<anyhow::Result<()>>();
-    let (config, url, state) = (config.clone(), url.to_owned(), state.clone());
-    let thread = std::thread::Builder::new()
-        .name("job-workers".into())
-        .spawn(move || {
-            crate::threads::lower_priority("job worker");
-            let runtime = match tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-            {
-                Ok(runtime) => runtime,
-                Err(e) => {
-                    let _ = ready.send(Err(e.into()));
-                    return;
-                }
-            };
-            runtime.block_on(async move {
-                let workers = match workers(&config, &url, &state).await {
-                    Ok(workers) => {
-                        let _ = ready.send(Ok(()));
-                        workers
-                    }
-                    Err(e) => {
-                        let _ = ready.send(Err(e));
-                        return;
-                    }
-                };
-                workers
-                    .run(async move {
-                        let _ = stop.wait_for(|stop| *stop).await;
-                    })
-                    .await;
-            });
-        })?;
-    started
-        .await
-        .context("the job worker thread stopped during start-up")??;
-    Ok(thread)
-}
-
 /// `conduit worker`: job workers alone, no HTTP, until `shutdown`.
 pub async fn run_workers(
     config: &Config,
@@ -304,11 +255,7 @@ pub async fn run_workers(
     let (url, embedded) = resolve_database(config).await?;
     db::run_migrations(&url).await?;
     let (state, _) = app_state(config, &url).await?;
-    let (stop, stopped) = tokio::sync::watch::channel(false);
-    let workers = start_workers(config, &url, &state, stopped).await?;
-    shutdown.await;
-    let _ = stop.send(true);
-    let _ = tokio::task::spawn_blocking(move || workers.join()).await;
+    workers(config, &url, &state).await?.run(shutdown).await;
     if let Some(embedded) = embedded {
         embedded.stop().await?;
     }

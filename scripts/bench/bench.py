@@ -1184,9 +1184,10 @@ def background_section(bg: dict) -> list[str]:
         out.append(
             f"Scenario (e) at {wh['connections']} connections, {wh['seconds']} s per run, with webhooks off and on in "
             f"alternating rounds. On: each of the {wh['authors']} authors the writes touch has one endpoint for every "
-            "event type on a local receiver, so every comment, favorite and follow of (e) makes one delivery "
-            "(unfavorite and unfollow announce nothing). Lag is from the event's commit time to the receiver "
-            "(enqueue, fan-out, first attempt and the request itself).\n"
+            "event type on a local receiver, so every comment of (e), and every favorite and follow that is new, "
+            "makes one delivery (unfavorite and unfollow announce nothing). Lag is from the write (the event's "
+            "`timestamp`, its transaction's start) to the receiver: commit, fan-out job, delivery job and the "
+            "request itself.\n"
         )
         out.append("| round | (e) off: req/s, p99 | (e) on: req/s, p99 | p99 on/off | deliveries | not succeeded | lag p50 | lag p99 |")
         out.append("|---|---|---|---|---|---|---|---|")
@@ -1209,7 +1210,7 @@ def background_section(bg: dict) -> list[str]:
         out.append(
             f"Retention: {rt['articles']} articles soft-deleted 40 days ago (with {rt['comments']} comments, removed with them) "
             f"purged in {rt['seconds']:.1f} s, in batches of `RETENTION_BATCH_SIZE`; the longest batch took "
-            f"{rt['longest_batch_ms']} ms. The home page at {rt['connections']} connections: p99 "
+            f"{rt['longest_batch_ms']:.0f} ms. The home page at {rt['connections']} connections: p99 "
             f"{ms(rt['alone']['p99_us'])} ms alone, {ms(rt['during']['p99_us'])} ms over {rt.get('load_seconds', '?')} s of load with the purge in it "
             f"({rt['during']['rps']:.0f} req/s against {rt['alone']['rps']:.0f}).\n"
         )

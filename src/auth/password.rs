@@ -59,7 +59,7 @@ impl PasswordHasher {
             std::thread::Builder::new()
                 .name(format!("argon2-{i}"))
                 .spawn(move || {
-                    crate::threads::lower_priority("password hashing");
+                    lower_priority();
                     loop {
                         let job = queue.lock().unwrap_or_else(|e| e.into_inner()).recv();
                         match job {
@@ -123,6 +123,19 @@ impl PasswordHasher {
             .await
             .context("password hashing failed")?
             .map_err(AppError::Internal)
+    }
+}
+
+/// Nice 10 for the calling thread (Linux schedules threads one by one);
+/// elsewhere hashing runs at normal priority.
+fn lower_priority() {
+    #[cfg(target_os = "linux")]
+    // SAFETY: plain system calls on the calling thread's own id.
+    unsafe {
+        let tid = libc::gettid();
+        if libc::setpriority(libc::PRIO_PROCESS, tid as libc::id_t, 10) != 0 {
+            tracing::warn!("could not lower the priority of a password hashing thread");
+        }
     }
 }
 
