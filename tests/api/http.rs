@@ -436,8 +436,6 @@ async fn graceful_shutdown_finishes_the_request_in_flight() {
 
 #[tokio::test]
 async fn the_binary_shuts_down_cleanly_on_sigterm() {
-    use tokio::io::AsyncBufReadExt;
-
     let db = crate::helpers::TestDatabase::create().await;
     let crate::helpers::ServerProcess {
         mut child,

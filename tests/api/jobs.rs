@@ -171,7 +171,6 @@ async fn retention_purges_ended_sessions_and_old_soft_deleted_rows() {
 
 /// A server process of its own, to be killed.
 async fn spawn_server(db: &TestDatabase) -> (tokio::process::Child, String) {
-    use tokio::io::AsyncBufReadExt;
     let ServerProcess {
         child,
         url,
