@@ -64,6 +64,8 @@ const POLL_EVERY: Duration = Duration::from_secs(1);
 const GATHER: Duration = Duration::from_millis(20);
 const SCHEDULES_EVERY: Duration = Duration::from_secs(30);
 const DEPTH_EVERY: Duration = Duration::from_secs(10);
+/// How often an idle listening connection is checked.
+const CHECK_EVERY: Duration = Duration::from_secs(15);
 /// Attempts of a job that does not say otherwise.
 pub const DEFAULT_ATTEMPTS: i32 = 10;
 /// The longest backoff between two attempts of a failing job.
@@ -387,23 +389,33 @@ pub fn backoff(attempts: i32) -> Duration {
 }
 
 /// Wakes the worker whenever a job is enqueued. Reconnects when the
-/// connection drops; meanwhile the poll keeps the worker going.
+/// connection drops (an idle one is checked every `CHECK_EVERY`, so one
+/// that died without a word is noticed); meanwhile the poll keeps the
+/// worker going.
 async fn listen(url: String, wake: Arc<Notify>) {
     let mut backoff = Duration::from_millis(100);
     loop {
-        let result = async {
+        let result: anyhow::Result<()> = async {
             let mut conn = AsyncPgConnection::establish(&url).await?;
             conn.batch_execute(&format!(
                 "SET application_name = '{LISTENER_NAME}'; LISTEN {CHANNEL}"
             ))
             .await?;
             wake.notify_one();
-            let mut notifications = pin!(conn.notifications_stream());
-            while let Some(notification) = notifications.next().await {
-                notification?;
-                wake.notify_one();
+            loop {
+                let heard = {
+                    let mut notifications = pin!(conn.notifications_stream());
+                    tokio::time::timeout(CHECK_EVERY, notifications.next()).await
+                };
+                match heard {
+                    Ok(Some(notification)) => {
+                        notification?;
+                        wake.notify_one();
+                    }
+                    Ok(None) => anyhow::bail!("the listening connection closed"),
+                    Err(_) => conn.batch_execute("SELECT 1").await?,
+                }
             }
-            anyhow::Ok(())
         }
         .await;
         if let Err(e) = result {
