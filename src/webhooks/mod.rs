@@ -24,7 +24,7 @@ pub struct Webhooks {
 pub struct Response {
     /// The status, when the receiver answered.
     pub status: Option<u16>,
-    /// The receiver's `Retry-After`, in seconds (HTTP dates are not honoured).
+    /// The receiver's `Retry-After` (seconds, or an HTTP date), from now.
     pub retry_after: Option<Duration>,
     /// Why the attempt failed without an answer, or what the answer was.
     pub error: Option<String>,
@@ -99,8 +99,7 @@ impl Webhooks {
                     .headers()
                     .get(reqwest::header::RETRY_AFTER)
                     .and_then(|v| v.to_str().ok())
-                    .and_then(|v| v.trim().parse::<u64>().ok())
-                    .map(Duration::from_secs);
+                    .and_then(retry_after);
                 Response {
                     status: Some(status.as_u16()),
                     retry_after,
@@ -111,6 +110,20 @@ impl Webhooks {
             Err(e) => failed(describe(&e)),
         }
     }
+}
+
+/// A `Retry-After` value: delay seconds, or an HTTP date (RFC 9110).
+fn retry_after(value: &str) -> Option<Duration> {
+    let value = value.trim();
+    if let Ok(seconds) = value.parse::<u64>() {
+        return Some(Duration::from_secs(seconds));
+    }
+    let at = chrono::DateTime::parse_from_rfc2822(value).ok()?;
+    Some(
+        (at.with_timezone(&chrono::Utc) - chrono::Utc::now())
+            .to_std()
+            .unwrap_or_default(),
+    )
 }
 
 /// A reqwest error with its causes, for the delivery's `lastError`.
@@ -133,4 +146,26 @@ fn describe(error: &reqwest::Error) -> String {
         source = cause.source();
     }
     text
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn retry_after_is_read_as_seconds_or_a_date() {
+        assert_eq!(retry_after(" 120 "), Some(Duration::from_secs(120)));
+        let later = chrono::Utc::now() + chrono::TimeDelta::seconds(90);
+        let date = later.format("%a, %d %b %Y %H:%M:%S GMT").to_string();
+        let wait = retry_after(&date).unwrap();
+        assert!(
+            wait > Duration::from_secs(85) && wait <= Duration::from_secs(90),
+            "{wait:?}"
+        );
+        assert_eq!(
+            retry_after("Sun, 06 Nov 1994 08:49:37 GMT"),
+            Some(Duration::ZERO)
+        );
+        assert_eq!(retry_after("soon"), None);
+    }
 }
