@@ -43,9 +43,11 @@ APQ_ENV=(
 # A and B: webhooks may be delivered to private addresses, such as the
 # receiver that e2e/webhooks.mjs runs on 127.0.0.1. The check talks to A
 # only, but B needs it too: the job queue is in the shared database, so B's
-# workers may take deliveries to endpoints registered through A.
+# workers may take deliveries to endpoints registered through A. Both seal
+# the signing secrets with one key, as a deployment would.
 WEBHOOKS_ENV=(
     WEBHOOKS_ALLOW_PRIVATE_ADDRESSES=true
+    WEBHOOK_SECRETS_KEY=e2e-webhook-secrets-key
 )
 # C: only the documents of the typed client's manifest run.
 TRUSTED_DOCUMENTS_VAR=TRUSTED_DOCUMENTS

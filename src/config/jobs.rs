@@ -73,4 +73,13 @@ pub struct Webhooks {
         default_value_t = 1000
     )]
     pub max_pending: i64,
+    /// Seals endpoints' signing secrets in the database (AES-256-GCM under
+    /// the SHA-256 of this value); unset, they are stored as they are.
+    /// Secrets sealed under another key cannot be used: rotate them.
+    #[arg(
+        long = "webhook-secrets-key",
+        env = "WEBHOOK_SECRETS_KEY",
+        hide_env_values = true
+    )]
+    pub secrets_key: Option<String>,
 }

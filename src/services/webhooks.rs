@@ -72,16 +72,18 @@ const SPARE_JOB_ATTEMPTS: i32 = 3;
 /// The longest a receiver's `Retry-After` can put the next attempt off.
 const LONGEST_RETRY_AFTER: Duration = Duration::from_secs(6 * 3600);
 
-/// Registers an endpoint for the viewer; its row holds the new secret.
+/// Registers an endpoint for the viewer; returns it with its new secret
+/// (the row holds it sealed, when a key is set).
 pub async fn create_endpoint(
     state: &AppState,
     viewer: &Viewer,
     url: &str,
     types: &[EventType],
-) -> AppResult<Endpoint> {
+) -> AppResult<(Endpoint, String)> {
     let (url, types) = checked(state, Some(url), Some(types)).await?;
     let (url, types) = (url.unwrap_or_default(), types.unwrap_or_default());
     let secret = signature::new_secret();
+    let sealed = state.webhooks.sealer.seal(&secret);
     let max = state.webhooks.settings.max_endpoints;
     let mut conn = state.db.conn().await?;
     conn.transaction(async |conn| {
@@ -92,17 +94,18 @@ pub async fn create_endpoint(
                 format!("an account may have at most {max} webhook endpoints"),
             )]));
         }
-        Ok(webhook::insert(
+        let endpoint = webhook::insert(
             conn,
             &NewEndpoint {
                 id: Uuid::now_v7(),
                 user_id: viewer.user_id,
                 url: &url,
                 event_types: &types,
-                secret: &secret,
+                secret: &sealed,
             },
         )
-        .await?)
+        .await?;
+        Ok((endpoint, secret))
     })
     .await
 }
@@ -154,20 +157,25 @@ pub async fn delete_endpoint(state: &AppState, viewer: &Viewer, id: Uuid) -> App
     }
 }
 
-/// A new secret for the viewer's endpoint; the old one signs beside it
-/// for a day.
-pub async fn rotate_secret(state: &AppState, viewer: &Viewer, id: Uuid) -> AppResult<Endpoint> {
+/// A new secret for the viewer's endpoint, returned with it; the old one
+/// signs beside it for a day.
+pub async fn rotate_secret(
+    state: &AppState,
+    viewer: &Viewer,
+    id: Uuid,
+) -> AppResult<(Endpoint, String)> {
     let secret = signature::new_secret();
     let mut conn = state.db.conn().await?;
-    webhook::rotate_secret(
+    let endpoint = webhook::rotate_secret(
         &mut conn,
         id,
         viewer.user_id,
-        &secret,
+        &state.webhooks.sealer.seal(&secret),
         Utc::now() + PREVIOUS_SECRET_SIGNS_FOR,
     )
     .await?
-    .ok_or(AppError::NotFound("webhook endpoint"))
+    .ok_or(AppError::NotFound("webhook endpoint"))?;
+    Ok((endpoint, secret))
 }
 
 pub async fn endpoints(
@@ -432,14 +440,33 @@ pub async fn deliver(state: &AppState, delivery_id: Uuid) -> AppResult<Outcome> 
     // No connection is held while the receiver takes its time.
     drop(conn);
     let now = Utc::now();
-    let mut secrets = vec![endpoint.secret.as_str()];
+    let sealer = &state.webhooks.sealer;
+    let mut stored = vec![endpoint.secret.as_str()];
     if let (Some(previous), Some(until)) = (
         &endpoint.previous_secret,
         endpoint.previous_secret_expires_at,
     ) && until > now
     {
-        secrets.push(previous);
+        stored.push(previous);
     }
+    let opened: Vec<String> = stored.iter().filter_map(|s| sealer.open(s)).collect();
+    if opened.is_empty() {
+        let error = "not sent: the signing secret is sealed under another key (WEBHOOK_SECRETS_KEY); rotate it";
+        let mut conn = state.db.conn().await?;
+        record(
+            &mut conn,
+            &delivery,
+            attempts - 1,
+            status::FAILED,
+            None,
+            Some(error),
+            None,
+        )
+        .await?;
+        crate::telemetry::metrics_export::record_webhook("failed");
+        return Ok(Outcome::Done);
+    }
+    let secrets: Vec<&str> = opened.iter().map(String::as_str).collect();
     let body = serde_json::to_vec(&delivery.payload).map_err(anyhow::Error::from)?;
     let message_id = format!("msg_{}", delivery.id.simple());
     let response = state

@@ -3,6 +3,7 @@
 //! is decided in `services::webhooks`.
 
 pub mod address;
+pub mod sealing;
 pub mod signature;
 
 use std::time::Duration;
@@ -16,6 +17,8 @@ use crate::config::Webhooks as Settings;
 pub struct Webhooks {
     pub settings: Settings,
     pub policy: Policy,
+    /// Seals and opens the secrets endpoints store.
+    pub sealer: sealing::Sealer,
     client: reqwest::Client,
 }
 
@@ -57,6 +60,7 @@ impl Webhooks {
             .pool_idle_timeout(Duration::from_secs(30))
             .build()?;
         Ok(Self {
+            sealer: sealing::Sealer::new(settings.secrets_key.as_deref()),
             settings,
             policy,
             client,

@@ -30,6 +30,7 @@ async fn app_with_schedule(schedule: &str) -> TestApp {
         // The tests poll their deliveries; the query budget is not under test.
         c.rate_limits.points = 0;
         c.jobs.webhooks.retry_schedule = schedule;
+        c.jobs.webhooks.secrets_key = Some("a key of the test deployment".into());
     })
     .await
 }
@@ -91,6 +92,14 @@ async fn a_follow_is_delivered_signed_with_a_small_payload() {
     let bob = app.signed_in_user("bob").await;
     let (_, secret) = create(&app, &alice.token, &receiver.url, &["USER_FOLLOWED"]).await;
     assert!(secret.starts_with("whsec_"), "{secret}");
+    // The database holds it sealed, not as given.
+    let stored = "SELECT count(*) FROM webhook_endpoints WHERE secret LIKE 'sealed:v1:%'";
+    assert_eq!(app.db.count(stored).await, 1);
+    let plain = format!(
+        "SELECT count(*) FROM webhook_endpoints WHERE secret LIKE '%{}%'",
+        &secret[6..]
+    );
+    assert_eq!(app.db.count(&plain).await, 0);
 
     app.follow(&bob.token, "alice").await;
     let got = receiver.wait_for(1, Duration::from_secs(10)).await;

@@ -124,10 +124,7 @@ impl WebhookMutations {
         let outcome =
             webhooks::create_endpoint(ctx.app(), ctx.signed_in(), &input.url, &types).await;
         let (endpoint, secret, errors) = match refusals(outcome)? {
-            Ok(row) => {
-                let secret = row.secret.clone();
-                (Some(WebhookEndpoint(row)), Some(secret), Vec::new())
-            }
+            Ok((row, secret)) => (Some(WebhookEndpoint(row)), Some(secret), Vec::new()),
             Err(errors) => (None, None, errors),
         };
         Ok(Some(CreateWebhookEndpointPayload {
@@ -190,8 +187,7 @@ impl WebhookMutations {
         input: RotateWebhookEndpointSecretInput,
     ) -> async_graphql::Result<Option<RotateWebhookEndpointSecretPayload>> {
         let id = global_id::decode_as::<WebhookEndpoint>(&input.id)?;
-        let row = webhooks::rotate_secret(ctx.app(), ctx.signed_in(), id).await?;
-        let secret = row.secret.clone();
+        let (row, secret) = webhooks::rotate_secret(ctx.app(), ctx.signed_in(), id).await?;
         Ok(Some(RotateWebhookEndpointSecretPayload {
             endpoint: Some(WebhookEndpoint(row)),
             secret: Some(secret),
