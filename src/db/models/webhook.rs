@@ -65,15 +65,6 @@ pub async fn count_of_user(conn: &mut AsyncPgConnection, user_id: Uuid) -> Query
         .await
 }
 
-pub async fn find(conn: &mut AsyncPgConnection, id: Uuid) -> QueryResult<Option<Endpoint>> {
-    webhook_endpoints::table
-        .find(id)
-        .select(Endpoint::as_select())
-        .first(conn)
-        .await
-        .optional()
-}
-
 /// The endpoint `id` if `user_id` owns it.
 pub async fn find_owned(
     conn: &mut AsyncPgConnection,
