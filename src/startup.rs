@@ -66,7 +66,7 @@ impl Application {
         db::run_migrations(&url).await?;
         let (state, redis) = app_state(config, &url).await?;
         let workers = if config.jobs.workers > 0 {
-            Some(workers(config, &url, &state).await?)
+            Some(workers(config, &url, state.webhooks.clone()).await?)
         } else {
             None
         };
@@ -221,9 +221,8 @@ async fn app_state(
     Ok((state, redis))
 }
 
-/// Job workers with a pool of their own (jobs and requests never wait for
-/// each other's connections), sized to what they run at once.
-async fn workers(config: &Config, url: &str, state: &AppState) -> anyhow::Result<Workers> {
+/// Job workers with a pool of their own, sized to what they run at once.
+async fn workers(config: &Config, url: &str, webhooks: Webhooks) -> anyhow::Result<Workers> {
     let size = u32::try_from(config.jobs.workers)
         .unwrap_or(u32::MAX)
         .saturating_add(2);
@@ -237,14 +236,11 @@ async fn workers(config: &Config, url: &str, state: &AppState) -> anyhow::Result
         },
     )
     .await?;
-    let state = AppState {
-        db,
-        ..state.clone()
-    };
-    Ok(Workers::new(state, url, config.jobs.clone()))
+    Ok(Workers::new(db, webhooks, url, config.jobs.clone()))
 }
 
-/// `conduit worker`: job workers alone, no HTTP, until `shutdown`.
+/// `conduit worker`: job workers alone, no HTTP, until `shutdown`. It
+/// builds only what jobs use: their pool and the webhook client.
 pub async fn run_workers(
     config: &Config,
     shutdown: impl Future<Output = ()> + Send + 'static,
@@ -254,8 +250,8 @@ pub async fn run_workers(
     }
     let (url, embedded) = resolve_database(config).await?;
     db::run_migrations(&url).await?;
-    let (state, _) = app_state(config, &url).await?;
-    workers(config, &url, &state).await?.run(shutdown).await;
+    let webhooks = Webhooks::new(config.jobs.webhooks.clone(), config.is_production())?;
+    workers(config, &url, webhooks).await?.run(shutdown).await;
     if let Some(embedded) = embedded {
         embedded.stop().await?;
     }

@@ -31,10 +31,11 @@ use uuid::Uuid;
 
 use crate::{
     config::Jobs as Settings,
+    db::Database,
     db::models::job::{self, Job, NewJob},
     services::{retention, webhooks},
-    state::AppState,
     telemetry::metrics_export,
+    webhooks::Webhooks,
 };
 
 /// The kinds of job, as stored.
@@ -85,7 +86,10 @@ pub enum Outcome {
 
 /// The worker of one process.
 pub struct Workers {
-    state: AppState,
+    /// A pool of the workers' own: jobs and requests never wait for each
+    /// other's connections.
+    db: Database,
+    webhooks: Webhooks,
     url: String,
     settings: Settings,
     /// Names this process's claims in the queue.
@@ -93,15 +97,16 @@ pub struct Workers {
 }
 
 impl Workers {
-    /// Workers for `state` (whose pool they use) that listen on `url`.
-    pub fn new(state: AppState, url: &str, settings: Settings) -> Self {
+    /// Workers on `db` that listen on `url`.
+    pub fn new(db: Database, webhooks: Webhooks, url: &str, settings: Settings) -> Self {
         let id = format!(
             "{}:{}",
             std::process::id(),
             &Uuid::new_v4().simple().to_string()[..8]
         );
         Self {
-            state,
+            db,
+            webhooks,
             url: url.to_owned(),
             settings,
             id,
@@ -171,7 +176,7 @@ impl Workers {
     }
 
     async fn claim(&self, limit: usize) -> anyhow::Result<Vec<Job>> {
-        let mut conn = self.state.db.conn().await?;
+        let mut conn = self.db.conn().await?;
         Ok(job::claim(&mut conn, &self.id, limit as i64, self.settings.lease).await?)
     }
 
@@ -179,7 +184,7 @@ impl Workers {
     /// whose leases ran out.
     async fn maintain(&self) {
         let result = async {
-            let mut conn = self.state.db.conn().await?;
+            let mut conn = self.db.conn().await?;
             job::renew(&mut conn, &self.id, self.settings.lease).await?;
             let requeued = job::requeue_expired(&mut conn).await?;
             if requeued > 0 {
@@ -200,7 +205,7 @@ impl Workers {
     /// whichever worker gets there first).
     async fn enqueue_schedules(&self) {
         let result = async {
-            let mut conn = self.state.db.conn().await?;
+            let mut conn = self.db.conn().await?;
             for (name, period) in SCHEDULES {
                 let next = Utc::now() + chrono::TimeDelta::from_std(period)?;
                 conn.transaction(async |conn| {
@@ -230,7 +235,7 @@ impl Workers {
     }
 
     async fn record_depth(&self) {
-        let Ok(mut conn) = self.state.db.conn().await else {
+        let Ok(mut conn) = self.db.conn().await else {
             return;
         };
         if let Ok(rows) = job::depth(&mut conn).await {
@@ -292,7 +297,7 @@ impl Workers {
         failed: bool,
         error: &str,
     ) -> anyhow::Result<()> {
-        let mut conn = self.state.db.conn().await?;
+        let mut conn = self.db.conn().await?;
         match retry {
             _ if failed => job::fail(&mut conn, job.id, &self.id, error).await?,
             Some(after) => job::retry(&mut conn, job.id, &self.id, after, error).await?,
@@ -303,35 +308,35 @@ impl Workers {
 
     async fn perform(&self, job: &Job) -> anyhow::Result<Outcome> {
         let settings = &self.settings;
-        let state = &self.state;
+        let (db, hooks) = (&self.db, &self.webhooks);
         let batch = settings.retention_batch_size;
         match job.kind.as_str() {
             kind::FAN_OUT_WEBHOOKS => {
                 let event_id = field(job, "event_id")?
                     .as_i64()
                     .ok_or_else(|| anyhow::anyhow!("event_id is not a number"))?;
-                let made = webhooks::fan_out(state, event_id, job.request_id.as_deref()).await?;
+                let made =
+                    webhooks::fan_out(db, hooks, event_id, job.request_id.as_deref()).await?;
                 tracing::debug!(event_id, deliveries = made, "webhooks fanned out");
                 Ok(Outcome::Done)
             }
             kind::DELIVER_WEBHOOK => {
                 let id: Uuid = serde_json::from_value(field(job, "delivery_id")?.clone())?;
-                Ok(webhooks::deliver(state, id).await?)
+                Ok(webhooks::deliver(db, hooks, id).await?)
             }
             kind::PURGE_SESSIONS => {
-                let purged = retention::sessions(state, batch).await?;
+                let purged = retention::sessions(db, batch).await?;
                 tracing::info!(?purged, "purged ended sessions");
                 Ok(Outcome::Done)
             }
             kind::PURGE_SOFT_DELETED => {
                 let days = settings.soft_delete_retention_days;
-                let purged = retention::soft_deleted(state, days, batch).await?;
+                let purged = retention::soft_deleted(db, days, batch).await?;
                 tracing::info!(?purged, "purged soft-deleted rows");
                 Ok(Outcome::Done)
             }
             kind::PURGE_RECORDS => {
-                let purged =
-                    retention::records(state, settings.event_retention_days, batch).await?;
+                let purged = retention::records(db, settings.event_retention_days, batch).await?;
                 tracing::info!(?purged, "purged old events, failed jobs and deliveries");
                 Ok(Outcome::Done)
             }
@@ -352,7 +357,7 @@ impl Workers {
                 }
             }
         }
-        match self.state.db.conn().await {
+        match self.db.conn().await {
             Ok(mut conn) => match job::release(&mut conn, &self.id).await {
                 Ok(0) => {}
                 Ok(n) => {

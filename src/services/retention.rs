@@ -7,13 +7,15 @@ use std::time::{Duration, Instant};
 use chrono::{DateTime, TimeDelta, Utc};
 
 use crate::{
-    db::models::{
-        event, job,
-        retention::{self, SoftDeleted},
-        webhook,
+    db::{
+        Database,
+        models::{
+            event, job,
+            retention::{self, SoftDeleted},
+            webhook,
+        },
     },
     error::AppResult,
-    state::AppState,
 };
 
 /// The pause between two batches.
@@ -41,8 +43,8 @@ enum Target {
     FinishedDeliveries(DateTime<Utc>),
 }
 
-async fn batch(state: &AppState, target: Target, limit: i64) -> AppResult<usize> {
-    let mut conn = state.db.conn().await?;
+async fn batch(db: &Database, target: Target, limit: i64) -> AppResult<usize> {
+    let mut conn = db.conn().await?;
     let conn = &mut conn;
     Ok(match target {
         Target::EndedSessions => retention::purge_ended_sessions(conn, limit).await?,
@@ -61,11 +63,11 @@ async fn batch(state: &AppState, target: Target, limit: i64) -> AppResult<usize>
 }
 
 /// Removes `target` in batches of `size` until one removes fewer.
-async fn in_batches(state: &AppState, size: u32, target: Target) -> AppResult<Purged> {
+async fn in_batches(db: &Database, size: u32, target: Target) -> AppResult<Purged> {
     let mut purged = Purged::default();
     loop {
         let started = Instant::now();
-        let removed = batch(state, target, i64::from(size)).await?;
+        let removed = batch(db, target, i64::from(size)).await?;
         purged.longest_batch = purged.longest_batch.max(started.elapsed());
         purged.rows += removed;
         purged.batches += 1;
@@ -88,16 +90,16 @@ impl Purged {
 
 /// Expired and revoked sessions (with their refresh tokens), and expired
 /// refresh tokens of live sessions.
-pub async fn sessions(state: &AppState, size: u32) -> AppResult<Purged> {
-    let sessions = in_batches(state, size, Target::EndedSessions).await?;
-    let tokens = in_batches(state, size, Target::ExpiredRefreshTokens).await?;
+pub async fn sessions(db: &Database, size: u32) -> AppResult<Purged> {
+    let sessions = in_batches(db, size, Target::EndedSessions).await?;
+    let tokens = in_batches(db, size, Target::ExpiredRefreshTokens).await?;
     Ok(sessions.and(tokens))
 }
 
 /// Comments, articles and users soft-deleted more than `days` days ago.
 /// A user's removal takes what is theirs with it, so users go in smaller
 /// batches.
-pub async fn soft_deleted(state: &AppState, days: u32, size: u32) -> AppResult<Purged> {
+pub async fn soft_deleted(db: &Database, days: u32, size: u32) -> AppResult<Purged> {
     let before = Utc::now() - TimeDelta::days(i64::from(days));
     let mut total = Purged::default();
     for table in SoftDeleted::ALL {
@@ -106,7 +108,7 @@ pub async fn soft_deleted(state: &AppState, days: u32, size: u32) -> AppResult<P
         } else {
             size
         };
-        let purged = in_batches(state, size, Target::SoftDeleted(table, before)).await?;
+        let purged = in_batches(db, size, Target::SoftDeleted(table, before)).await?;
         if purged.rows > 0 {
             tracing::info!(
                 table = table.table(),
@@ -121,11 +123,11 @@ pub async fn soft_deleted(state: &AppState, days: u32, size: u32) -> AppResult<P
 
 /// Events older than `event_days` days, failed jobs and finished webhook
 /// deliveries older than thirty.
-pub async fn records(state: &AppState, event_days: u32, size: u32) -> AppResult<Purged> {
+pub async fn records(db: &Database, event_days: u32, size: u32) -> AppResult<Purged> {
     let events_before = Utc::now() - TimeDelta::days(i64::from(event_days));
     let records_before = Utc::now() - RECORDS_KEPT;
-    let events = in_batches(state, size, Target::Events(events_before)).await?;
-    let jobs = in_batches(state, size, Target::FailedJobs(records_before)).await?;
-    let deliveries = in_batches(state, size, Target::FinishedDeliveries(records_before)).await?;
+    let events = in_batches(db, size, Target::Events(events_before)).await?;
+    let jobs = in_batches(db, size, Target::FailedJobs(records_before)).await?;
+    let deliveries = in_batches(db, size, Target::FinishedDeliveries(records_before)).await?;
     Ok(events.and(jobs).and(deliveries))
 }

@@ -12,21 +12,25 @@ use uuid::Uuid;
 
 use crate::{
     auth::Viewer,
-    db::models::{
-        article,
-        event::{self, Event, kind},
-        job::{self, NewJob},
-        page::{Page, PageRequest},
-        user,
-        webhook::{
-            self, Attempted, Delivery, DeliveryJob, Endpoint, EndpointChanges, NewEndpoint, status,
+    db::{
+        Database,
+        models::{
+            article,
+            event::{self, Event, kind},
+            job::{self, NewJob},
+            page::{Page, PageRequest},
+            user,
+            webhook::{
+                self, Attempted, Delivery, DeliveryJob, Endpoint, EndpointChanges, NewEndpoint,
+                status,
+            },
         },
     },
     error::{AppError, AppResult, FieldError, UserErrorCode},
     graphql::types::global_id,
     jobs::{self, Outcome},
     state::AppState,
-    webhooks::{Message, address, signature},
+    webhooks::{Message, Webhooks, address, signature},
 };
 
 /// What an endpoint can ask to be told about.
@@ -199,7 +203,7 @@ pub async fn deliveries(
 
 /// Sends one of the viewer's finished deliveries again (same `webhook-id`).
 pub async fn redeliver(state: &AppState, viewer: &Viewer, id: Uuid) -> AppResult<Delivery> {
-    let max_attempts = job_attempts(state);
+    let max_attempts = job_attempts(&state.webhooks);
     let mut conn = state.db.conn().await?;
     conn.transaction(async |conn| {
         let found = webhook::find_owned_delivery(conn, id, viewer.user_id)
@@ -285,8 +289,8 @@ async fn checked(
     }
 }
 
-fn job_attempts(state: &AppState) -> i32 {
-    let steps = state.webhooks.settings.retry_schedule.0.len();
+fn job_attempts(webhooks: &Webhooks) -> i32 {
+    let steps = webhooks.settings.retry_schedule.0.len();
     i32::try_from(steps).unwrap_or(i32::MAX - SPARE_JOB_ATTEMPTS) + 1 + SPARE_JOB_ATTEMPTS
 }
 
@@ -300,18 +304,19 @@ struct Announcement {
 /// Makes a delivery (and its job) for each endpoint that wants `event_id`.
 /// Running it twice makes no second delivery. Returns how many were made.
 pub async fn fan_out(
-    state: &AppState,
+    db: &Database,
+    webhooks: &Webhooks,
     event_id: i64,
     request_id: Option<&str>,
 ) -> AppResult<usize> {
-    let mut conn = state.db.conn().await?;
+    let mut conn = db.conn().await?;
     let Some(event) = event::find(&mut conn, event_id).await? else {
         return Ok(0);
     };
     let Some(announcement) = announce(&mut conn, &event).await? else {
         return Ok(0);
     };
-    let max_pending = state.webhooks.settings.max_pending;
+    let max_pending = webhooks.settings.max_pending;
     let ids: Vec<Uuid> = announcement.endpoints.iter().map(|e| e.id).collect();
     let backlog: foldhash::HashMap<Uuid, i64> = webhook::pending_counts(&mut conn, &ids)
         .await?
@@ -333,7 +338,7 @@ pub async fn fan_out(
     }
     let job = DeliveryJob {
         kind: jobs::kind::DELIVER_WEBHOOK,
-        max_attempts: job_attempts(state),
+        max_attempts: job_attempts(webhooks),
         request_id,
     };
     Ok(webhook::insert_deliveries(
@@ -412,9 +417,9 @@ async fn announce(
 
 /// One attempt at a delivery, and what it means for the delivery and
 /// its endpoint.
-pub async fn deliver(state: &AppState, delivery_id: Uuid) -> AppResult<Outcome> {
-    let settings = &state.webhooks.settings;
-    let mut conn = state.db.conn().await?;
+pub async fn deliver(db: &Database, webhooks: &Webhooks, delivery_id: Uuid) -> AppResult<Outcome> {
+    let settings = &webhooks.settings;
+    let mut conn = db.conn().await?;
     let Some((delivery, endpoint)) = webhook::find_delivery(&mut conn, delivery_id).await? else {
         return Ok(Outcome::Done);
     };
@@ -440,7 +445,7 @@ pub async fn deliver(state: &AppState, delivery_id: Uuid) -> AppResult<Outcome> 
     // No connection is held while the receiver takes its time.
     drop(conn);
     let now = Utc::now();
-    let sealer = &state.webhooks.sealer;
+    let sealer = &webhooks.sealer;
     let mut stored = vec![endpoint.secret.as_str()];
     if let (Some(previous), Some(until)) = (
         &endpoint.previous_secret,
@@ -452,7 +457,7 @@ pub async fn deliver(state: &AppState, delivery_id: Uuid) -> AppResult<Outcome> 
     let opened: Vec<String> = stored.iter().filter_map(|s| sealer.open(s)).collect();
     if opened.is_empty() {
         let error = "not sent: the signing secret is sealed under another key (WEBHOOK_SECRETS_KEY); rotate it";
-        let mut conn = state.db.conn().await?;
+        let mut conn = db.conn().await?;
         record(
             &mut conn,
             &delivery,
@@ -469,8 +474,7 @@ pub async fn deliver(state: &AppState, delivery_id: Uuid) -> AppResult<Outcome> 
     let secrets: Vec<&str> = opened.iter().map(String::as_str).collect();
     let body = serde_json::to_vec(&delivery.payload).map_err(anyhow::Error::from)?;
     let message_id = format!("msg_{}", delivery.id.simple());
-    let response = state
-        .webhooks
+    let response = webhooks
         .send(&Message {
             url: &endpoint.url,
             id: &message_id,
@@ -479,7 +483,7 @@ pub async fn deliver(state: &AppState, delivery_id: Uuid) -> AppResult<Outcome> 
         })
         .await;
     let status_code = response.status.map(i32::from);
-    let mut conn = state.db.conn().await?;
+    let mut conn = db.conn().await?;
     if response.error.is_none() {
         record(
             &mut conn,
