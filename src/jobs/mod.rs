@@ -32,7 +32,7 @@ use uuid::Uuid;
 use crate::{
     config::Jobs as Settings,
     db::Database,
-    db::models::job::{self, Job, NewJob},
+    db::models::job::{self, Job},
     services::{retention, webhooks},
     telemetry::metrics_export,
     webhooks::Webhooks,
@@ -49,6 +49,8 @@ pub mod kind {
     pub const PURGE_RECORDS: &str = "retention.records";
 }
 
+/// Attempts of a recurring job's run (the next period brings another).
+const SCHEDULED_ATTEMPTS: i32 = 3;
 /// Recurring jobs and their period.
 const SCHEDULES: [(&str, Duration); 3] = [
     (kind::PURGE_SESSIONS, Duration::from_secs(3600)),
@@ -206,27 +208,7 @@ impl Workers {
     async fn enqueue_schedules(&self) {
         let result = async {
             let mut conn = self.db.conn().await?;
-            for (name, period) in SCHEDULES {
-                let next = Utc::now() + chrono::TimeDelta::from_std(period)?;
-                conn.transaction(async |conn| {
-                    if job::take_schedule(conn, name, next).await? {
-                        job::enqueue(
-                            conn,
-                            &[NewJob {
-                                kind: name,
-                                payload: serde_json::json!({}),
-                                run_at: None,
-                                max_attempts: 3,
-                                request_id: None,
-                            }],
-                        )
-                        .await?;
-                    }
-                    diesel::QueryResult::Ok(())
-                })
-                .await?;
-            }
-            anyhow::Ok(())
+            anyhow::Ok(job::enqueue_due(&mut conn, &SCHEDULES, SCHEDULED_ATTEMPTS).await?)
         }
         .await;
         if let Err(e) = result {

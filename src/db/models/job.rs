@@ -11,7 +11,7 @@ use diesel::{
 };
 use diesel_async::{AsyncPgConnection, RunQueryDsl};
 
-use crate::db::schema::{job_schedules, jobs};
+use crate::db::schema::jobs;
 
 /// A claimed job: what a worker needs to run it.
 #[derive(Debug, Clone, Queryable, Selectable, QueryableByName)]
@@ -201,32 +201,39 @@ pub async fn purge_failed_before(
     .await
 }
 
-/// Whether the schedule `name` is due; if so it moves on to `next` (in the
-/// caller's transaction, with the job it enqueues). A schedule seen for
-/// the first time is due.
-pub async fn take_schedule(
+/// Enqueues a job for each schedule (a kind and its period) that is due,
+/// and moves the schedule on, in one statement; a schedule seen for the
+/// first time is due. However many workers run it at once, each period's
+/// job is enqueued once: the row locks of the update and the conflict of
+/// the insert decide. Returns how many jobs were enqueued.
+pub async fn enqueue_due(
     conn: &mut AsyncPgConnection,
-    name: &str,
-    next: DateTime<Utc>,
-) -> QueryResult<bool> {
-    diesel::insert_into(job_schedules::table)
-        .values((
-            job_schedules::name.eq(name),
-            job_schedules::next_run_at.eq(diesel::dsl::now),
-        ))
-        .on_conflict_do_nothing()
-        .execute(conn)
-        .await?;
-    let moved = diesel::update(job_schedules::table)
-        .filter(job_schedules::name.eq(name))
-        .filter(job_schedules::next_run_at.le(diesel::dsl::now))
-        .set((
-            job_schedules::next_run_at.eq(next),
-            job_schedules::updated_at.eq(diesel::dsl::now),
-        ))
-        .execute(conn)
-        .await?;
-    Ok(moved == 1)
+    schedules: &[(&str, Duration)],
+    max_attempts: i32,
+) -> QueryResult<usize> {
+    use diesel::sql_types::{Array, Integer};
+    let names: Vec<&str> = schedules.iter().map(|(name, _)| *name).collect();
+    let periods: Vec<i64> = schedules.iter().map(|(_, every)| millis(*every)).collect();
+    diesel::sql_query(
+        "WITH wanted AS ( \
+             SELECT name, every * interval '1 millisecond' AS every \
+             FROM unnest($1::text[], $2::bigint[]) AS w(name, every)), \
+         due AS ( \
+             UPDATE job_schedules s SET next_run_at = now() + w.every, updated_at = now() \
+             FROM wanted w WHERE s.name = w.name AND s.next_run_at <= now() \
+             RETURNING s.name), \
+         seen AS ( \
+             INSERT INTO job_schedules (name, next_run_at) \
+             SELECT name, now() + every FROM wanted \
+             ON CONFLICT (name) DO NOTHING RETURNING name) \
+         INSERT INTO jobs (kind, max_attempts) \
+         SELECT name, $3 FROM due UNION ALL SELECT name, $3 FROM seen",
+    )
+    .bind::<Array<Text>, _>(&names)
+    .bind::<Array<BigInt>, _>(&periods)
+    .bind::<Integer, _>(max_attempts)
+    .execute(conn)
+    .await
 }
 
 fn millis(d: Duration) -> i64 {
