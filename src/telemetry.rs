@@ -178,14 +178,19 @@ pub mod metrics_export {
             .record(waited.as_secs_f64());
     }
 
-    /// A job's attempt ended: `succeeded`, `retried`, `failed` or
-    /// `released` (handed back at shutdown).
+    /// A job's attempt ended: `succeeded`, `retried` or `failed`.
     pub fn record_job_outcome(kind: &str, outcome: &'static str, took: Duration) {
         handle();
         metrics::counter!("jobs_total", "kind" => kind.to_owned(), "outcome" => outcome)
             .increment(1);
         metrics::histogram!("job_duration_seconds", "kind" => kind.to_owned())
             .record(took.as_secs_f64());
+    }
+
+    /// Jobs a stopping worker handed back to the queue unfinished.
+    pub fn record_jobs_released(count: usize) {
+        handle();
+        metrics::counter!("jobs_released_total").increment(count as u64);
     }
 
     /// Jobs per kind and state, read from the queue.

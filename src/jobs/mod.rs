@@ -344,9 +344,7 @@ impl Workers {
                 Ok(0) => {}
                 Ok(n) => {
                     tracing::info!(jobs = n, "handed unfinished jobs back to the queue");
-                    for _ in 0..n {
-                        metrics_export::record_job_outcome("any", "released", Duration::ZERO);
-                    }
+                    metrics_export::record_jobs_released(n);
                 }
                 Err(e) => {
                     tracing::warn!(error = %e, "could not hand jobs back; their leases will run out")

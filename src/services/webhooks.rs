@@ -439,7 +439,6 @@ pub async fn deliver(db: &Database, webhooks: &Webhooks, delivery_id: Uuid) -> A
             None,
         )
         .await?;
-        crate::telemetry::metrics_export::record_webhook("failed");
         return Ok(Outcome::Done);
     }
     // No connection is held while the receiver takes its time.
@@ -468,7 +467,6 @@ pub async fn deliver(db: &Database, webhooks: &Webhooks, delivery_id: Uuid) -> A
             None,
         )
         .await?;
-        crate::telemetry::metrics_export::record_webhook("failed");
         return Ok(Outcome::Done);
     }
     let secrets: Vec<&str> = opened.iter().map(String::as_str).collect();
@@ -498,7 +496,6 @@ pub async fn deliver(db: &Database, webhooks: &Webhooks, delivery_id: Uuid) -> A
         if endpoint.failing_since.is_some() {
             webhook::mark_succeeding(&mut conn, endpoint.id).await?;
         }
-        crate::telemetry::metrics_export::record_webhook("succeeded");
         return Ok(Outcome::Done);
     }
     let error = response.error.unwrap_or_default();
@@ -548,7 +545,6 @@ pub async fn deliver(db: &Database, webhooks: &Webhooks, delivery_id: Uuid) -> A
                 webhook::disable(&mut conn, endpoint.id, &reason).await?;
                 tracing::info!(endpoint_id = %endpoint.id, reason, "webhook endpoint disabled");
             }
-            crate::telemetry::metrics_export::record_webhook("failed");
             return Ok(Outcome::Done);
         }
     };
@@ -568,7 +564,6 @@ pub async fn deliver(db: &Database, webhooks: &Webhooks, delivery_id: Uuid) -> A
         Some(next),
     )
     .await?;
-    crate::telemetry::metrics_export::record_webhook("retrying");
     Ok(Outcome::Retry {
         after: wait,
         reason: error,
@@ -598,5 +593,10 @@ async fn record(
         },
     )
     .await?;
+    crate::telemetry::metrics_export::record_webhook(match status {
+        status::SUCCEEDED => "succeeded",
+        status::FAILED => "failed",
+        _ => "retrying",
+    });
     Ok(())
 }
