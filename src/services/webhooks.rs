@@ -259,10 +259,9 @@ async fn checked(
         Some(raw) => match address::check_url(raw, state.webhooks.policy).await {
             Ok(url) => Some(url.to_string()),
             Err(why) => {
-                let code = if why.starts_with("resolves to") {
-                    UserErrorCode::Refused
-                } else {
-                    UserErrorCode::Invalid
+                let code = match why {
+                    address::UrlError::Refused(_) => UserErrorCode::Refused,
+                    address::UrlError::Invalid(_) => UserErrorCode::Invalid,
                 };
                 errors.push(FieldError::new("url", code, format!("url {why}")));
                 None

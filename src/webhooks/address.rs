@@ -115,35 +115,65 @@ fn classify_v6(ip: Ipv6Addr) -> Option<Class> {
     }
 }
 
-/// Why an endpoint URL is refused, checked now (the name resolved now).
-pub async fn check_url(raw: &str, policy: Policy) -> Result<url::Url, String> {
-    let url = url::Url::parse(raw.trim()).map_err(|_| "is not an absolute URL".to_owned())?;
+/// Why an endpoint URL is not accepted.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum UrlError {
+    /// Not a URL we can call (scheme, credentials, no host, no address).
+    Invalid(String),
+    /// Its host is, or resolves to, an address the policy refuses.
+    Refused(String),
+}
+
+impl std::fmt::Display for UrlError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Invalid(why) | Self::Refused(why) => f.write_str(why),
+        }
+    }
+}
+
+/// The address a URL's host is written as, if it is one.
+fn literal_ip(url: &url::Url) -> Option<IpAddr> {
+    match url.host()? {
+        url::Host::Ipv4(ip) => Some(IpAddr::V4(ip)),
+        url::Host::Ipv6(ip) => Some(IpAddr::V6(ip)),
+        url::Host::Domain(_) => None,
+    }
+}
+
+/// Checks an endpoint URL now (its name resolved now).
+pub async fn check_url(raw: &str, policy: Policy) -> Result<url::Url, UrlError> {
+    let invalid = |why: &str| UrlError::Invalid(why.to_owned());
+    let url = url::Url::parse(raw.trim()).map_err(|_| invalid("is not an absolute URL"))?;
     match url.scheme() {
         "https" => {}
         "http" if policy.allow_http => {}
-        "http" => return Err("must use https".into()),
-        _ => return Err("must be an http or https URL".into()),
+        "http" => return Err(invalid("must use https")),
+        _ => return Err(invalid("must be an http or https URL")),
     }
     if !url.username().is_empty() || url.password().is_some() {
-        return Err("must not carry credentials".into());
+        return Err(invalid("must not carry credentials"));
     }
-    let host = url.host().ok_or("has no host")?;
-    let port = url.port_or_known_default().unwrap_or(443);
-    let addresses: Vec<IpAddr> = match host {
-        url::Host::Ipv4(ip) => vec![IpAddr::V4(ip)],
-        url::Host::Ipv6(ip) => vec![IpAddr::V6(ip)],
-        url::Host::Domain(name) => tokio::net::lookup_host((name, port))
-            .await
-            .map_err(|_| format!("names a host that does not resolve ({name})"))?
-            .map(|a| a.ip())
-            .collect(),
+    let addresses: Vec<IpAddr> = match (literal_ip(&url), url.host_str()) {
+        (Some(ip), _) => vec![ip],
+        (None, Some(name)) => {
+            let port = url.port_or_known_default().unwrap_or(443);
+            tokio::net::lookup_host((name, port))
+                .await
+                .map_err(|_| {
+                    UrlError::Invalid(format!("names a host that does not resolve ({name})"))
+                })?
+                .map(|a| a.ip())
+                .collect()
+        }
+        (None, None) => return Err(invalid("has no host")),
     };
     if addresses.is_empty() {
-        return Err("names a host with no address".into());
+        return Err(invalid("names a host with no address"));
     }
     for ip in addresses {
         if let Some(why) = refusal(ip, policy) {
-            return Err(format!("resolves to {why} ({ip})"));
+            return Err(UrlError::Refused(format!("resolves to {why} ({ip})")));
         }
     }
     Ok(url)
@@ -153,13 +183,8 @@ pub async fn check_url(raw: &str, policy: Policy) -> Result<url::Url, String> {
 /// the policy refuses (names are checked by [`GuardedResolver`]).
 pub fn check_literal(raw: &str, policy: Policy) -> Result<url::Url, String> {
     let url = url::Url::parse(raw).map_err(|_| "the endpoint URL does not parse".to_owned())?;
-    let ip = match url.host() {
-        Some(url::Host::Ipv4(ip)) => IpAddr::V4(ip),
-        Some(url::Host::Ipv6(ip)) => IpAddr::V6(ip),
-        _ => return Ok(url),
-    };
-    match refusal(ip, policy) {
-        Some(why) => Err(format!("refused: {ip} is {why}")),
+    match literal_ip(&url).and_then(|ip| Some((ip, refusal(ip, policy)?))) {
+        Some((ip, why)) => Err(format!("refused: {ip} is {why}")),
         None => Ok(url),
     }
 }
@@ -280,7 +305,8 @@ mod tests {
         assert_eq!(
             check_url("http://93.184.216.34/hook", STRICT)
                 .await
-                .unwrap_err(),
+                .unwrap_err()
+                .to_string(),
             "must use https"
         );
         assert!(check_url("ftp://93.184.216.34/", LENIENT).await.is_err());
@@ -292,7 +318,8 @@ mod tests {
         assert!(check_url("not a url", STRICT).await.is_err());
         let err = check_url("https://localhost:9/hook", STRICT)
             .await
-            .unwrap_err();
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("loopback"), "{err}");
         assert!(check_url("http://localhost:9/hook", LENIENT).await.is_ok());
     }
