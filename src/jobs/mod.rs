@@ -86,6 +86,26 @@ pub enum Outcome {
     },
 }
 
+/// What becomes of a job after an attempt.
+enum Settled {
+    Done,
+    /// Due again after the wait, with the error that caused it.
+    Retry(Duration, String),
+    /// No attempts left; the error stays on the row.
+    Failed(String),
+}
+
+impl Settled {
+    /// The `outcome` label of `jobs_total`.
+    fn label(&self) -> &'static str {
+        match self {
+            Self::Done => "succeeded",
+            Self::Retry(..) => "retried",
+            Self::Failed(_) => "failed",
+        }
+    }
+}
+
 /// The worker of one process.
 pub struct Workers {
     /// A pool of the workers' own: jobs and requests never wait for each
@@ -245,45 +265,41 @@ impl Workers {
             let result = result.unwrap_or_else(|_| Err(anyhow::anyhow!("the job panicked")));
             let took = started.elapsed();
             let last = job.attempts >= job.max_attempts;
-            let (outcome, retry) = match result {
-                Ok(Outcome::Done) => ("succeeded", None),
-                Ok(Outcome::Retry { .. }) | Err(_) if last => ("failed", None),
-                Ok(Outcome::Retry { after, .. }) => ("retried", Some(after)),
-                Err(_) => ("retried", Some(backoff(job.attempts))),
+            let settled = match result {
+                Ok(Outcome::Done) => Settled::Done,
+                Ok(Outcome::Retry { reason, .. }) if last => Settled::Failed(reason),
+                Err(e) if last => Settled::Failed(format!("{e:#}")),
+                Ok(Outcome::Retry { after, reason }) => Settled::Retry(after, reason),
+                Err(e) => Settled::Retry(backoff(job.attempts), format!("{e:#}")),
             };
-            let error = match &result {
-                Ok(Outcome::Done) => String::new(),
-                Ok(Outcome::Retry { reason, .. }) => reason.clone(),
-                Err(e) => format!("{e:#}"),
-            };
-            match outcome {
-                "succeeded" => tracing::debug!(ms = took.as_millis() as u64, "job done"),
-                "failed" => tracing::error!(error, "job failed; no attempts left"),
-                _ => tracing::warn!(error, "job will be retried"),
+            match &settled {
+                Settled::Done => tracing::debug!(ms = took.as_millis() as u64, "job done"),
+                Settled::Failed(error) => tracing::error!(error, "job failed; no attempts left"),
+                Settled::Retry(_, error) => tracing::warn!(error, "job will be retried"),
             }
-            metrics_export::record_job_outcome(&job.kind, outcome, took);
-            if let Err(e) = self.settle(&job, retry, outcome == "failed", &error).await {
+            metrics_export::record_job_outcome(&job.kind, settled.label(), took);
+            if let Err(e) = self.settle(&job, &settled).await {
                 // The lease runs out and the job runs again: at least once.
                 tracing::warn!(error = %e, "could not record the job's outcome");
             }
-            retry
+            match settled {
+                Settled::Retry(after, _) => Some(after),
+                _ => None,
+            }
         }
         .instrument(span)
         .await
     }
 
-    async fn settle(
-        &self,
-        job: &Job,
-        retry: Option<Duration>,
-        failed: bool,
-        error: &str,
-    ) -> anyhow::Result<()> {
+    /// Writes an attempt's outcome to the queue.
+    async fn settle(&self, job: &Job, settled: &Settled) -> anyhow::Result<()> {
         let mut conn = self.db.conn().await?;
-        match retry {
-            _ if failed => job::fail(&mut conn, job.id, &self.id, error).await?,
-            Some(after) => job::retry(&mut conn, job.id, &self.id, after, error).await?,
-            None => job::finish(&mut conn, job.id, &self.id).await?,
+        match settled {
+            Settled::Done => job::finish(&mut conn, job.id, &self.id).await?,
+            Settled::Retry(after, error) => {
+                job::retry(&mut conn, job.id, &self.id, *after, error).await?
+            }
+            Settled::Failed(error) => job::fail(&mut conn, job.id, &self.id, error).await?,
         };
         Ok(())
     }
