@@ -11,7 +11,7 @@ use crate::{
     auth::{jwt::JwtKeys, password::PasswordHasher},
     config::Config,
     config::{PersistedQueryStore, RateLimitStoreKind},
-    db::{self, Database, PoolSettings, embedded::EmbeddedPostgres},
+    db::{self, Database, PoolSettings, embedded::EmbeddedPostgres, replicas::ReadRouter},
     graphql,
     graphql::{executor::Executor, persisted::PersistedDocuments},
     http,
@@ -183,16 +183,13 @@ async fn app_state(
     config: &Config,
     url: &str,
 ) -> anyhow::Result<(AppState, Option<redis::aio::ConnectionManager>)> {
-    let db = Database::connect(
-        url,
-        &PoolSettings {
-            size: config.database_pool_size,
-            acquire_timeout: config.database_acquire_timeout,
-            statement_timeout: config.database_statement_timeout,
-            ping_after_idle: config.database_ping_after_idle,
-        },
-    )
-    .await?;
+    let pool = PoolSettings {
+        size: config.database_pool_size,
+        acquire_timeout: config.database_acquire_timeout,
+        statement_timeout: config.database_statement_timeout,
+        ping_after_idle: config.database_ping_after_idle,
+    };
+    let db = Database::connect(url, &pool).await?;
     // One Redis connection for whatever keeps its state there.
     let redis = if config.rate_limits.store == RateLimitStoreKind::Redis
         || config.persisted_queries == PersistedQueryStore::Redis
@@ -201,11 +198,18 @@ async fn app_state(
     } else {
         None
     };
+    let reads = ReadRouter::start(&db, &config.replicas, &pool, redis.clone()).await?;
+    if reads.is_enabled() && redis.is_none() && config.is_production() {
+        tracing::warn!(
+            "replicas without a shared store (RATE_LIMIT_STORE=redis): a viewer's reads see their own writes only on the instance that made them"
+        );
+    }
     let limiter = rate_limiter(config, redis.as_ref())?;
     let events = EventBus::start(url, db.clone(), config.subscriptions.buffer).await?;
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
     let state = AppState {
         db,
+        reads,
         passwords: PasswordHasher::new(cores)?,
         jwt: Arc::new(JwtKeys::new(
             config.jwt_secret()?,

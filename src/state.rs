@@ -5,7 +5,7 @@ use std::{sync::Arc, time::Duration};
 use crate::{
     auth::{jwt::JwtKeys, password::PasswordHasher},
     config::Pagination,
-    db::Database,
+    db::{Database, replicas::ReadRouter},
     rate_limit::RateLimiter,
     services::events::EventBus,
     webhooks::Webhooks,
@@ -14,6 +14,8 @@ use crate::{
 #[derive(Clone)]
 pub struct AppState {
     pub db: Database,
+    /// Where queries read: a replica when one fits, else `db`.
+    pub reads: ReadRouter,
     pub passwords: PasswordHasher,
     pub jwt: Arc<JwtKeys>,
     pub refresh_token_ttl: Duration,
@@ -21,4 +23,11 @@ pub struct AppState {
     pub limiter: RateLimiter,
     pub events: EventBus,
     pub webhooks: Webhooks,
+}
+
+impl AppState {
+    /// The same state, reading from `db` (a replica).
+    pub fn reading_from(&self, db: Database) -> Self {
+        Self { db, ..self.clone() }
+    }
 }

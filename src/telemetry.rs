@@ -207,6 +207,26 @@ pub mod metrics_export {
         metrics::counter!("webhook_deliveries_total", "outcome" => outcome).increment(1);
     }
 
+    /// Where a request's reads went: `primary` or `replica`.
+    pub fn record_read_target(target: &'static str) {
+        handle();
+        metrics::counter!("db_read_requests_total", "target" => target).increment(1);
+    }
+
+    /// Why reads that could have gone to a replica went to the primary.
+    pub fn record_replica_fallback(reason: &'static str) {
+        handle();
+        metrics::counter!("db_replica_fallbacks_total", "reason" => reason).increment(1);
+    }
+
+    /// A replica's state, as its last poll saw it.
+    pub fn record_replica(name: &str, up: bool, lag: Duration) {
+        handle();
+        metrics::gauge!("db_replica_up", "replica" => name.to_owned()).set(f64::from(u8::from(up)));
+        metrics::gauge!("db_replica_lag_seconds", "replica" => name.to_owned())
+            .set(lag.as_secs_f64());
+    }
+
     /// Pool figures and the statements sent so far, read at scrape time.
     pub fn record_database(state: &bb8::State, statements: u64) {
         handle();

@@ -9,6 +9,7 @@
 mod jobs;
 mod limits;
 mod rate_limits;
+mod replicas;
 mod subscriptions;
 mod values;
 
@@ -22,6 +23,7 @@ pub use self::{
     jobs::{Jobs, Webhooks},
     limits::{Limits, Pagination, schema_lists},
     rate_limits::RateLimits,
+    replicas::Replicas,
     subscriptions::Subscriptions,
     values::{AppEnv, CorsOrigins, List, LogFormat, PersistedQueryStore, RateLimitStoreKind},
 };
@@ -60,6 +62,8 @@ pub struct Config {
     pub database_ping_after_idle: Duration,
     #[command(flatten)]
     pub embedded_database: EmbeddedDatabase,
+    #[command(flatten)]
+    pub replicas: Replicas,
     /// HMAC key for access tokens: required in production (at least 32
     /// random bytes); unset in development, a random key is made at start,
     /// so access tokens do not survive a restart (refresh tokens do).
@@ -188,6 +192,11 @@ impl Config {
             ),
             None if self.is_production() => bail!("JWT_SECRET must be set when APP_ENV=production"),
             _ => {}
+        }
+        if !self.replicas.urls.0.is_empty() && self.database_url.is_none() {
+            bail!(
+                "DATABASE_REPLICA_URLS needs DATABASE_URL: the embedded PostgreSQL has no replicas"
+            );
         }
         if self.database_pool_size == 0 {
             bail!("DATABASE_POOL_SIZE must be at least 1");

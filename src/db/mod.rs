@@ -4,6 +4,7 @@
 pub mod embedded;
 pub mod models;
 pub mod pool;
+pub mod replicas;
 pub mod schema;
 pub mod seed;
 
@@ -54,6 +55,9 @@ pub struct Database {
     pool: bb8::Pool<ConnectionManager>,
     statements: Arc<AtomicU64>,
     reachability: Reachability,
+    /// For a replica: the primary, which answers when no connection to
+    /// the replica can be had.
+    fallback: Option<Arc<replicas::Fallback>>,
 }
 
 /// Counts every statement a pooled connection sends, through diesel's
@@ -73,6 +77,20 @@ impl Database {
     /// runaway query is cancelled by PostgreSQL rather than holding a
     /// connection forever.
     pub async fn connect(url: &str, settings: &PoolSettings) -> anyhow::Result<Self> {
+        let db = Self::pool(url, settings).await?;
+        // Fail start-up now, with a clear message, if the database is unreachable.
+        drop(
+            db.pool
+                .get()
+                .await
+                .context("failed to connect to the database")?,
+        );
+        Ok(db)
+    }
+
+    /// The pool, without waiting for a first connection: a replica that is
+    /// down at start is skipped until it answers.
+    async fn pool(url: &str, settings: &PoolSettings) -> anyhow::Result<Self> {
         let statement_ms = settings.statement_timeout.as_millis();
         let statements = Arc::new(AtomicU64::new(0));
         let counter = statements.clone();
@@ -109,23 +127,30 @@ impl Database {
             .build(manager)
             .await
             .context("failed to build the database pool")?;
-        // Fail start-up now, with a clear message, if the database is unreachable.
-        drop(
-            pool.get()
-                .await
-                .context("failed to connect to the database")?,
-        );
         Ok(Self {
             pool,
             statements,
             reachability,
+            fallback: None,
         })
     }
 
     /// A pooled connection; waits at most the acquire timeout, then fails
     /// instead of hanging: `SERVICE_UNAVAILABLE` when the database cannot
     /// be reached, `TIMEOUT` when every connection is busy.
+    ///
+    /// A replica that gives no connection hands over to the primary.
     pub async fn conn(&self) -> AppResult<PooledConn<'_>> {
+        match (self.checkout().await, &self.fallback) {
+            (Err(_), Some(fallback)) => {
+                fallback.replica_failed(self.reachability.reachable());
+                fallback.primary.checkout().await
+            }
+            (conn, _) => conn,
+        }
+    }
+
+    async fn checkout(&self) -> AppResult<PooledConn<'_>> {
         match self.pool.get().await {
             Ok(conn) => Ok(conn),
             Err(bb8::RunError::TimedOut) if !self.reachability.reachable() => {

@@ -245,8 +245,24 @@ impl Executor {
             span.record("user_id", viewer.user_id.to_string().as_str());
         }
 
+        // Queries read from a replica that fits the viewer; a request with
+        // a mutation reads and writes on the primary, then remembers the
+        // write so the writer's next reads see it.
+        let reads_only = operations.as_slice().iter().all(Prepared::is_query);
+        let app = match reads_only {
+            true => self
+                .app
+                .reads
+                .replica_for(viewer.map(|v| v.user_id))
+                .await
+                .map(|replica| self.app.reading_from(replica)),
+            false => None,
+        };
+        let writers = (!reads_only).then(|| Arc::new(Writers::default()));
         let shared = Operation {
             executor: self,
+            app: app.as_ref().unwrap_or(&self.app),
+            writers: writers.clone(),
             viewer,
             address: ClientAddress(caller.address),
             ticket: &ticket,
@@ -281,6 +297,9 @@ impl Executor {
                 (Err(e), codes)
             }
         };
+        if let Some(writers) = writers {
+            self.remember_writes(&writers, viewer).await;
+        }
         for name in &names {
             metrics_export::record_operation(
                 Some(name).filter(|n| !n.is_empty()).map(String::as_str),
@@ -297,6 +316,16 @@ impl Executor {
             codes,
             rejected: credentials.rejected,
             charge,
+        }
+    }
+
+    /// After a request with a mutation: its writers' next reads go where
+    /// the write can be seen.
+    async fn remember_writes(&self, writers: &Writers, viewer: Option<Viewer>) {
+        let mut writers = writers.take();
+        writers.extend(viewer.map(|v| v.user_id));
+        if let Err(e) = self.app.reads.wrote(&writers).await {
+            tracing::warn!(error = ?e, "could not read the primary's position after a write");
         }
     }
 
@@ -341,9 +370,27 @@ pub struct Credentials {
     pub rejected: Option<TokenRejection>,
 }
 
+/// Who a request's mutations wrote as, besides its viewer: an account
+/// that signed in or up, whose next reads carry its new token.
+#[derive(Default)]
+pub struct Writers(std::sync::Mutex<Vec<uuid::Uuid>>);
+
+impl Writers {
+    pub fn note(&self, user: uuid::Uuid) {
+        self.0.lock().expect("writers lock").push(user);
+    }
+
+    fn take(&self) -> Vec<uuid::Uuid> {
+        std::mem::take(&mut self.0.lock().expect("writers lock"))
+    }
+}
+
 /// What every operation of a request shares.
 struct Operation<'a> {
     executor: &'a Executor,
+    /// What the operations read from and write to.
+    app: &'a AppState,
+    writers: Option<Arc<Writers>>,
     viewer: Option<Viewer>,
     address: ClientAddress,
     ticket: &'a Arc<RateLimitTicket>,
@@ -381,7 +428,7 @@ impl Operation<'_> {
             )
             .map_err(refuse)?;
         let span = self.span.clone();
-        let loaders = loaders::for_request(&executor.app, self.viewer, move |batch| {
+        let loaders = loaders::for_request(self.app, self.viewer, move |batch| {
             tokio::spawn(batch.instrument(span.clone()))
         });
         if let Some(measure) = measure {
@@ -399,6 +446,12 @@ impl Operation<'_> {
             .data(self.address)
             .data(self.ticket.clone())
             .data(Arc::new(loaders));
+        if !std::ptr::eq(self.app, &executor.app) {
+            request = request.data(self.app.clone());
+        }
+        if let Some(writers) = &self.writers {
+            request = request.data(writers.clone());
+        }
         Ok(match self.viewer {
             Some(viewer) => request.data(viewer),
             None if executor.production => request.disable_introspection(),
@@ -426,8 +479,21 @@ impl Executor {
         };
         let ticket = RateLimitTicket::new(spender);
         let subscription = operation.is_subscription();
+        let query = operation.is_query();
+        let app = match query {
+            true => self
+                .app
+                .reads
+                .replica_for(viewer.map(|v| v.user_id))
+                .await
+                .map(|replica| self.app.reading_from(replica)),
+            false => None,
+        };
+        let writers = (!query && !subscription).then(|| Arc::new(Writers::default()));
         let shared = Operation {
             executor: self,
+            app: app.as_ref().unwrap_or(&self.app),
+            writers: writers.clone(),
             viewer,
             address: ClientAddress(address),
             ticket: &ticket,
@@ -455,6 +521,9 @@ impl Executor {
                     .into_server_error(),
             ]),
         };
+        if let Some(writers) = writers {
+            self.remember_writes(&writers, viewer).await;
+        }
         futures_util::stream::once(async move { tag(response) }).boxed()
     }
 }

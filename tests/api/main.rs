@@ -17,6 +17,7 @@ mod plans;
 mod profiles;
 mod query_count;
 mod rate_limits;
+mod replicas;
 mod schema;
 mod sessions;
 mod spec_replay;

@@ -73,7 +73,10 @@ impl SessionMutations {
         let outcome = sessions::refresh(ctx.app(), &input.refresh_token).await;
         Ok(Some(match refusals(outcome)? {
             Ok(tokens) => RefreshSessionPayload {
-                session: tokens.into(),
+                session: {
+                    ctx.wrote_as(tokens.user_id);
+                    tokens.into()
+                },
                 errors: Vec::new(),
                 client_mutation_id: input.client_mutation_id,
             },

@@ -13,8 +13,10 @@ mod database;
 mod fixtures;
 mod process;
 mod receiver;
+mod replication;
 mod socket;
 
 pub use self::{
     app::*, assertions::*, client::*, config::*, database::*, fixtures::*, process::*, receiver::*,
+    replication::*,
 };

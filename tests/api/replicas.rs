@@ -1,0 +1,176 @@
+//! Read replicas, on a primary and a streaming replica of the test's own:
+//! queries read from the replica; a viewer's reads after their write come
+//! from the primary until the replica has replayed it; a replica that lags
+//! past the bound, or is down, is skipped and the primary answers.
+//!
+//! Where a read was served is told by what it sees: with the replica's
+//! replay paused, a write on the primary is visible only there.
+
+use std::time::Duration;
+
+use conduit::config::List;
+use serde_json::{Value, json};
+
+use crate::helpers::{Replication, TestApp};
+
+const TITLES: &str = "{ articles(first: 50) { edges { node { title } } } }";
+
+async fn titles(app: &TestApp, token: Option<&str>) -> Vec<String> {
+    let response = match token {
+        Some(token) => app.query_as(token, TITLES, json!({})).await,
+        None => app.query(TITLES, json!({})).await,
+    };
+    assert_eq!(response.status, 200, "{:?}", response.body);
+    assert!(response.body["errors"].is_null(), "{:?}", response.body);
+    response.body["data"]["articles"]["edges"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|edge: &Value| edge["node"]["title"].as_str().unwrap().to_owned())
+        .collect()
+}
+
+async fn spawn(replication: &Replication, max_lag: Duration) -> TestApp {
+    let db = replication.database().await;
+    let replica = replication.replica_url(&db);
+    TestApp::spawn_on(db, |c| {
+        c.replicas.urls = List(vec![replica]);
+        c.replicas.max_lag = max_lag;
+        c.replicas.poll_every = Duration::from_millis(20);
+        c.jobs.workers = 0;
+    })
+    .await
+}
+
+/// Long enough for the poller to have seen the replica's latest position.
+async fn a_few_polls() {
+    tokio::time::sleep(Duration::from_millis(150)).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn queries_read_from_the_replica_and_a_writer_reads_their_own_writes() {
+    let replication = Replication::start().await;
+    let app = spawn(&replication, Duration::from_secs(60)).await;
+    let writer = app.signed_in_user("writer").await;
+    let other = app.signed_in_user("other").await;
+    app.create_article(&writer.token, "Before the pause", &[])
+        .await;
+    replication.caught_up().await;
+    a_few_polls().await;
+
+    replication.pause_replay().await;
+    app.create_article(&writer.token, "Written while the replica waits", &[])
+        .await;
+
+    // The writer's next read comes from the primary: their write is there.
+    let seen_by_writer = titles(&app, Some(&writer.token)).await;
+    assert!(seen_by_writer.contains(&"Written while the replica waits".to_owned()));
+    // Everyone else reads the replica, which has not replayed it yet.
+    for token in [None, Some(other.token.as_str())] {
+        let seen = titles(&app, token).await;
+        assert!(seen.contains(&"Before the pause".to_owned()), "{seen:?}");
+        assert!(
+            !seen.contains(&"Written while the replica waits".to_owned()),
+            "read from the replica: {seen:?}"
+        );
+    }
+
+    replication.resume_replay().await;
+    replication.caught_up().await;
+    a_few_polls().await;
+    assert!(
+        titles(&app, None)
+            .await
+            .contains(&"Written while the replica waits".to_owned())
+    );
+
+    // Once the replica has the write, the writer reads from it again: a
+    // row written on the primary behind the paused replica is not seen.
+    replication.pause_replay().await;
+    app.db
+        .execute("UPDATE articles SET title = 'Changed on the primary only' WHERE title = 'Before the pause'")
+        .await;
+    let seen_by_writer = titles(&app, Some(&writer.token)).await;
+    assert!(
+        seen_by_writer.contains(&"Before the pause".to_owned()),
+        "{seen_by_writer:?}"
+    );
+    replication.resume_replay().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_new_account_reads_itself_at_once() {
+    let replication = Replication::start().await;
+    let app = spawn(&replication, Duration::from_secs(60)).await;
+    a_few_polls().await;
+    replication.pause_replay().await;
+    // Signed up and in while the replica lags: the new account's first
+    // read must find it.
+    let session = app.signed_in_user("newcomer").await;
+    let response = app.viewer_username(&session.token).await;
+    assert_eq!(
+        response.body["data"]["viewer"]["user"]["username"], "newcomer",
+        "{:?}",
+        response.body
+    );
+    replication.resume_replay().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_replica_past_the_lag_bound_is_skipped_until_it_catches_up() {
+    let replication = Replication::start().await;
+    let app = spawn(&replication, Duration::from_millis(300)).await;
+    let writer = app.signed_in_user("writer").await;
+    replication.caught_up().await;
+    a_few_polls().await;
+
+    replication.pause_replay().await;
+    app.create_article(&writer.token, "Late on the replica", &[])
+        .await;
+    // Within the bound, anonymous reads stay on the replica...
+    assert!(
+        !titles(&app, None)
+            .await
+            .contains(&"Late on the replica".to_owned())
+    );
+    // ...past it, the primary answers them.
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    assert!(
+        titles(&app, None)
+            .await
+            .contains(&"Late on the replica".to_owned())
+    );
+    assert!(app.metrics().await.contains("reason=\"replica_lagging\""));
+    replication.resume_replay().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_replica_that_is_down_is_skipped_and_the_primary_answers() {
+    let mut replication = Replication::start().await;
+    let app = spawn(&replication, Duration::from_secs(60)).await;
+    let writer = app.signed_in_user("writer").await;
+    app.create_article(&writer.token, "Still here", &[]).await;
+    replication.caught_up().await;
+    a_few_polls().await;
+    assert!(titles(&app, None).await.contains(&"Still here".to_owned()));
+
+    replication.kill_replica();
+    // A read in flight on the replica as it dies fails, retryably; once
+    // the poller has seen it gone (or a checkout found it unreachable),
+    // reads go to the primary.
+    a_few_polls().await;
+    for _ in 0..20 {
+        assert!(titles(&app, None).await.contains(&"Still here".to_owned()));
+        assert!(
+            titles(&app, Some(&writer.token))
+                .await
+                .contains(&"Still here".to_owned())
+        );
+    }
+    let metrics = app.metrics().await;
+    assert!(metrics.contains("reason=\"replica_down\""), "{metrics}");
+    assert!(
+        metrics.contains("db_replica_up{replica=\"replica-1\"} 0"),
+        "{metrics}"
+    );
+}
