@@ -111,7 +111,8 @@ async fn run(command: Command) -> anyhow::Result<()> {
             config.check().context("invalid configuration")?;
             telemetry::init(config.log_format(), &config.log_filter);
             let (url, embedded) = startup::resolve_database(&config).await?;
-            let migrated = db::run_migrations(&url).await;
+            let migrated =
+                db::run_migrations(config.database_direct_url.as_deref().unwrap_or(&url)).await;
             if let Some(embedded) = embedded {
                 embedded.stop().await?;
             }
@@ -121,6 +122,9 @@ async fn run(command: Command) -> anyhow::Result<()> {
             config.check().context("invalid configuration")?;
             telemetry::init(config.log_format(), &config.log_filter);
             let (url, embedded) = startup::resolve_database(&config).await?;
+            // Seeding is bulk work for one connection: it goes to the
+            // primary itself, not through a pooler.
+            let url = config.database_direct_url.clone().unwrap_or(url);
             let seeded = async {
                 db::run_migrations(&url).await?;
                 db::seed::seed(&url, size).await

@@ -10,7 +10,7 @@ use tokio::net::TcpListener;
 use crate::{
     auth::{jwt::JwtKeys, password::PasswordHasher},
     config::Config,
-    config::{PersistedQueryStore, RateLimitStoreKind},
+    config::{DatabasePooler, PersistedQueryStore, RateLimitStoreKind},
     db::{self, Database, PoolSettings, embedded::EmbeddedPostgres, replicas::ReadRouter},
     graphql,
     graphql::{executor::Executor, persisted::PersistedDocuments},
@@ -63,10 +63,11 @@ pub async fn resolve_database(
 impl Application {
     pub async fn build(config: &Config) -> anyhow::Result<Self> {
         let (url, embedded) = resolve_database(config).await?;
-        db::run_migrations(&url).await?;
-        let (state, redis) = app_state(config, &url).await?;
+        let direct = config.database_direct_url.as_deref().unwrap_or(&url);
+        db::run_migrations(direct).await?;
+        let (state, redis) = app_state(config, &url, direct).await?;
         let workers = if config.jobs.workers > 0 {
-            Some(workers(config, &url, state.webhooks.clone()).await?)
+            Some(workers(config, direct, state.webhooks.clone()).await?)
         } else {
             None
         };
@@ -177,17 +178,19 @@ impl Application {
 }
 
 /// What every service needs, over a pool of `DATABASE_POOL_SIZE`
-/// connections to `url`; and the Redis connection, when something keeps
-/// its state there.
+/// connections to `url` (`direct` bypasses a pooler, for `LISTEN`); and
+/// the Redis connection, when something keeps its state there.
 async fn app_state(
     config: &Config,
     url: &str,
+    direct: &str,
 ) -> anyhow::Result<(AppState, Option<redis::aio::ConnectionManager>)> {
     let pool = PoolSettings {
         size: config.database_pool_size,
         acquire_timeout: config.database_acquire_timeout,
         statement_timeout: config.database_statement_timeout,
         ping_after_idle: config.database_ping_after_idle,
+        transaction_pooler: config.database_pooler == DatabasePooler::Transaction,
     };
     let db = Database::connect(url, &pool).await?;
     // One Redis connection for whatever keeps its state there.
@@ -205,7 +208,7 @@ async fn app_state(
         );
     }
     let limiter = rate_limiter(config, redis.as_ref())?;
-    let events = EventBus::start(url, db.clone(), config.subscriptions.buffer).await?;
+    let events = EventBus::start(direct, db.clone(), config.subscriptions.buffer).await?;
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
     let state = AppState {
         db,
@@ -237,6 +240,7 @@ async fn workers(config: &Config, url: &str, webhooks: Webhooks) -> anyhow::Resu
             acquire_timeout: config.database_acquire_timeout,
             statement_timeout: config.database_statement_timeout,
             ping_after_idle: config.database_ping_after_idle,
+            transaction_pooler: false,
         },
     )
     .await?;
@@ -253,9 +257,10 @@ pub async fn run_workers(
         anyhow::bail!("JOB_WORKERS must be at least 1 for `conduit worker`");
     }
     let (url, embedded) = resolve_database(config).await?;
-    db::run_migrations(&url).await?;
+    let direct = config.database_direct_url.as_deref().unwrap_or(&url);
+    db::run_migrations(direct).await?;
     let webhooks = Webhooks::new(config.jobs.webhooks.clone(), config.is_production())?;
-    workers(config, &url, webhooks).await?.run(shutdown).await;
+    workers(config, direct, webhooks).await?.run(shutdown).await;
     if let Some(embedded) = embedded {
         embedded.stop().await?;
     }

@@ -26,8 +26,9 @@ pub struct AppState {
 }
 
 impl AppState {
-    /// The same state, reading from `db` (a replica).
-    pub fn reading_from(&self, db: Database) -> Self {
+    /// The same state on `db`: a replica, or the pool's view for one
+    /// request.
+    pub fn with_db(&self, db: Database) -> Self {
         Self { db, ..self.clone() }
     }
 }

@@ -25,7 +25,10 @@ pub use self::{
     rate_limits::RateLimits,
     replicas::Replicas,
     subscriptions::Subscriptions,
-    values::{AppEnv, CorsOrigins, List, LogFormat, PersistedQueryStore, RateLimitStoreKind},
+    values::{
+        AppEnv, CorsOrigins, DatabasePooler, List, LogFormat, PersistedQueryStore,
+        RateLimitStoreKind,
+    },
 };
 
 #[derive(Debug, Clone, clap::Parser)]
@@ -60,6 +63,18 @@ pub struct Config {
     /// failing the request.
     #[arg(long = "database-ping-after-idle-secs", env = "DATABASE_PING_AFTER_IDLE_SECS", default_value = "30", value_parser = secs)]
     pub database_ping_after_idle: Duration,
+    /// `transaction` when `DATABASE_URL` leads to a pooler in transaction
+    /// mode (PgBouncer's `pool_mode = transaction`): every checkout becomes
+    /// one transaction, statements are not kept prepared, and settings are
+    /// made per transaction. Needs `DATABASE_DIRECT_URL`.
+    #[arg(long, env = "DATABASE_POOLER", value_enum, default_value = "none")]
+    pub database_pooler: DatabasePooler,
+    /// The primary itself, bypassing the pooler: for what a transaction
+    /// pooler cannot carry (migrations under their advisory lock, `LISTEN`
+    /// for subscriptions and the job queue, which also runs its workers'
+    /// pool here). Defaults to `DATABASE_URL`.
+    #[arg(long, env = "DATABASE_DIRECT_URL", hide_env_values = true)]
+    pub database_direct_url: Option<String>,
     #[command(flatten)]
     pub embedded_database: EmbeddedDatabase,
     #[command(flatten)]
@@ -192,6 +207,12 @@ impl Config {
             ),
             None if self.is_production() => bail!("JWT_SECRET must be set when APP_ENV=production"),
             _ => {}
+        }
+        if self.database_pooler == DatabasePooler::Transaction && self.database_direct_url.is_none()
+        {
+            bail!(
+                "DATABASE_POOLER=transaction needs DATABASE_DIRECT_URL: migrations and LISTEN must reach the primary itself"
+            );
         }
         if !self.replicas.urls.0.is_empty() && self.database_url.is_none() {
             bail!(

@@ -23,6 +23,15 @@ pub enum LogFormat {
 }
 
 /// Where automatic persisted queries are kept.
+/// What stands between the server and PostgreSQL.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum DatabasePooler {
+    /// Nothing, or a pooler in session mode.
+    None,
+    /// A pooler in transaction mode (PgBouncer's `pool_mode = transaction`).
+    Transaction,
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum PersistedQueryStore {
     Off,

@@ -17,12 +17,14 @@ use std::{
 };
 
 use anyhow::Context;
+use diesel::connection::CacheSize;
 use diesel::{
     Connection, RunQueryDsl as _,
     connection::{Instrumentation, InstrumentationEvent},
 };
 use diesel_async::{
-    AsyncConnection, AsyncPgConnection, SimpleAsyncConnection,
+    AnsiTransactionManager, AsyncConnection, AsyncPgConnection, SimpleAsyncConnection,
+    TransactionManager as _,
     async_connection_wrapper::AsyncConnectionWrapper,
     pooled_connection::{AsyncDieselConnectionManager, ManagerConfig},
 };
@@ -38,7 +40,6 @@ pub const MIGRATIONS: EmbeddedMigrations = embed_migrations!("migrations");
 const MIGRATION_LOCK_KEY: i64 = 0x0063_6f6e_6475_6974; // "conduit" in ASCII
 
 pub type PgManager = AsyncDieselConnectionManager<AsyncPgConnection>;
-pub type PooledConn<'a> = bb8::PooledConnection<'a, ConnectionManager>;
 
 #[derive(Debug, Clone)]
 pub struct PoolSettings {
@@ -47,6 +48,9 @@ pub struct PoolSettings {
     pub statement_timeout: Duration,
     /// A connection idle this long is pinged before a request gets it.
     pub ping_after_idle: Duration,
+    /// The URL leads to a transaction pooler (PgBouncer's `pool_mode =
+    /// transaction`): see [`PooledConn`].
+    pub transaction_pooler: bool,
 }
 
 /// The connection pool. Cheap to clone.
@@ -58,6 +62,10 @@ pub struct Database {
     /// For a replica: the primary, which answers when no connection to
     /// the replica can be had.
     fallback: Option<Arc<replicas::Fallback>>,
+    /// Behind a transaction pooler: what opens each checkout's transaction.
+    begin: Option<Arc<str>>,
+    /// A request's view: the commits of its checkouts so far.
+    commits: Option<Arc<Commits>>,
 }
 
 /// Counts every statement a pooled connection sends, through diesel's
@@ -94,24 +102,41 @@ impl Database {
         let statement_ms = settings.statement_timeout.as_millis();
         let statements = Arc::new(AtomicU64::new(0));
         let counter = statements.clone();
+        let pooler = settings.transaction_pooler;
         let mut config = ManagerConfig::<AsyncPgConnection>::default();
         config.custom_setup = Box::new(move |url| {
             let url = url.to_owned();
             let counter = counter.clone();
             async move {
                 let mut conn = AsyncPgConnection::establish(&url).await?;
-                conn.batch_execute(&format!(
-                    "SET statement_timeout = {statement_ms}; \
-                     SET idle_in_transaction_session_timeout = {}; \
-                     SET application_name = 'conduit'",
-                    statement_ms * 2
-                ))
-                .await
-                .map_err(diesel::ConnectionError::CouldntSetupConfiguration)?;
+                if pooler {
+                    // A pooler hands each transaction whichever server
+                    // connection is free: a statement prepared in one is
+                    // unknown in the next, and session settings would stay
+                    // behind on a server connection others then get.
+                    conn.set_prepared_statement_cache_size(CacheSize::Disabled);
+                } else {
+                    conn.batch_execute(&format!(
+                        "SET statement_timeout = {statement_ms}; \
+                         SET idle_in_transaction_session_timeout = {}; \
+                         SET application_name = 'conduit'",
+                        statement_ms * 2
+                    ))
+                    .await
+                    .map_err(diesel::ConnectionError::CouldntSetupConfiguration)?;
+                }
                 conn.set_instrumentation(CountStatements(counter));
                 Ok(conn)
             }
             .boxed()
+        });
+        let begin = pooler.then(|| {
+            format!(
+                "BEGIN; SET LOCAL statement_timeout = {statement_ms}; \
+                 SET LOCAL idle_in_transaction_session_timeout = {}",
+                statement_ms * 2
+            )
+            .into()
         });
         let manager = ConnectionManager::new(
             PgManager::new_with_config(url, config),
@@ -132,6 +157,8 @@ impl Database {
             statements,
             reachability,
             fallback: None,
+            begin,
+            commits: None,
         })
     }
 
@@ -141,6 +168,11 @@ impl Database {
     ///
     /// A replica that gives no connection hands over to the primary.
     pub async fn conn(&self) -> AppResult<PooledConn<'_>> {
+        if let Some(commits) = &self.commits {
+            // What this request wrote on an earlier checkout is committed
+            // before it reads again.
+            commits.settle().await?;
+        }
         match (self.checkout().await, &self.fallback) {
             (Err(_), Some(fallback)) => {
                 fallback.replica_failed(self.reachability.reachable());
@@ -151,12 +183,47 @@ impl Database {
     }
 
     async fn checkout(&self) -> AppResult<PooledConn<'_>> {
-        match self.pool.get().await {
-            Ok(conn) => Ok(conn),
+        let mut conn = match self.pool.get_owned().await {
+            Ok(conn) => conn,
             Err(bb8::RunError::TimedOut) if !self.reachability.reachable() => {
-                Err(AppError::Unavailable(DATABASE_UNAVAILABLE))
+                return Err(AppError::Unavailable(DATABASE_UNAVAILABLE));
             }
-            Err(e) => Err(e.into()),
+            Err(e) => return Err(e.into()),
+        };
+        let Some(begin) = &self.begin else {
+            return Ok(PooledConn::new(conn, Unit::Autocommit));
+        };
+        AnsiTransactionManager::begin_transaction_sql(&mut **conn, begin).await?;
+        Ok(PooledConn::new(
+            conn,
+            match &self.commits {
+                Some(commits) => Unit::Tracked(commits.clone()),
+                None => Unit::Untracked,
+            },
+        ))
+    }
+
+    /// Whether the pool sits behind a transaction pooler.
+    pub fn behind_transaction_pooler(&self) -> bool {
+        self.begin.is_some()
+    }
+
+    /// This pool, for one request: behind a transaction pooler, each
+    /// checkout's commit is awaited before the next checkout and by
+    /// [`Database::settle`]. Otherwise the pool itself.
+    pub fn for_request(&self) -> Self {
+        Self {
+            commits: self.begin.is_some().then(Arc::default),
+            ..self.clone()
+        }
+    }
+
+    /// Waits until everything the request wrote is committed; an error
+    /// when a commit failed, so the write must not be acknowledged.
+    pub async fn settle(&self) -> AppResult<()> {
+        match &self.commits {
+            Some(commits) => commits.settle().await,
+            None => Ok(()),
         }
     }
 
@@ -175,6 +242,105 @@ impl Database {
 
     pub fn state(&self) -> bb8::State {
         self.pool.state()
+    }
+}
+
+/// A connection checked out of the pool, given back when dropped.
+///
+/// Behind a transaction pooler (PgBouncer's `pool_mode = transaction`,
+/// which pins a server connection only for a transaction) every checkout
+/// is one transaction: the extended protocol's prepare and execute of a
+/// statement then reach the same server connection, and the settings
+/// made with `SET LOCAL` apply. Diesel sees the transaction, so a
+/// service's own transaction nests as a savepoint. It commits when the
+/// connection is given back; a request's checkouts are committed in turn,
+/// and its response waits for them (see [`Database::settle`]).
+pub struct PooledConn<'a> {
+    conn: Option<bb8::PooledConnection<'static, ConnectionManager>>,
+    unit: Unit,
+    pool: std::marker::PhantomData<&'a Database>,
+}
+
+/// How a checkout's work ends.
+enum Unit {
+    /// Each statement commits on its own (no pooler in between).
+    Autocommit,
+    /// One transaction, committed on give-back, nobody waiting for it.
+    Untracked,
+    /// One transaction, whose commit the request awaits.
+    Tracked(Arc<Commits>),
+}
+
+impl PooledConn<'_> {
+    fn new(conn: bb8::PooledConnection<'static, ConnectionManager>, unit: Unit) -> Self {
+        Self {
+            conn: Some(conn),
+            unit,
+            pool: std::marker::PhantomData,
+        }
+    }
+}
+
+impl std::ops::Deref for PooledConn<'_> {
+    type Target = AsyncPgConnection;
+
+    fn deref(&self) -> &AsyncPgConnection {
+        self.conn.as_ref().expect("a connection until dropped")
+    }
+}
+
+impl std::ops::DerefMut for PooledConn<'_> {
+    fn deref_mut(&mut self) -> &mut AsyncPgConnection {
+        self.conn.as_mut().expect("a connection until dropped")
+    }
+}
+
+impl Drop for PooledConn<'_> {
+    fn drop(&mut self) {
+        let unit = std::mem::replace(&mut self.unit, Unit::Autocommit);
+        let (Some(conn), Unit::Untracked | Unit::Tracked(_)) = (self.conn.take(), &unit) else {
+            return;
+        };
+        // Without a runtime (the process is ending) the connection just
+        // closes, and the server rolls the transaction back.
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+            return;
+        };
+        let commit = runtime.spawn(commit(conn));
+        if let Unit::Tracked(commits) = unit {
+            commits.0.lock().expect("commits lock").push(commit);
+        }
+    }
+}
+
+/// Ends a checkout's transaction, then gives the connection back. A
+/// connection whose transaction could not be ended is not reused.
+async fn commit(
+    mut conn: bb8::PooledConnection<'static, ConnectionManager>,
+) -> diesel::QueryResult<()> {
+    let committed = AnsiTransactionManager::commit_transaction(&mut **conn).await;
+    if committed.is_err() {
+        let _ = AnsiTransactionManager::rollback_transaction(&mut **conn).await;
+    }
+    committed
+}
+
+/// The commits a request's checkouts have started.
+#[derive(Default)]
+pub struct Commits(std::sync::Mutex<Vec<tokio::task::JoinHandle<diesel::QueryResult<()>>>>);
+
+impl Commits {
+    async fn settle(&self) -> AppResult<()> {
+        let pending = std::mem::take(&mut *self.0.lock().expect("commits lock"));
+        let mut settled = Ok(());
+        for commit in pending {
+            match commit.await {
+                Ok(Ok(())) => {}
+                Ok(Err(e)) => settled = Err(AppError::from(e)),
+                Err(_) => settled = Err(AppError::Unavailable(DATABASE_UNAVAILABLE)),
+            }
+        }
+        settled
     }
 }
 

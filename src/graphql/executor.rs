@@ -255,7 +255,12 @@ impl Executor {
                 .reads
                 .replica_for(viewer.map(|v| v.user_id))
                 .await
-                .map(|replica| self.app.reading_from(replica)),
+                .map(|replica| self.app.with_db(replica)),
+            // Behind a transaction pooler, the request's commits are
+            // awaited before it answers.
+            false if self.app.db.behind_transaction_pooler() => {
+                Some(self.app.with_db(self.app.db.for_request()))
+            }
             false => None,
         };
         let writers = (!reads_only).then(|| Arc::new(Writers::default()));
@@ -281,9 +286,20 @@ impl Executor {
                 ),
             }
         };
-        let run = crate::telemetry::REQUEST_ID.scope(caller.request_id.into(), run);
+        let run = crate::telemetry::REQUEST_ID.scope(caller.request_id.into(), async {
+            let response = run.await;
+            match &app {
+                Some(app) => app.db.settle().await.map(|()| response),
+                None => Ok(response),
+            }
+        });
         let (result, codes) = match tokio::time::timeout(self.request_timeout, run).await {
-            Ok(mut response) => {
+            Ok(Err(e)) => {
+                // A write the response would acknowledge did not commit.
+                let codes = vec![e.code().as_str().to_owned()];
+                (Err(e), codes)
+            }
+            Ok(Ok(mut response)) => {
                 tag_errors(responses_mut(&mut response), caller.request_id);
                 if let Some(rejection) = credentials.rejected {
                     tell_token_rejection(&mut response, rejection);
@@ -486,7 +502,10 @@ impl Executor {
                 .reads
                 .replica_for(viewer.map(|v| v.user_id))
                 .await
-                .map(|replica| self.app.reading_from(replica)),
+                .map(|replica| self.app.with_db(replica)),
+            false if !subscription && self.app.db.behind_transaction_pooler() => {
+                Some(self.app.with_db(self.app.db.for_request()))
+            }
             false => None,
         };
         let writers = (!query && !subscription).then(|| Arc::new(Writers::default()));
@@ -514,6 +533,16 @@ impl Executor {
         }
         let run =
             crate::telemetry::REQUEST_ID.scope(tagged_id.into(), self.schema.execute(request));
+        let run = async {
+            let response = run.await;
+            match &app {
+                Some(app) => match app.db.settle().await {
+                    Ok(()) => response,
+                    Err(e) => async_graphql::Response::from_errors(vec![e.into_server_error()]),
+                },
+                None => response,
+            }
+        };
         let response = match tokio::time::timeout(self.request_timeout, run).await {
             Ok(response) => response,
             Err(_) => async_graphql::Response::from_errors(vec![
