@@ -98,9 +98,15 @@ async fn run(command: Command) -> anyhow::Result<()> {
     match command {
         Command::Serve(config) => {
             let config = config.for_serving().context("invalid configuration")?;
-            telemetry::init(config.log_format(), &config.log_filter);
+            telemetry::init_with_traces(
+                config.log_format(),
+                &config.log_filter,
+                config.traces().as_ref(),
+            )?;
             let app = Application::build(&config).await?;
-            app.run_until(startup::shutdown_signal()).await
+            let served = app.run_until(startup::shutdown_signal()).await;
+            telemetry::traces::shutdown().await;
+            served
         }
         Command::Worker(config) => {
             let config = config.for_serving().context("invalid configuration")?;

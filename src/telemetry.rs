@@ -7,6 +7,8 @@ use tracing_subscriber::{EnvFilter, fmt, prelude::*};
 
 use crate::config::LogFormat;
 
+pub mod traces;
+
 tokio::task_local! {
     /// The request being served, for what it causes beyond itself (the
     /// jobs a mutation enqueues carry it into their log lines).
@@ -21,8 +23,20 @@ pub fn request_id() -> Option<std::sync::Arc<str>> {
 /// Installs the log subscriber: `format`, and `filter` (`RUST_LOG`'s
 /// syntax, checked with the configuration).
 pub fn init(format: LogFormat, filter: &str) {
+    // Without an exporter nothing can fail.
+    let _ = init_with_traces(format, filter, None);
+}
+
+/// [`init`], and spans exported to `traces` when given.
+pub fn init_with_traces(
+    format: LogFormat,
+    filter: &str,
+    traces: Option<&traces::Exporter>,
+) -> anyhow::Result<()> {
     let filter = EnvFilter::try_new(filter).unwrap_or_else(|_| EnvFilter::new("info"));
-    let registry = tracing_subscriber::registry().with(filter);
+    let exporting = traces.map(traces::layer).transpose()?;
+    let traced = exporting.is_some();
+    let registry = tracing_subscriber::registry().with(exporting);
     let result = match format {
         // Colour only for a person at a terminal, not for a file or a
         // log collector.
@@ -30,7 +44,8 @@ pub fn init(format: LogFormat, filter: &str) {
             .with(
                 fmt::layer()
                     .with_target(false)
-                    .with_ansi(std::io::stdout().is_terminal()),
+                    .with_ansi(std::io::stdout().is_terminal())
+                    .with_filter(filter),
             )
             .try_init(),
         LogFormat::Json => registry
@@ -38,12 +53,17 @@ pub fn init(format: LogFormat, filter: &str) {
                 fmt::layer()
                     .json()
                     .with_current_span(true)
-                    .with_span_list(false),
+                    .with_span_list(false)
+                    .with_filter(filter),
             )
             .try_init(),
     };
-    // Already initialised (tests start several apps in one process).
-    drop(result);
+    // An error means already initialised (tests start several apps in one
+    // process); the first subscriber stays.
+    if result.is_ok() && traced {
+        traces::enable();
+    }
+    Ok(())
 }
 
 /// Prometheus metrics. The recorder is process-wide (the `metrics` crate

@@ -103,6 +103,15 @@ pub struct Config {
     /// production.
     #[arg(long, env = "LOG_FORMAT", value_enum)]
     pub log_format: Option<LogFormat>,
+    /// An OpenTelemetry collector (OTLP over HTTP, e.g.
+    /// `http://127.0.0.1:4318`): each request's spans, with its GraphQL
+    /// operations, loader batches and SQL statements, are sent there.
+    /// Unset, no traces are made.
+    #[arg(long, env = "OTEL_EXPORTER_OTLP_ENDPOINT")]
+    pub otel_endpoint: Option<String>,
+    /// The `service.name` traces carry.
+    #[arg(long, env = "OTEL_SERVICE_NAME", default_value = "conduit")]
+    pub otel_service_name: String,
     /// Which log lines are written, e.g. `conduit=debug,info`.
     #[arg(long, env = "RUST_LOG", default_value = "info")]
     pub log_filter: String,
@@ -260,6 +269,16 @@ impl Config {
             Some(secret) => Ok(secret),
             None => bail!("JWT_SECRET is not set"),
         }
+    }
+
+    /// Where traces go, when they are on.
+    pub fn traces(&self) -> Option<crate::telemetry::traces::Exporter> {
+        self.otel_endpoint
+            .clone()
+            .map(|endpoint| crate::telemetry::traces::Exporter {
+                endpoint,
+                service_name: self.otel_service_name.clone(),
+            })
     }
 
     pub fn log_format(&self) -> LogFormat {

@@ -69,13 +69,31 @@ pub struct Database {
 }
 
 /// Counts every statement a pooled connection sends, through diesel's
-/// instrumentation hook: the ground truth for "queries per request".
-struct CountStatements(Arc<AtomicU64>);
+/// instrumentation hook: the ground truth for "queries per request". With
+/// traces on, each statement is also a span, from its start to its end.
+struct CountStatements {
+    count: Arc<AtomicU64>,
+    running: Vec<tracing::Span>,
+}
 
 impl Instrumentation for CountStatements {
     fn on_connection_event(&mut self, event: InstrumentationEvent<'_>) {
-        if let InstrumentationEvent::StartQuery { .. } = event {
-            self.0.fetch_add(1, Ordering::Relaxed);
+        match event {
+            InstrumentationEvent::StartQuery { query, .. } => {
+                self.count.fetch_add(1, Ordering::Relaxed);
+                if crate::telemetry::traces::enabled() {
+                    self.running
+                        .push(crate::telemetry::traces::statement_span(query));
+                }
+            }
+            InstrumentationEvent::FinishQuery { error, .. } => {
+                if let Some(span) = self.running.pop()
+                    && error.is_some()
+                {
+                    span.record("otel.status_code", "ERROR");
+                }
+            }
+            _ => {}
         }
     }
 }
@@ -125,7 +143,10 @@ impl Database {
                     .await
                     .map_err(diesel::ConnectionError::CouldntSetupConfiguration)?;
                 }
-                conn.set_instrumentation(CountStatements(counter));
+                conn.set_instrumentation(CountStatements {
+                    count: counter,
+                    running: Vec::new(),
+                });
                 Ok(conn)
             }
             .boxed()

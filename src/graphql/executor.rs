@@ -271,7 +271,6 @@ impl Executor {
             viewer,
             address: ClientAddress(caller.address),
             ticket: &ticket,
-            span: span.clone(),
         };
         let run = async {
             match operations {
@@ -410,16 +409,20 @@ struct Operation<'a> {
     viewer: Option<Viewer>,
     address: ClientAddress,
     ticket: &'a Arc<RateLimitTicket>,
-    span: tracing::Span,
 }
 
 impl Operation<'_> {
     /// Runs one operation.
     async fn run(&self, operation: Prepared) -> async_graphql::Response {
-        match self.request(operation).await {
-            Ok(request) => self.executor.schema.execute(request).await,
-            Err(refused) => refused,
+        let span = operation_span(&operation);
+        async {
+            match self.request(operation).await {
+                Ok(request) => self.executor.schema.execute(request).await,
+                Err(refused) => refused,
+            }
         }
+        .instrument(span)
+        .await
     }
 
     /// The static limits and the rate-limit charge, then the request the
@@ -443,7 +446,8 @@ impl Operation<'_> {
                 &request.variables,
             )
             .map_err(refuse)?;
-        let span = self.span.clone();
+        // The operation's span when traces are on, else the request's.
+        let span = tracing::Span::current();
         let loaders = loaders::for_request(self.app, self.viewer, move |batch| {
             tokio::spawn(batch.instrument(span.clone()))
         });
@@ -516,7 +520,6 @@ impl Executor {
             viewer,
             address: ClientAddress(address),
             ticket: &ticket,
-            span: tracing::Span::current(),
         };
         let tagged_id = request_id.to_owned();
         let request_id = request_id.to_owned();
@@ -555,6 +558,30 @@ impl Executor {
         }
         futures_util::stream::once(async move { tag(response) }).boxed()
     }
+}
+
+/// A span for one operation, when traces are on: named like
+/// `query HomePage`.
+fn operation_span(operation: &Prepared) -> tracing::Span {
+    if !crate::telemetry::traces::enabled() {
+        return tracing::Span::none();
+    }
+    let name = operation.request.operation_name.as_deref().unwrap_or("");
+    let kind = match &operation.document {
+        Ok(document) => {
+            match limits::operation(document, operation.request.operation_name.as_deref()) {
+                Some(op) => op.ty.to_string(),
+                None => "operation".to_owned(),
+            }
+        }
+        Err(_) => "invalid".to_owned(),
+    };
+    tracing::info_span!(
+        "graphql.operation",
+        otel.name = %format_args!("{kind} {name}"),
+        graphql.operation.type = %kind,
+        graphql.operation.name = name,
+    )
 }
 
 /// The responses of a batch, or the one response, as a slice.

@@ -6,6 +6,7 @@ use std::collections::HashMap;
 
 use async_graphql::dataloader::{DataLoader, HashMapCache, Loader};
 use futures_util::future::BoxFuture;
+use tracing::Instrument as _;
 use uuid::Uuid;
 
 use crate::{
@@ -130,11 +131,16 @@ impl Loader<UserById> for ConduitLoader {
     type Error = async_graphql::Error;
 
     async fn load(&self, keys: &[UserById]) -> LoadResult<UserById, std::sync::Arc<User>> {
-        let users = accounts::find_many(&self.state, &ids(keys, |k| k.0)).await?;
-        Ok(users
-            .into_iter()
-            .map(|u| (UserById(u.id), std::sync::Arc::new(u)))
-            .collect())
+        let span = crate::telemetry::traces::loader_span("UserById", keys.len());
+        async move {
+            let users = accounts::find_many(&self.state, &ids(keys, |k| k.0)).await?;
+            Ok(users
+                .into_iter()
+                .map(|u| (UserById(u.id), std::sync::Arc::new(u)))
+                .collect())
+        }
+        .instrument(span)
+        .await
     }
 }
 
@@ -143,8 +149,13 @@ impl Loader<ArticleById> for ConduitLoader {
     type Error = async_graphql::Error;
 
     async fn load(&self, keys: &[ArticleById]) -> LoadResult<ArticleById, Article> {
-        let found = articles::find_many(&self.state, &ids(keys, |k| k.0)).await?;
-        Ok(found.into_iter().map(|a| (ArticleById(a.id), a)).collect())
+        let span = crate::telemetry::traces::loader_span("ArticleById", keys.len());
+        async move {
+            let found = articles::find_many(&self.state, &ids(keys, |k| k.0)).await?;
+            Ok(found.into_iter().map(|a| (ArticleById(a.id), a)).collect())
+        }
+        .instrument(span)
+        .await
     }
 }
 
@@ -153,8 +164,13 @@ impl Loader<CommentById> for ConduitLoader {
     type Error = async_graphql::Error;
 
     async fn load(&self, keys: &[CommentById]) -> LoadResult<CommentById, Comment> {
-        let found = comments::find_many(&self.state, &ids(keys, |k| k.0)).await?;
-        Ok(found.into_iter().map(|c| (CommentById(c.id), c)).collect())
+        let span = crate::telemetry::traces::loader_span("CommentById", keys.len());
+        async move {
+            let found = comments::find_many(&self.state, &ids(keys, |k| k.0)).await?;
+            Ok(found.into_iter().map(|c| (CommentById(c.id), c)).collect())
+        }
+        .instrument(span)
+        .await
     }
 }
 
@@ -163,12 +179,17 @@ impl Loader<TagsOfArticle> for ConduitLoader {
     type Error = async_graphql::Error;
 
     async fn load(&self, keys: &[TagsOfArticle]) -> LoadResult<TagsOfArticle, Vec<String>> {
-        let mut tags = articles::tags_of(&self.state, &ids(keys, |k| k.0)).await?;
-        Ok(for_every_key(
-            keys,
-            |k| k.0,
-            |id| tags.remove(&id).unwrap_or_default(),
-        ))
+        let span = crate::telemetry::traces::loader_span("TagsOfArticle", keys.len());
+        async move {
+            let mut tags = articles::tags_of(&self.state, &ids(keys, |k| k.0)).await?;
+            Ok(for_every_key(
+                keys,
+                |k| k.0,
+                |id| tags.remove(&id).unwrap_or_default(),
+            ))
+        }
+        .instrument(span)
+        .await
     }
 }
 
@@ -177,11 +198,16 @@ impl Loader<ArticleBody> for ConduitLoader {
     type Error = async_graphql::Error;
 
     async fn load(&self, keys: &[ArticleBody]) -> LoadResult<ArticleBody, String> {
-        let bodies = articles::bodies_of(&self.state, &ids(keys, |k| k.0)).await?;
-        Ok(bodies
-            .into_iter()
-            .map(|(id, body)| (ArticleBody(id), body))
-            .collect())
+        let span = crate::telemetry::traces::loader_span("ArticleBody", keys.len());
+        async move {
+            let bodies = articles::bodies_of(&self.state, &ids(keys, |k| k.0)).await?;
+            Ok(bodies
+                .into_iter()
+                .map(|(id, body)| (ArticleBody(id), body))
+                .collect())
+        }
+        .instrument(span)
+        .await
     }
 }
 
@@ -190,12 +216,17 @@ impl Loader<NewestComments> for ConduitLoader {
     type Error = async_graphql::Error;
 
     async fn load(&self, keys: &[NewestComments]) -> LoadResult<NewestComments, Vec<Comment>> {
-        let mut newest = comments::newest_of_articles(&self.state, &ids(keys, |k| k.0)).await?;
-        Ok(for_every_key(
-            keys,
-            |k| k.0,
-            |id| newest.remove(&id).unwrap_or_default(),
-        ))
+        let span = crate::telemetry::traces::loader_span("NewestComments", keys.len());
+        async move {
+            let mut newest = comments::newest_of_articles(&self.state, &ids(keys, |k| k.0)).await?;
+            Ok(for_every_key(
+                keys,
+                |k| k.0,
+                |id| newest.remove(&id).unwrap_or_default(),
+            ))
+        }
+        .instrument(span)
+        .await
     }
 }
 
@@ -204,12 +235,17 @@ impl Loader<FavoritedByViewer> for ConduitLoader {
     type Error = async_graphql::Error;
 
     async fn load(&self, keys: &[FavoritedByViewer]) -> LoadResult<FavoritedByViewer, bool> {
-        let Some(viewer) = &self.viewer else {
-            return Ok(for_every_key(keys, |k| k.0, |_| false));
-        };
-        let favorited =
-            favorites::favorited_among(&self.state, viewer, &ids(keys, |k| k.0)).await?;
-        Ok(for_every_key(keys, |k| k.0, |id| favorited.contains(&id)))
+        let span = crate::telemetry::traces::loader_span("FavoritedByViewer", keys.len());
+        async move {
+            let Some(viewer) = &self.viewer else {
+                return Ok(for_every_key(keys, |k| k.0, |_| false));
+            };
+            let favorited =
+                favorites::favorited_among(&self.state, viewer, &ids(keys, |k| k.0)).await?;
+            Ok(for_every_key(keys, |k| k.0, |id| favorited.contains(&id)))
+        }
+        .instrument(span)
+        .await
     }
 }
 
@@ -218,10 +254,16 @@ impl Loader<FollowedByViewer> for ConduitLoader {
     type Error = async_graphql::Error;
 
     async fn load(&self, keys: &[FollowedByViewer]) -> LoadResult<FollowedByViewer, bool> {
-        let Some(viewer) = &self.viewer else {
-            return Ok(for_every_key(keys, |k| k.0, |_| false));
-        };
-        let followed = profiles::followed_among(&self.state, viewer, &ids(keys, |k| k.0)).await?;
-        Ok(for_every_key(keys, |k| k.0, |id| followed.contains(&id)))
+        let span = crate::telemetry::traces::loader_span("FollowedByViewer", keys.len());
+        async move {
+            let Some(viewer) = &self.viewer else {
+                return Ok(for_every_key(keys, |k| k.0, |_| false));
+            };
+            let followed =
+                profiles::followed_among(&self.state, viewer, &ids(keys, |k| k.0)).await?;
+            Ok(for_every_key(keys, |k| k.0, |id| followed.contains(&id)))
+        }
+        .instrument(span)
+        .await
     }
 }

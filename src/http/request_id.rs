@@ -40,6 +40,8 @@ pub async fn request_id(mut req: Request, next: Next) -> Response {
     // The GraphQL handler fills in the operation, the user and the cost.
     let span = tracing::info_span!(
         "request",
+        otel.name = %format_args!("{} {}", req.method(), req.uri().path()),
+        otel.kind = "server",
         request_id = %id,
         method = %req.method(),
         path = %req.uri().path(),
@@ -47,6 +49,7 @@ pub async fn request_id(mut req: Request, next: Next) -> Response {
         user_id = tracing::field::Empty,
         cost = tracing::field::Empty,
     );
+    crate::telemetry::traces::continue_trace(&span, req.headers());
     let started = Instant::now();
     let mut response = next.run(req).instrument(span.clone()).await;
     span.in_scope(|| {
