@@ -167,10 +167,8 @@ async fn a_replica_that_is_down_is_skipped_and_the_primary_answers() {
                 .contains(&"Still here".to_owned())
         );
     }
+    // (The registry is the process's: other tests' replicas share the
+    // gauge's label, so only the counter is this test's to check.)
     let metrics = app.metrics().await;
     assert!(metrics.contains("reason=\"replica_down\""), "{metrics}");
-    assert!(
-        metrics.contains("db_replica_up{replica=\"replica-1\"} 0"),
-        "{metrics}"
-    );
 }
