@@ -38,6 +38,7 @@ import subprocess
 import sys
 import threading
 import time
+import urllib.parse
 import urllib.request
 import uuid
 
@@ -115,17 +116,26 @@ class Client:
         self.host, self.port = host, int(port)
         self.conn: http.client.HTTPConnection | None = None
 
-    def post(self, payload: str, token: str | None, headers: dict | None = None) -> tuple[int, dict | None]:
-        """(status, body); status 0 for a connection that failed."""
+    def send(self, payload: str, token: str | None) -> tuple[int, dict | None]:
+        """A query as a GET (idempotent: the balancer may retry it on
+        another instance), a mutation as a POST, as browser clients do."""
+        request = json.loads(payload)
+        if request["query"].lstrip().startswith("mutation"):
+            return self.post(payload, token)
+        query = urllib.parse.urlencode({"query": request["query"], "variables": json.dumps(request["variables"])})
+        return self.post(None, token, path=f"/graphql?{query}")
+
+    def post(self, payload: str | None, token: str | None, path: str = "/graphql") -> tuple[int, dict | None]:
+        """(status, body); status 0 for a connection that failed. Without
+        a payload, a GET of `path`."""
         for attempt in range(2):
             if self.conn is None:
                 self.conn = http.client.HTTPConnection(self.host, self.port, timeout=30)
             try:
-                self.conn.request("POST", "/graphql", body=payload, headers={
+                self.conn.request("POST" if payload is not None else "GET", path, body=payload, headers={
                     "Content-Type": "application/json",
                     "Accept": "application/graphql-response+json",
                     **({"Authorization": f"Bearer {token}"} if token else {}),
-                    **(headers or {}),
                 })
                 response = self.conn.getresponse()
                 raw = response.read()
@@ -231,7 +241,7 @@ def churn_phase(base: str, lines: list[str], threads: int, seconds: int, primary
         rng = random.Random(index)
         while not stop.is_set():
             token, payload = rng.choice(lines).split("\t", 1)
-            status, body = client.post(payload, None if token == "-" else token)
+            status, body = client.send(payload, None if token == "-" else token)
             if status == 0:
                 record("connection failed")
             elif status != 200:
@@ -343,7 +353,8 @@ def report_lines(r: dict) -> list[str]:
         kinds = ", ".join(f"{k}: {v:,}" for k, v in sorted(c["outcomes"].items()))
         events = "; ".join(f"{t} s {what}" for t, what in c["events"])
         out += [
-            f"**Instances coming and going**: scenario (e) from {r['threads']} clients through HAProxy for "
+            f"**Instances coming and going**: scenario (e) from {r['threads']} clients (queries as GET, which "
+            "HAProxy may retry on another instance, mutations as POST, which it does not) through HAProxy for "
             f"{c['seconds']} s ({events}): {c['requests']:,} requests, **{c['failed']} failed "
             f"({c['failed_share']:.3%})**, {c['http_500']} of them a 500 ({kinds}). "
             f"{c['acknowledged_comments']:,} comments acknowledged, **{c['missing_comments']} missing** afterwards.",

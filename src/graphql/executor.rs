@@ -245,24 +245,8 @@ impl Executor {
             span.record("user_id", viewer.user_id.to_string().as_str());
         }
 
-        // Queries read from a replica that fits the viewer; a request with
-        // a mutation reads and writes on the primary, then remembers the
-        // write so the writer's next reads see it.
         let reads_only = operations.as_slice().iter().all(Prepared::is_query);
-        let app = match reads_only {
-            true => self
-                .app
-                .reads
-                .replica_for(viewer.map(|v| v.user_id))
-                .await
-                .map(|replica| self.app.with_db(replica)),
-            // Behind a transaction pooler, the request's commits are
-            // awaited before it answers.
-            false if self.app.db.behind_transaction_pooler() => {
-                Some(self.app.with_db(self.app.db.for_request()))
-            }
-            false => None,
-        };
+        let app = self.database_for(reads_only, viewer).await;
         let writers = (!reads_only).then(|| Arc::new(Writers::default()));
         let shared = Operation {
             executor: self,
@@ -332,6 +316,23 @@ impl Executor {
             rejected: credentials.rejected,
             charge,
         }
+    }
+
+    /// Where a request's operations run, when not on the shared state:
+    /// queries on a replica that fits the viewer; anything else on the
+    /// primary, and behind a transaction pooler on a view of the pool
+    /// whose commits the request awaits before it answers. After a write,
+    /// [`Executor::remember_writes`] sends the writer's next reads where
+    /// the write can be seen.
+    async fn database_for(&self, reads_only: bool, viewer: Option<Viewer>) -> Option<AppState> {
+        if reads_only {
+            let replica = self.app.reads.replica_for(viewer.map(|v| v.user_id)).await;
+            return replica.map(|replica| self.app.with_db(replica));
+        }
+        self.app
+            .db
+            .behind_transaction_pooler()
+            .then(|| self.app.with_db(self.app.db.for_request()))
     }
 
     /// After a request with a mutation: its writers' next reads go where
@@ -500,17 +501,9 @@ impl Executor {
         let ticket = RateLimitTicket::new(spender);
         let subscription = operation.is_subscription();
         let query = operation.is_query();
-        let app = match query {
-            true => self
-                .app
-                .reads
-                .replica_for(viewer.map(|v| v.user_id))
-                .await
-                .map(|replica| self.app.with_db(replica)),
-            false if !subscription && self.app.db.behind_transaction_pooler() => {
-                Some(self.app.with_db(self.app.db.for_request()))
-            }
-            false => None,
+        let app = match subscription {
+            true => None,
+            false => self.database_for(query, viewer).await,
         };
         let writers = (!query && !subscription).then(|| Arc::new(Writers::default()));
         let shared = Operation {
