@@ -199,10 +199,44 @@ def stale_phase(base: str, tokens: list[str], sequences: int, threads: int) -> d
     return counts
 
 
-def wrk_phase(base: str, instances: list[str], lines: list[str], connections: int, seconds: int) -> dict:
+def postmaster(url: str) -> int:
+    """The pid of the PostgreSQL server at `url` (its backends' parent),
+    from the `postmaster.pid` in its data directory."""
+    data = subprocess.run(["psql", url, "-tAc", "SHOW data_directory"], check=True,
+                          capture_output=True, text=True).stdout.strip()
+    return int((pathlib.Path(data) / "postmaster.pid").read_text().split()[0])
+
+
+def parent(pid: int) -> int:
+    try:
+        return int(pathlib.Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[1])
+    except OSError:
+        return 0
+
+
+def cpu_roles(env: dict) -> dict:
+    """Which processes are which part of the cluster, for CPU per request."""
+    servers = {"primary": postmaster(env["PRIMARY_URL"]), "replica": postmaster(env["REPLICA_URL"])}
+
+    def of_server(name: str):
+        return lambda pid, comm: servers[name] in (pid, parent(pid))
+
+    return {
+        "instances": lambda pid, comm: comm == "conduit",
+        "primary": of_server("primary"),
+        "replica": of_server("replica"),
+        "haproxy": lambda pid, comm: comm == "haproxy",
+        "redis": lambda pid, comm: comm.startswith("redis-server"),
+    }
+
+
+def wrk_phase(base: str, instances: list[str], lines: list[str], connections: int, seconds: int,
+              roles: dict) -> dict:
     before = read_targets(instances)
     before_fallbacks = fallbacks(instances)
+    ticks = bench.cpu_ticks()
     figures = bench.wrk(Balancer(base), lines, connections, seconds)
+    figures["cpu_us_per_request"] = bench.cpu_per_unit(ticks, bench.cpu_ticks(), figures["requests"], roles)
     after = read_targets(instances)
     after_fallbacks = fallbacks(instances)
     reads = {t: after[t] - before[t] for t in after}
@@ -340,13 +374,26 @@ def report_lines(r: dict) -> list[str]:
         out += [
             f"Scenario (e) (80% reads, 20% writes, {r['connections']} connections, {r['seconds']} s per run) through HAProxy:",
             "",
-            "| instances | requests/s | p50 | p99 | reads served by the replica | fallbacks to the primary, by reason |",
+            "| instances | requests/s | p50 (ms) | p99 (ms) | reads served by the replica | fallbacks to the primary, by reason |",
             "|---|---|---|---|---|---|",
         ]
-        for n, f in r["scale"].items():
+        for n, f in sorted(r["scale"].items()):
             reasons = ", ".join(f"{k} {int(v):,}" for k, v in sorted(f["fallbacks"].items())) or "none"
             out.append(f"| {n} | {f['rps']:,.0f} | {bench.ms(f['p50_us'])} | {bench.ms(f['p99_us'])} | "
                        f"{f['replica_share']:.0%} | {reasons} |")
+        out += [
+            "",
+            "CPU per request of scenario (e), by part (µs, from `/proc`, over the same runs), and the requests/s "
+            "one core of each part carries at that cost:",
+            "",
+            "| instances | instances' CPU | primary | replica | HAProxy | Redis |",
+            "|---|---|---|---|---|---|",
+        ]
+        for n, f in sorted(r["scale"].items()):
+            c = f["cpu_us_per_request"]
+            cells = " | ".join(f"{c[k]:,.0f} ({1e6 / c[k]:,.0f}/s)" if c[k] else "0"
+                               for k in ("instances", "primary", "replica", "haproxy", "redis"))
+            out.append(f"| {n} | {cells} |")
         out.append("")
     if "churn" in r:
         c = r["churn"]
@@ -361,20 +408,20 @@ def report_lines(r: dict) -> list[str]:
             "",
         ]
     out += [
-        "Capacity model. On this machine the three instances, HAProxy, both PostgreSQL servers and the load "
-        "generator share two cores, so three instances do not serve more than one: the CPU is the limit "
-        "whichever process holds it. On bigger machines each part scales on its own, and what saturates "
-        "first is, in order:",
+        "**Capacity model.** On this machine the instances, HAProxy, both PostgreSQL servers and the load "
+        "generator share two cores, so three instances serve no more than one (fewer: three runtimes and "
+        "three pools contend for the same two cores, and p99 grows): the CPU is the limit whichever process "
+        "holds it. On bigger machines each part has cores of its own; a part saturates when its CPU per "
+        "request (the table) times the request rate reaches its cores. For a target rate R of this mix: "
+        "instances need R x (instances' µs) / 1e6 cores, the replicas R x (replica µs) / 1e6, the primary "
+        "R x (primary µs) / 1e6, HAProxy R x (HAProxy µs) / 1e6. What saturates first, in order:",
         "",
-        "1. **Instance CPU.** A page costs the server about as much CPU as PostgreSQL's work for it "
-        "(the pgbench ratio above); instances are stateless, so add instances (or cores) until the database "
-        "side is busy. Requests/s per instance ≈ one core's figure in the scenario tables times its cores.",
-        "2. **Replica CPU** for reads: with read-your-writes, reads that follow a viewer's own write within "
-        "the replica's delay go to the primary; the rest (the table's share) go to replicas. Add replicas "
-        "(`DATABASE_REPLICA_URLS` takes several) when they are busy.",
-        "3. **Primary CPU and WAL** for writes, authentication (session checks stay on the primary so a "
+        "1. **Instance CPU**: the largest share per request, and stateless: add instances (or cores).",
+        "2. **Replica CPU** for reads: the reads that do not follow the reader's own write within the "
+        "replica's delay (the share above). Add replicas (`DATABASE_REPLICA_URLS` takes several).",
+        "3. **Primary CPU and WAL** for writes, each request's session check (kept on the primary so a "
         "sign-out takes effect at once) and the reads that fall back. It is the one part that does not "
-        "scale out: keep its connections few with PgBouncer in transaction mode (`DATABASE_POOLER`).",
+        "scale out; keep its connections few with PgBouncer in transaction mode (`DATABASE_POOLER`).",
         "",
         "<!-- /cluster -->",
     ]
@@ -459,7 +506,8 @@ def main() -> int:
         if "share" in phases or "scale" in phases:
             result["scale"] = {}
             bench.wrk(Balancer(base), lines, args.connections, 3)  # warm-up
-            three = wrk_phase(base, instances, lines, args.connections, args.seconds)
+            roles = cpu_roles(env)
+            three = wrk_phase(base, instances, lines, args.connections, args.seconds, roles)
             log(f"three instances: {three['rps']:.0f} requests/s, p99 {three['p99_us'] / 1000:.1f} ms, "
                 f"replica share {three['replica_share']:.0%}")
             if three["replica_share"] < 0.70:
@@ -469,7 +517,7 @@ def main() -> int:
                 cluster("stop", "3")
                 wait_balancer(1, env["CLUSTER_STATS_URL"])
                 bench.wrk(Balancer(base), lines, args.connections, 3)
-                one = wrk_phase(base, instances[:1], lines, args.connections, args.seconds)
+                one = wrk_phase(base, instances[:1], lines, args.connections, args.seconds, roles)
                 log(f"one instance: {one['rps']:.0f} requests/s, p99 {one['p99_us'] / 1000:.1f} ms")
                 cluster("start", "2")
                 cluster("start", "3")
@@ -495,7 +543,13 @@ def main() -> int:
         cluster("down")
         if receiver:
             receiver.terminate()
-    (bench.WORK / "cluster.json").parent.mkdir(parents=True, exist_ok=True)
+    saved = bench.WORK / "cluster.json"
+    if saved.exists():
+        # A run of some phases keeps the others' last figures in the report.
+        previous = json.loads(saved.read_text())
+        for phase in ("stale", "scale", "churn", "trace"):
+            if phase not in result and phase in previous:
+                result[phase] = previous[phase]
     (bench.WORK / "cluster.json").write_text(json.dumps(result, indent=2))
     if args.report:
         bench.replace_section(ROOT / "BENCHMARKS.md", "<!-- cluster -->", "<!-- /cluster -->", report_lines(result))
