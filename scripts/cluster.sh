@@ -599,7 +599,10 @@ launch_instance() {
         "LOG_FORMAT=json"
     )
     if [ "$POOLER" = 1 ]; then
-        vars+=("DATABASE_URL=$(pooler_url)" "DATABASE_DIRECT_URL=$(primary_url)")
+        # Transaction pooling: one transaction per checkout, nothing kept
+        # prepared; migrations and LISTEN go to the primary itself.
+        vars+=("DATABASE_URL=$(pooler_url)" "DATABASE_POOLER=transaction"
+            "DATABASE_DIRECT_URL=$(primary_url)")
     else
         vars+=("DATABASE_URL=$(primary_url)")
     fi

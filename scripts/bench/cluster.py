@@ -16,6 +16,9 @@ Phases (--phases, comma-separated; all by default):
   trace  one home-page request through HAProxy with a W3C traceparent:
          the span tree its instance exports, decoded at an OTLP receiver
          (e2e/verify_trace.py).
+  pooler scenario (e) with one instance reaching the primary through
+         PgBouncer in transaction mode (DATABASE_POOLER=transaction), on a
+         cluster of its own: what transaction pooling costs.
 
 Checks fail the run (exit 1): a stale read, a 500, more than 0.1% failed
 requests, an acknowledged write missing, a replica share under 70%.
@@ -227,6 +230,7 @@ def cpu_roles(env: dict) -> dict:
         "replica": of_server("replica"),
         "haproxy": lambda pid, comm: comm == "haproxy",
         "redis": lambda pid, comm: comm.startswith("redis-server"),
+        "pgbouncer": lambda pid, comm: comm == "pgbouncer",
     }
 
 
@@ -377,7 +381,8 @@ def report_lines(r: dict) -> list[str]:
             "| instances | requests/s | p50 (ms) | p99 (ms) | reads served by the replica | fallbacks to the primary, by reason |",
             "|---|---|---|---|---|---|",
         ]
-        for n, f in sorted(r["scale"].items()):
+        rows = sorted(r["scale"].items()) + ([("1, through PgBouncer", r["pooler"])] if "pooler" in r else [])
+        for n, f in rows:
             reasons = ", ".join(f"{k} {int(v):,}" for k, v in sorted(f["fallbacks"].items())) or "none"
             out.append(f"| {n} | {f['rps']:,.0f} | {bench.ms(f['p50_us'])} | {bench.ms(f['p99_us'])} | "
                        f"{f['replica_share']:.0%} | {reasons} |")
@@ -386,13 +391,13 @@ def report_lines(r: dict) -> list[str]:
             "CPU per request of scenario (e), by part (µs, from `/proc`, over the same runs), and the requests/s "
             "one core of each part carries at that cost:",
             "",
-            "| instances | instances' CPU | primary | replica | HAProxy | Redis |",
-            "|---|---|---|---|---|---|",
+            "| instances | instances' CPU | primary | replica | HAProxy | Redis | PgBouncer |",
+            "|---|---|---|---|---|---|---|",
         ]
-        for n, f in sorted(r["scale"].items()):
-            c = f["cpu_us_per_request"]
+        for n, f in rows:
+            c = {"pgbouncer": 0, **f["cpu_us_per_request"]}
             cells = " | ".join(f"{c[k]:,.0f} ({1e6 / c[k]:,.0f}/s)" if c[k] else "0"
-                               for k in ("instances", "primary", "replica", "haproxy", "redis"))
+                               for k in ("instances", "primary", "replica", "haproxy", "redis", "pgbouncer"))
             out.append(f"| {n} | {cells} |")
         out.append("")
     if "churn" in r:
@@ -428,10 +433,22 @@ def report_lines(r: dict) -> list[str]:
     return out
 
 
+def seed_and_sign_in(args, env: dict) -> list[str]:
+    """Seeds the cluster's primary; scenario (e)'s requests, with tokens."""
+    log(f"seeding {args.users} users and {args.articles} articles on the primary")
+    subprocess.run([args.binary, "seed", "--users", str(args.users), "--articles", str(args.articles)],
+                   env=dict(os.environ, DATABASE_URL=env["PRIMARY_URL"], RUST_LOG="warn"), check=True,
+                   stdout=subprocess.DEVNULL)
+    time.sleep(args.apply_delay / 1000 + 1)
+    log("signing the readers in")
+    fx = bench.Fixtures(Balancer(env["BALANCER_URL"]), args.users)
+    return bench.request_lines("e", fx)
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--binary", default=str(ROOT / "target" / "release" / "conduit"))
-    parser.add_argument("--phases", default="stale,share,scale,churn,trace")
+    parser.add_argument("--phases", default="stale,share,scale,churn,trace,pooler")
     parser.add_argument("--sequences", type=int, default=10_000)
     parser.add_argument("--threads", type=int, default=16)
     parser.add_argument("--connections", type=int, default=32)
@@ -475,14 +492,7 @@ def main() -> int:
         env = cluster_env()
         base = env["BALANCER_URL"]
         instances = env["INSTANCE_URLS"].split()
-        log(f"seeding {args.users} users and {args.articles} articles on the primary")
-        subprocess.run([args.binary, "seed", "--users", str(args.users), "--articles", str(args.articles)],
-                       env=dict(os.environ, DATABASE_URL=env["PRIMARY_URL"], RUST_LOG="warn"), check=True,
-                       stdout=subprocess.DEVNULL)
-        time.sleep(args.apply_delay / 1000 + 1)
-        log("signing the readers in")
-        fx = bench.Fixtures(Balancer(base), args.users)
-        lines = bench.request_lines("e", fx)
+        lines = seed_and_sign_in(args, env)
 
         if "trace" in phases:
             log("trace of one home page through HAProxy")
@@ -535,6 +545,17 @@ def main() -> int:
                 failures.append(f"{churn['http_500']} answers were 500")
             if churn["missing_comments"]:
                 failures.append(f"{churn['missing_comments']} acknowledged comments missing")
+        if "pooler" in phases:
+            log("one instance through PgBouncer in transaction mode")
+            cluster("down")
+            cluster("up", "--instances", "1", "--pooler", "--apply-delay", str(args.apply_delay),
+                    "--binary", args.binary, env={"CLUSTER_INSTANCE_ENV": instance_env})
+            env = cluster_env()
+            pooled_lines = seed_and_sign_in(args, env)
+            bench.wrk(Balancer(env["BALANCER_URL"]), pooled_lines, args.connections, 3)
+            result["pooler"] = pooled = wrk_phase(env["BALANCER_URL"], env["INSTANCE_URLS"].split(), pooled_lines,
+                                                  args.connections, args.seconds, cpu_roles(env))
+            log(f"through PgBouncer: {pooled['rps']:.0f} requests/s, p99 {pooled['p99_us'] / 1000:.1f} ms")
     finally:
         if failures or os.environ.get("CLUSTER_KEEP") is None:
             status = subprocess.run([str(CLUSTER), "status"], capture_output=True, text=True)
@@ -547,7 +568,7 @@ def main() -> int:
     if saved.exists():
         # A run of some phases keeps the others' last figures in the report.
         previous = json.loads(saved.read_text())
-        for phase in ("stale", "scale", "churn", "trace"):
+        for phase in ("stale", "scale", "churn", "trace", "pooler"):
             if phase not in result and phase in previous:
                 result[phase] = previous[phase]
     (bench.WORK / "cluster.json").write_text(json.dumps(result, indent=2))
