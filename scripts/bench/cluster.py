@@ -57,10 +57,14 @@ def log(message: str) -> None:
 
 
 def cluster(*args: str, env: dict | None = None) -> str:
-    return subprocess.run(
-        [str(CLUSTER), *args], check=True, capture_output=True, text=True,
+    done = subprocess.run(
+        [str(CLUSTER), *args], capture_output=True, text=True, stdin=subprocess.DEVNULL,
         env=dict(os.environ, **(env or {})),
-    ).stdout
+    )
+    if done.returncode != 0:
+        sys.stderr.write(done.stderr)
+        raise RuntimeError(f"scripts/cluster.sh {' '.join(args)} failed (exit {done.returncode})")
+    return done.stdout
 
 
 def cluster_env() -> dict[str, str]:
@@ -467,18 +471,6 @@ def main() -> int:
         "RATE_LIMIT_POINTS=0", "SIGN_IN_LIMIT_PER_ACCOUNT=100000000", "SIGN_IN_LIMIT_PER_ADDRESS=100000000",
         "SIGN_UP_LIMIT_PER_ADDRESS=100000000", "ACCESS_TOKEN_TTL_SECS=86400", "RUST_LOG=warn",
     ])
-    receiver = None
-    if "trace" in phases:
-        receiver = subprocess.Popen(
-            [sys.executable, str(ROOT / "e2e" / "verify_trace.py"), "receive", "--port", "54318"],
-            stdout=subprocess.PIPE, text=True,
-        )
-        receiver.stdout.readline()  # "listening"
-        instance_env += " OTEL_EXPORTER_OTLP_ENDPOINT=http://127.0.0.1:54318"
-    cluster("down")
-    log("bringing the cluster up")
-    cluster("up", "--instances", "3", "--apply-delay", str(args.apply_delay), "--binary", args.binary,
-            env={"CLUSTER_INSTANCE_ENV": instance_env})
     failures: list[str] = []
     result: dict = {
         "date": time.strftime("%Y-%m-%d"),
@@ -488,7 +480,20 @@ def main() -> int:
         "apply_delay_ms": args.apply_delay, "users": args.users, "articles": args.articles,
         "threads": args.threads, "connections": args.connections, "seconds": args.seconds,
     }
+    receiver = None
     try:
+        if "trace" in phases:
+            receiver = subprocess.Popen(
+                [sys.executable, str(ROOT / "e2e" / "verify_trace.py"), "receive", "--port", "54318"],
+                stdout=subprocess.PIPE, text=True,
+            )
+            if receiver.stdout.readline().strip() != "listening":
+                raise RuntimeError("the OTLP receiver did not start (is port 54318 free?)")
+            instance_env += " OTEL_EXPORTER_OTLP_ENDPOINT=http://127.0.0.1:54318"
+        cluster("down")
+        log("bringing the cluster up")
+        cluster("up", "--instances", "3", "--apply-delay", str(args.apply_delay), "--binary", args.binary,
+                env={"CLUSTER_INSTANCE_ENV": instance_env})
         env = cluster_env()
         base = env["BALANCER_URL"]
         instances = env["INSTANCE_URLS"].split()
@@ -557,10 +562,10 @@ def main() -> int:
                                                   args.connections, args.seconds, cpu_roles(env))
             log(f"through PgBouncer: {pooled['rps']:.0f} requests/s, p99 {pooled['p99_us'] / 1000:.1f} ms")
     finally:
-        if failures or os.environ.get("CLUSTER_KEEP") is None:
-            status = subprocess.run([str(CLUSTER), "status"], capture_output=True, text=True)
-            if failures:
-                sys.stderr.write(status.stdout)
+        if failures:
+            status = subprocess.run([str(CLUSTER), "status"], capture_output=True, text=True,
+                                    stdin=subprocess.DEVNULL)
+            sys.stderr.write(status.stdout)
         cluster("down")
         if receiver:
             receiver.terminate()
