@@ -7,7 +7,7 @@
 #   e2e/pooler.sh cargo test --test api -- --skip query_count:: --skip plans::
 set -euo pipefail
 
-PORT=${POOLER_TEST_PORT:-56433}
+PORT=${POOLER_TEST_PORT:-26433}
 DIR=$(mktemp -d /tmp/conduit-pooler.XXXXXX)
 if ! command -v pgbouncer >/dev/null 2>&1; then
     apt-get install -y -qq --no-install-recommends pgbouncer >/dev/null 2>&1 \

@@ -177,8 +177,8 @@ def check(port: int, balancer: str) -> int:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("command", choices=["receive", "check"])
-    parser.add_argument("--port", type=int, default=54318)
-    parser.add_argument("--balancer", default="http://127.0.0.1:58080")
+    parser.add_argument("--port", type=int, default=24318)
+    parser.add_argument("--balancer", default="http://127.0.0.1:28080")
     args = parser.parse_args()
     if args.command == "receive":
         receive(args.port)

@@ -31,10 +31,13 @@
 #
 # Environment:
 #   CLUSTER_DIR                 state directory (default /tmp/conduit-cluster)
-#   CLUSTER_PRIMARY_PORT        55432     CLUSTER_REPLICA_PORT   55433
-#   CLUSTER_POOLER_PORT         56432     CLUSTER_REDIS_PORT     56379
-#   CLUSTER_INSTANCE_BASE_PORT  58081 (instance N listens on base + N - 1)
-#   CLUSTER_BALANCER_PORT       58080     CLUSTER_STATS_PORT     58404
+#   CLUSTER_PRIMARY_PORT        25432     CLUSTER_REPLICA_PORT   25433
+#   CLUSTER_POOLER_PORT         26432     CLUSTER_REDIS_PORT     26379
+#   CLUSTER_INSTANCE_BASE_PORT  28081 (instance N listens on base + N - 1)
+#   CLUSTER_BALANCER_PORT       28080     CLUSTER_STATS_PORT     28404
+#   (All below Linux's ephemeral range, 32768-60999: a port there can be
+#   the local end of some other connection, and the server then fails to
+#   bind it although nothing listens on it.)
 #   REDIS_URL                   an existing Redis to use, if it answers PING;
 #                               otherwise the script starts its own
 #   CLUSTER_INSTANCE_ENV        extra KEY=VALUE pairs (space separated) for
@@ -158,13 +161,13 @@ wait_exit() {
 # --- settings ---------------------------------------------------------------
 
 default_settings() {
-    PRIMARY_PORT=${CLUSTER_PRIMARY_PORT:-55432}
-    REPLICA_PORT=${CLUSTER_REPLICA_PORT:-55433}
-    POOLER_PORT=${CLUSTER_POOLER_PORT:-56432}
-    REDIS_PORT=${CLUSTER_REDIS_PORT:-56379}
-    INSTANCE_BASE_PORT=${CLUSTER_INSTANCE_BASE_PORT:-58081}
-    BALANCER_PORT=${CLUSTER_BALANCER_PORT:-58080}
-    STATS_PORT=${CLUSTER_STATS_PORT:-58404}
+    PRIMARY_PORT=${CLUSTER_PRIMARY_PORT:-25432}
+    REPLICA_PORT=${CLUSTER_REPLICA_PORT:-25433}
+    POOLER_PORT=${CLUSTER_POOLER_PORT:-26432}
+    REDIS_PORT=${CLUSTER_REDIS_PORT:-26379}
+    INSTANCE_BASE_PORT=${CLUSTER_INSTANCE_BASE_PORT:-28081}
+    BALANCER_PORT=${CLUSTER_BALANCER_PORT:-28080}
+    STATS_PORT=${CLUSTER_STATS_PORT:-28404}
     INSTANCE_ENV=${CLUSTER_INSTANCE_ENV:-}
     INSTANCES=3
     APPLY_DELAY_MS=0

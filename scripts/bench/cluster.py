@@ -437,8 +437,9 @@ def report_lines(r: dict) -> list[str]:
     return out
 
 
-def seed_and_sign_in(args, env: dict) -> list[str]:
-    """Seeds the cluster's primary; scenario (e)'s requests, with tokens."""
+def seed_and_sign_in(args, env: dict) -> tuple[list[str], list[str]]:
+    """Seeds the cluster's primary; the readers' tokens, and scenario (e)'s
+    requests."""
     log(f"seeding {args.users} users and {args.articles} articles on the primary")
     subprocess.run([args.binary, "seed", "--users", str(args.users), "--articles", str(args.articles)],
                    env=dict(os.environ, DATABASE_URL=env["PRIMARY_URL"], RUST_LOG="warn"), check=True,
@@ -446,7 +447,7 @@ def seed_and_sign_in(args, env: dict) -> list[str]:
     time.sleep(args.apply_delay / 1000 + 1)
     log("signing the readers in")
     fx = bench.Fixtures(Balancer(env["BALANCER_URL"]), args.users)
-    return bench.request_lines("e", fx)
+    return fx.tokens, bench.request_lines("e", fx)
 
 
 def main() -> int:
@@ -484,12 +485,12 @@ def main() -> int:
     try:
         if "trace" in phases:
             receiver = subprocess.Popen(
-                [sys.executable, str(ROOT / "e2e" / "verify_trace.py"), "receive", "--port", "54318"],
+                [sys.executable, str(ROOT / "e2e" / "verify_trace.py"), "receive", "--port", "24318"],
                 stdout=subprocess.PIPE, text=True,
             )
             if receiver.stdout.readline().strip() != "listening":
-                raise RuntimeError("the OTLP receiver did not start (is port 54318 free?)")
-            instance_env += " OTEL_EXPORTER_OTLP_ENDPOINT=http://127.0.0.1:54318"
+                raise RuntimeError("the OTLP receiver did not start (is port 24318 free?)")
+            instance_env += " OTEL_EXPORTER_OTLP_ENDPOINT=http://127.0.0.1:24318"
         cluster("down")
         log("bringing the cluster up")
         cluster("up", "--instances", "3", "--apply-delay", str(args.apply_delay), "--binary", args.binary,
@@ -497,12 +498,12 @@ def main() -> int:
         env = cluster_env()
         base = env["BALANCER_URL"]
         instances = env["INSTANCE_URLS"].split()
-        lines = seed_and_sign_in(args, env)
+        tokens, lines = seed_and_sign_in(args, env)
 
         if "trace" in phases:
             log("trace of one home page through HAProxy")
             checked = subprocess.run([sys.executable, str(ROOT / "e2e" / "verify_trace.py"), "check",
-                                      "--port", "54318", "--balancer", base], capture_output=True, text=True)
+                                      "--port", "24318", "--balancer", base], capture_output=True, text=True)
             sys.stderr.write(checked.stdout + checked.stderr)
             if checked.returncode != 0:
                 failures.append("the trace through HAProxy")
@@ -510,7 +511,7 @@ def main() -> int:
         if "stale" in phases:
             log(f"{args.sequences} write-then-read sequences")
             before = fallbacks(instances)
-            result["stale"] = stale = stale_phase(base, fx.tokens, args.sequences, args.threads)
+            result["stale"] = stale = stale_phase(base, tokens, args.sequences, args.threads)
             # The reads that a replica would have answered stale, sent to
             # the primary instead: the mechanism at work, not luck.
             stale["kept_on_primary"] = fallbacks(instances).get("replica_behind_reader", 0) - before.get(
@@ -556,7 +557,7 @@ def main() -> int:
             cluster("up", "--instances", "1", "--pooler", "--apply-delay", str(args.apply_delay),
                     "--binary", args.binary, env={"CLUSTER_INSTANCE_ENV": instance_env})
             env = cluster_env()
-            pooled_lines = seed_and_sign_in(args, env)
+            _, pooled_lines = seed_and_sign_in(args, env)
             bench.wrk(Balancer(env["BALANCER_URL"]), pooled_lines, args.connections, 3)
             result["pooler"] = pooled = wrk_phase(env["BALANCER_URL"], env["INSTANCE_URLS"].split(), pooled_lines,
                                                   args.connections, args.seconds, cpu_roles(env))
