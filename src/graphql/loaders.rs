@@ -48,7 +48,32 @@ pub struct ConduitLoader {
 
 /// The cache hashes with foldhash: its keys are ids the database made,
 /// and SipHash was a visible share of a page's CPU.
-pub type Loaders = DataLoader<ConduitLoader, HashMapCache<foldhash::fast::RandomState>>;
+pub type Loaders = DataLoader<Traced<ConduitLoader>, HashMapCache<foldhash::fast::RandomState>>;
+
+/// A loader whose every batch, however it is started (the loader's own
+/// batching or [`prime`]), is a span in the request's trace, named by its
+/// key type (`loader UserById`).
+pub struct Traced<L>(L);
+
+impl<K, L> Loader<K> for Traced<L>
+where
+    K: Send + Sync + std::hash::Hash + Eq + Clone + 'static,
+    L: Loader<K>,
+{
+    type Value = L::Value;
+    type Error = L::Error;
+
+    async fn load(&self, keys: &[K]) -> Result<HashMap<K, Self::Value>, Self::Error> {
+        let key = std::any::type_name::<K>()
+            .rsplit("::")
+            .next()
+            .unwrap_or("key");
+        self.0
+            .load(keys)
+            .instrument(crate::telemetry::traces::loader_span(key, keys.len()))
+            .await
+    }
+}
 
 /// `spawn` runs each batch; the executor passes one that keeps the
 /// request's tracing span, so batch log lines carry the request id.
@@ -61,10 +86,10 @@ where
     S: Fn(BoxFuture<'static, ()>) -> R + Send + Sync + 'static,
 {
     let loaders = DataLoader::with_cache(
-        ConduitLoader {
+        Traced(ConduitLoader {
             state: state.clone(),
             viewer,
-        },
+        }),
         spawn,
         HashMapCache::new(),
     );
@@ -81,7 +106,7 @@ pub async fn prime<K>(
 ) -> Result<(), async_graphql::Error>
 where
     K: Send + Sync + std::hash::Hash + Eq + Clone + 'static,
-    ConduitLoader: Loader<K, Error = async_graphql::Error>,
+    Traced<ConduitLoader>: Loader<K, Error = async_graphql::Error>,
 {
     let keys: Vec<K> = keys
         .into_iter()
@@ -131,16 +156,11 @@ impl Loader<UserById> for ConduitLoader {
     type Error = async_graphql::Error;
 
     async fn load(&self, keys: &[UserById]) -> LoadResult<UserById, std::sync::Arc<User>> {
-        let span = crate::telemetry::traces::loader_span("UserById", keys.len());
-        async move {
-            let users = accounts::find_many(&self.state, &ids(keys, |k| k.0)).await?;
-            Ok(users
-                .into_iter()
-                .map(|u| (UserById(u.id), std::sync::Arc::new(u)))
-                .collect())
-        }
-        .instrument(span)
-        .await
+        let users = accounts::find_many(&self.state, &ids(keys, |k| k.0)).await?;
+        Ok(users
+            .into_iter()
+            .map(|u| (UserById(u.id), std::sync::Arc::new(u)))
+            .collect())
     }
 }
 
@@ -149,13 +169,8 @@ impl Loader<ArticleById> for ConduitLoader {
     type Error = async_graphql::Error;
 
     async fn load(&self, keys: &[ArticleById]) -> LoadResult<ArticleById, Article> {
-        let span = crate::telemetry::traces::loader_span("ArticleById", keys.len());
-        async move {
-            let found = articles::find_many(&self.state, &ids(keys, |k| k.0)).await?;
-            Ok(found.into_iter().map(|a| (ArticleById(a.id), a)).collect())
-        }
-        .instrument(span)
-        .await
+        let found = articles::find_many(&self.state, &ids(keys, |k| k.0)).await?;
+        Ok(found.into_iter().map(|a| (ArticleById(a.id), a)).collect())
     }
 }
 
@@ -164,13 +179,8 @@ impl Loader<CommentById> for ConduitLoader {
     type Error = async_graphql::Error;
 
     async fn load(&self, keys: &[CommentById]) -> LoadResult<CommentById, Comment> {
-        let span = crate::telemetry::traces::loader_span("CommentById", keys.len());
-        async move {
-            let found = comments::find_many(&self.state, &ids(keys, |k| k.0)).await?;
-            Ok(found.into_iter().map(|c| (CommentById(c.id), c)).collect())
-        }
-        .instrument(span)
-        .await
+        let found = comments::find_many(&self.state, &ids(keys, |k| k.0)).await?;
+        Ok(found.into_iter().map(|c| (CommentById(c.id), c)).collect())
     }
 }
 
@@ -179,17 +189,12 @@ impl Loader<TagsOfArticle> for ConduitLoader {
     type Error = async_graphql::Error;
 
     async fn load(&self, keys: &[TagsOfArticle]) -> LoadResult<TagsOfArticle, Vec<String>> {
-        let span = crate::telemetry::traces::loader_span("TagsOfArticle", keys.len());
-        async move {
-            let mut tags = articles::tags_of(&self.state, &ids(keys, |k| k.0)).await?;
-            Ok(for_every_key(
-                keys,
-                |k| k.0,
-                |id| tags.remove(&id).unwrap_or_default(),
-            ))
-        }
-        .instrument(span)
-        .await
+        let mut tags = articles::tags_of(&self.state, &ids(keys, |k| k.0)).await?;
+        Ok(for_every_key(
+            keys,
+            |k| k.0,
+            |id| tags.remove(&id).unwrap_or_default(),
+        ))
     }
 }
 
@@ -198,16 +203,11 @@ impl Loader<ArticleBody> for ConduitLoader {
     type Error = async_graphql::Error;
 
     async fn load(&self, keys: &[ArticleBody]) -> LoadResult<ArticleBody, String> {
-        let span = crate::telemetry::traces::loader_span("ArticleBody", keys.len());
-        async move {
-            let bodies = articles::bodies_of(&self.state, &ids(keys, |k| k.0)).await?;
-            Ok(bodies
-                .into_iter()
-                .map(|(id, body)| (ArticleBody(id), body))
-                .collect())
-        }
-        .instrument(span)
-        .await
+        let bodies = articles::bodies_of(&self.state, &ids(keys, |k| k.0)).await?;
+        Ok(bodies
+            .into_iter()
+            .map(|(id, body)| (ArticleBody(id), body))
+            .collect())
     }
 }
 
@@ -216,17 +216,12 @@ impl Loader<NewestComments> for ConduitLoader {
     type Error = async_graphql::Error;
 
     async fn load(&self, keys: &[NewestComments]) -> LoadResult<NewestComments, Vec<Comment>> {
-        let span = crate::telemetry::traces::loader_span("NewestComments", keys.len());
-        async move {
-            let mut newest = comments::newest_of_articles(&self.state, &ids(keys, |k| k.0)).await?;
-            Ok(for_every_key(
-                keys,
-                |k| k.0,
-                |id| newest.remove(&id).unwrap_or_default(),
-            ))
-        }
-        .instrument(span)
-        .await
+        let mut newest = comments::newest_of_articles(&self.state, &ids(keys, |k| k.0)).await?;
+        Ok(for_every_key(
+            keys,
+            |k| k.0,
+            |id| newest.remove(&id).unwrap_or_default(),
+        ))
     }
 }
 
@@ -235,17 +230,12 @@ impl Loader<FavoritedByViewer> for ConduitLoader {
     type Error = async_graphql::Error;
 
     async fn load(&self, keys: &[FavoritedByViewer]) -> LoadResult<FavoritedByViewer, bool> {
-        let span = crate::telemetry::traces::loader_span("FavoritedByViewer", keys.len());
-        async move {
-            let Some(viewer) = &self.viewer else {
-                return Ok(for_every_key(keys, |k| k.0, |_| false));
-            };
-            let favorited =
-                favorites::favorited_among(&self.state, viewer, &ids(keys, |k| k.0)).await?;
-            Ok(for_every_key(keys, |k| k.0, |id| favorited.contains(&id)))
-        }
-        .instrument(span)
-        .await
+        let Some(viewer) = &self.viewer else {
+            return Ok(for_every_key(keys, |k| k.0, |_| false));
+        };
+        let favorited =
+            favorites::favorited_among(&self.state, viewer, &ids(keys, |k| k.0)).await?;
+        Ok(for_every_key(keys, |k| k.0, |id| favorited.contains(&id)))
     }
 }
 
@@ -254,16 +244,10 @@ impl Loader<FollowedByViewer> for ConduitLoader {
     type Error = async_graphql::Error;
 
     async fn load(&self, keys: &[FollowedByViewer]) -> LoadResult<FollowedByViewer, bool> {
-        let span = crate::telemetry::traces::loader_span("FollowedByViewer", keys.len());
-        async move {
-            let Some(viewer) = &self.viewer else {
-                return Ok(for_every_key(keys, |k| k.0, |_| false));
-            };
-            let followed =
-                profiles::followed_among(&self.state, viewer, &ids(keys, |k| k.0)).await?;
-            Ok(for_every_key(keys, |k| k.0, |id| followed.contains(&id)))
-        }
-        .instrument(span)
-        .await
+        let Some(viewer) = &self.viewer else {
+            return Ok(for_every_key(keys, |k| k.0, |_| false));
+        };
+        let followed = profiles::followed_among(&self.state, viewer, &ids(keys, |k| k.0)).await?;
+        Ok(for_every_key(keys, |k| k.0, |id| followed.contains(&id)))
     }
 }

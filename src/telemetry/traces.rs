@@ -138,7 +138,7 @@ pub fn continue_trace(span: &tracing::Span, headers: &http::HeaderMap) {
 }
 
 /// A span for one loader batch.
-pub fn loader_span(key: &'static str, keys: usize) -> tracing::Span {
+pub fn loader_span(key: &str, keys: usize) -> tracing::Span {
     if !enabled() {
         return tracing::Span::none();
     }
