@@ -16,7 +16,7 @@ use std::{
 use conduit::db::embedded::EmbeddedPostgres;
 use serde_json::{Value, json};
 
-use crate::helpers::{TestApp, TestDatabase};
+use crate::helpers::{TestApp, TestDatabase, free_port};
 
 const READ: &str = "{ articles(first: 10) { edges { node { title author { username } } } } tags }";
 const WRITE: &str = "mutation($input: CreateArticleInput!) { createArticle(input: $input) { article { slug } errors { code } } }";
@@ -29,14 +29,6 @@ struct Outcome {
     retry_after: Option<String>,
     /// The title of an article the server said it created.
     acknowledged: Option<String>,
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
 }
 
 async fn send(app: &TestApp, body: Value, token: Option<&str>) -> Outcome {
