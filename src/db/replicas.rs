@@ -311,9 +311,14 @@ async fn poll(router: Weak<Router>, every: Duration) {
         });
         for (replica, seen) in futures_util::future::join_all(polls).await {
             let status = &replica.status;
+            let seen = match seen {
+                Ok(Ok(seen)) => Ok(seen),
+                Ok(Err(e)) => Err(e.to_string()),
+                Err(_) => Err("no answer to its poll".to_owned()),
+            };
             let replayed = match seen {
-                Ok(Ok(Some(replayed))) => replayed,
-                Ok(Ok(None)) => {
+                Ok(Some(replayed)) => replayed,
+                Ok(None) => {
                     if status.up.swap(false, Ordering::AcqRel) || status.replayed() == Lsn(0) {
                         tracing::error!(replica = %replica.name, "not a replica (it is not in recovery): skipped");
                     }
@@ -321,16 +326,9 @@ async fn poll(router: Weak<Router>, every: Duration) {
                     metrics_export::record_replica(&replica.name, false, Duration::ZERO);
                     continue;
                 }
-                Ok(Err(e)) => {
+                Err(error) => {
                     if status.up.swap(false, Ordering::AcqRel) {
-                        tracing::warn!(replica = %replica.name, error = %e, "replica down; reading from the primary");
-                    }
-                    metrics_export::record_replica(&replica.name, false, status.lag());
-                    continue;
-                }
-                Err(_) => {
-                    if status.up.swap(false, Ordering::AcqRel) {
-                        tracing::warn!(replica = %replica.name, "replica did not answer its poll; reading from the primary");
+                        tracing::warn!(replica = %replica.name, %error, "replica down; reading from the primary");
                     }
                     metrics_export::record_replica(&replica.name, false, status.lag());
                     continue;

@@ -247,7 +247,9 @@ impl Executor {
 
         let reads_only = operations.as_slice().iter().all(Prepared::is_query);
         let app = self.database_for(reads_only, viewer).await;
-        let writers = (!reads_only).then(|| Arc::new(Writers::default()));
+        // Writes are remembered only where reads may go to a replica.
+        let writers =
+            (!reads_only && self.app.reads.is_enabled()).then(|| Arc::new(Writers::default()));
         let shared = Operation {
             executor: self,
             app: app.as_ref().unwrap_or(&self.app),
@@ -505,7 +507,8 @@ impl Executor {
             true => None,
             false => self.database_for(query, viewer).await,
         };
-        let writers = (!query && !subscription).then(|| Arc::new(Writers::default()));
+        let writers = (!query && !subscription && self.app.reads.is_enabled())
+            .then(|| Arc::new(Writers::default()));
         let shared = Operation {
             executor: self,
             app: app.as_ref().unwrap_or(&self.app),
