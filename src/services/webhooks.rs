@@ -428,17 +428,7 @@ pub async fn deliver(db: &Database, webhooks: &Webhooks, delivery_id: Uuid) -> A
     let attempts = delivery.attempts + 1;
     if let Some(reason) = &endpoint.disabled_reason {
         let error = format!("not sent: the endpoint is disabled ({reason})");
-        record(
-            &mut conn,
-            &delivery,
-            attempts - 1,
-            status::FAILED,
-            None,
-            Some(&error),
-            None,
-        )
-        .await?;
-        return Ok(Outcome::Done);
+        return not_sent(&mut conn, &delivery, &error).await;
     }
     // No connection is held while the receiver takes its time.
     drop(conn);
@@ -455,18 +445,7 @@ pub async fn deliver(db: &Database, webhooks: &Webhooks, delivery_id: Uuid) -> A
     let opened: Vec<String> = stored.iter().filter_map(|s| sealer.open(s)).collect();
     if opened.is_empty() {
         let error = "not sent: the signing secret is sealed under another key (WEBHOOK_SECRETS_KEY); rotate it";
-        let mut conn = db.conn().await?;
-        record(
-            &mut conn,
-            &delivery,
-            attempts - 1,
-            status::FAILED,
-            None,
-            Some(error),
-            None,
-        )
-        .await?;
-        return Ok(Outcome::Done);
+        return not_sent(&mut *db.conn().await?, &delivery, error).await;
     }
     let secrets: Vec<&str> = opened.iter().map(String::as_str).collect();
     let body = serde_json::to_vec(&delivery.payload).map_err(anyhow::Error::from)?;
@@ -567,6 +546,26 @@ pub async fn deliver(db: &Database, webhooks: &Webhooks, delivery_id: Uuid) -> A
         after: wait,
         reason: error,
     })
+}
+
+/// A delivery that fails without being sent: no attempt is counted.
+async fn not_sent(
+    conn: &mut diesel_async::AsyncPgConnection,
+    delivery: &Delivery,
+    error: &str,
+) -> AppResult<Outcome> {
+    let attempts = delivery.attempts;
+    record(
+        conn,
+        delivery,
+        attempts,
+        status::FAILED,
+        None,
+        Some(error),
+        None,
+    )
+    .await?;
+    Ok(Outcome::Done)
 }
 
 async fn record(
