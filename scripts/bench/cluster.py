@@ -323,7 +323,7 @@ def churn_phase(base: str, lines: list[str], threads: int, seconds: int, primary
     total = sum(outcomes.values())
     failed = total - outcomes.get("ok", 0)
     # Every comment the server said it created is on the primary.
-    ids = [bench_uuid(i) for i in acknowledged]
+    ids = [bench.global_uuid(i) for i in acknowledged]
     missing = 0
     for chunk in range(0, len(ids), 1000):
         part = ids[chunk:chunk + 1000]
@@ -346,10 +346,6 @@ def churn_phase(base: str, lines: list[str], threads: int, seconds: int, primary
         "events": events,
         "seconds": seconds,
     }
-
-
-def bench_uuid(global_id: str) -> str:
-    return bench.global_uuid(global_id)
 
 
 # --- report ----------------------------------------------------------------
