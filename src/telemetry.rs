@@ -153,6 +153,27 @@ pub mod metrics_export {
         }
     }
 
+    /// A response-cache lookup or store: `hit`, `miss`, `evicted`, or
+    /// `stale_refused` (a response not kept because what it shows changed
+    /// while it ran).
+    pub fn record_response_cache(outcome: &'static str) {
+        handle();
+        metrics::counter!("response_cache_requests_total", "outcome" => outcome).increment(1);
+    }
+
+    /// Entries the response cache dropped because what they show changed.
+    pub fn record_response_cache_invalidations(dropped: usize) {
+        handle();
+        metrics::counter!("response_cache_invalidations_total").increment(dropped as u64);
+    }
+
+    /// What the response cache holds now.
+    pub fn record_response_cache_size(entries: usize, bytes: usize) {
+        handle();
+        metrics::gauge!("response_cache_entries").set(entries as f64);
+        metrics::gauge!("response_cache_bytes").set(bytes as f64);
+    }
+
     /// A request refused by a rate limit.
     pub fn record_rate_limited(budget: &'static str) {
         handle();

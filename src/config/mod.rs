@@ -6,6 +6,7 @@
 //! A value that does not parse stops start-up with a message naming the
 //! variable; nothing falls back silently. A blank variable counts as unset.
 
+mod cache;
 mod jobs;
 mod limits;
 mod rate_limits;
@@ -20,6 +21,7 @@ use clap::{Args, CommandFactory, FromArgMatches};
 
 use self::values::{millis, secs};
 pub use self::{
+    cache::ResponseCacheConfig,
     jobs::{Jobs, Webhooks},
     limits::{Limits, Pagination, schema_lists},
     rate_limits::RateLimits,
@@ -143,6 +145,8 @@ pub struct Config {
     pub rate_limits: RateLimits,
     #[command(flatten)]
     pub subscriptions: Subscriptions,
+    #[command(flatten)]
+    pub response_cache: ResponseCacheConfig,
     #[command(flatten)]
     pub jobs: Jobs,
     /// Proxies in front of the server that append to `X-Forwarded-For`;

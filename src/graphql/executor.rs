@@ -16,6 +16,7 @@ use tracing::Instrument;
 
 use super::{
     ConduitSchema,
+    cache::{self, ResponseCache, Stored, invalidation, tags},
     document_cache::DocumentCache,
     limits::{self, DocumentLimits},
     loaders,
@@ -37,6 +38,7 @@ pub struct Executor {
     schema: ConduitSchema,
     limits: DocumentLimits,
     parsed: DocumentCache,
+    cache: ResponseCache,
     documents: PersistedDocuments,
     /// Production hides the schema from anonymous clients.
     production: bool,
@@ -132,10 +134,37 @@ impl ClientError for Refusal {
     }
 }
 
+/// What a request's operations answered. Made once per request and
+/// moved, as [`Operations`] is.
+#[allow(clippy::large_enum_variant)]
+pub enum Answer {
+    /// The responses, every error coded.
+    Responses(BatchResponse),
+    /// One operation's response, serialised, as the response cache keeps
+    /// it (whether it came from the cache or was just made and kept).
+    Stored(Arc<Stored>),
+}
+
+/// What one operation answered.
+#[allow(clippy::large_enum_variant)]
+enum Answered {
+    Ran(async_graphql::Response),
+    Stored(Arc<Stored>),
+}
+
+impl Answered {
+    fn into_response(self) -> async_graphql::Response {
+        match self {
+            Self::Ran(response) => response,
+            Self::Stored(stored) => stored.response(),
+        }
+    }
+}
+
 /// What came of a request.
 pub struct Executed {
-    /// The responses, every error coded; or why nothing ran.
-    pub result: Result<BatchResponse, AppError>,
+    /// What the operations answered; or why nothing ran.
+    pub result: Result<Answer, AppError>,
     /// The codes of every error in `result`'s responses.
     pub codes: Vec<String>,
     /// Why the presented token named nobody; the request ran anonymously.
@@ -151,11 +180,14 @@ impl Executor {
         documents: PersistedDocuments,
         config: &Config,
     ) -> Self {
+        let cache = ResponseCache::new(&config.response_cache);
+        invalidation::follow(&app.events, cache.clone());
         Self {
             app,
             schema,
             limits: DocumentLimits::new(config.limits, config.pagination),
             parsed: DocumentCache::default(),
+            cache,
             documents,
             production: config.is_production(),
             request_timeout: config.request_timeout,
@@ -253,6 +285,7 @@ impl Executor {
         let shared = Operation {
             executor: self,
             app: app.as_ref().unwrap_or(&self.app),
+            on_replica: reads_only && app.is_some(),
             writers: writers.clone(),
             viewer,
             address: ClientAddress(caller.address),
@@ -260,15 +293,18 @@ impl Executor {
         };
         let run = async {
             match operations {
-                Operations::Single(operation) => BatchResponse::Single(shared.run(operation).await),
-                Operations::Batch(operations) => BatchResponse::Batch(
+                Operations::Single(operation) => match shared.run(operation).await {
+                    Answered::Stored(stored) => Answer::Stored(stored),
+                    Answered::Ran(response) => Answer::Responses(BatchResponse::Single(response)),
+                },
+                Operations::Batch(operations) => Answer::Responses(BatchResponse::Batch(
                     operations
                         .into_iter()
-                        .map(|operation| shared.run(operation))
+                        .map(|operation| async { shared.run(operation).await.into_response() })
                         .collect::<FuturesOrdered<_>>()
                         .collect()
                         .await,
-                ),
+                )),
             }
         };
         let run = crate::telemetry::REQUEST_ID.scope(caller.request_id.into(), async {
@@ -284,13 +320,20 @@ impl Executor {
                 let codes = vec![e.code().as_str().to_owned()];
                 (Err(e), codes)
             }
-            Ok(Ok(mut response)) => {
+            Ok(Ok(Answer::Stored(stored))) if credentials.rejected.is_none() => {
+                (Ok(Answer::Stored(stored)), Vec::new())
+            }
+            Ok(Ok(answer)) => {
+                let mut response = match answer {
+                    Answer::Responses(response) => response,
+                    Answer::Stored(stored) => BatchResponse::Single(stored.response()),
+                };
                 tag_errors(responses_mut(&mut response), caller.request_id);
                 if let Some(rejection) = credentials.rejected {
                     tell_token_rejection(&mut response, rejection);
                 }
                 let codes = error_codes(&response);
-                (Ok(response), codes)
+                (Ok(Answer::Responses(response)), codes)
             }
             Err(_) => {
                 let e = AppError::Timeout("the request took too long and was cancelled");
@@ -300,6 +343,9 @@ impl Executor {
         };
         if let Some(writers) = writers {
             self.remember_writes(&writers, viewer).await;
+        }
+        if !reads_only {
+            invalidation::catch_up(&self.app, &self.cache).await;
         }
         for name in &names {
             metrics_export::record_operation(
@@ -408,6 +454,9 @@ struct Operation<'a> {
     executor: &'a Executor,
     /// What the operations read from and write to.
     app: &'a AppState,
+    /// Whether `app` is a replica: what it answers may predate writes whose
+    /// invalidations this instance already applied, so it is not kept.
+    on_replica: bool,
     writers: Option<Arc<Writers>>,
     viewer: Option<Viewer>,
     address: ClientAddress,
@@ -415,17 +464,74 @@ struct Operation<'a> {
 }
 
 impl Operation<'_> {
-    /// Runs one operation.
-    async fn run(&self, operation: Prepared) -> async_graphql::Response {
+    /// Runs one operation, or answers it from the response cache.
+    async fn run(&self, operation: Prepared) -> Answered {
         let span = operation_span(&operation);
         async {
-            match self.request(operation).await {
-                Ok(request) => self.executor.schema.execute(request).await,
-                Err(refused) => refused,
+            let key = self.cache_key(&operation);
+            if let Some(key) = &key
+                && let Some(stored) = self.executor.cache.get(key)
+            {
+                // A stored answer costs what running it would.
+                if let Some(cost) = stored.cost
+                    && let Err(e) = rate_limit::charge(&self.executor.app, self.ticket, cost).await
+                {
+                    return Answered::Ran(async_graphql::Response::from_errors(vec![e]));
+                }
+                return Answered::Stored(stored);
+            }
+            match self.request(operation, key).await {
+                Ok((request, None)) => Answered::Ran(self.executor.schema.execute(request).await),
+                Ok((request, Some(keep))) => {
+                    let response = self.executor.schema.execute(request).await;
+                    self.keep(keep, response)
+                }
+                Err(refused) => Answered::Ran(refused),
             }
         }
         .instrument(span)
         .await
+    }
+
+    /// The response cache's key for a query that parsed, when the cache is on.
+    fn cache_key(&self, operation: &Prepared) -> Option<cache::Key> {
+        if !self.executor.cache.is_enabled() || operation.document.is_err() || !operation.is_query()
+        {
+            return None;
+        }
+        let request = &operation.request;
+        Some(ResponseCache::key(
+            &request.query,
+            request.operation_name.as_deref(),
+            &request.variables,
+        ))
+    }
+
+    /// Takes the entity ids out of a response made to be kept, and keeps
+    /// it if its hints let every viewer share it.
+    fn keep(&self, keep: Keep, mut response: async_graphql::Response) -> Answered {
+        let tags = tags::collect(
+            &keep.document,
+            keep.operation_name.as_deref(),
+            &keep.variables,
+            &mut response.data,
+        );
+        let hints = response.cache_control;
+        let shareable = hints.public
+            && hints.max_age > 0
+            && response.errors.is_empty()
+            && response.extensions.is_empty();
+        if !shareable {
+            return Answered::Ran(response);
+        }
+        match self
+            .executor
+            .cache
+            .put(keep.ticket, keep.key, response, tags, keep.cost)
+        {
+            Ok(stored) => Answered::Stored(stored),
+            Err(response) => Answered::Ran(*response),
+        }
     }
 
     /// The static limits and the rate-limit charge, then the request the
@@ -433,7 +539,11 @@ impl Operation<'_> {
     /// client's address, the rate-limit ticket and a fresh set of loaders
     /// (they cache per operation and know the viewer). A refusal is the
     /// response to send instead.
-    async fn request(&self, operation: Prepared) -> Result<Request, async_graphql::Response> {
+    async fn request(
+        &self,
+        operation: Prepared,
+        key: Option<cache::Key>,
+    ) -> Result<(Request, Option<Keep>), async_graphql::Response> {
         let refuse = |e: ServerError| async_graphql::Response::from_errors(vec![e]);
         let executor = self.executor;
         let Prepared {
@@ -454,6 +564,7 @@ impl Operation<'_> {
         let loaders = loaders::for_request(self.app, self.viewer, move |batch| {
             tokio::spawn(batch.instrument(span.clone()))
         });
+        let cost = measure.as_ref().map(|m| m.cost);
         if let Some(measure) = measure {
             if measure.mutation {
                 // Mutations run in turn and change what later ones read:
@@ -464,7 +575,21 @@ impl Operation<'_> {
                 .await
                 .map_err(refuse)?;
         }
-        request.set_parsed_query(ExecutableDocument::clone(&document));
+        let mut executed = ExecutableDocument::clone(&document);
+        let keep = key
+            .filter(|_| !self.on_replica && tags::can_augment(&request.query))
+            .map(|key| {
+                tags::augment(&mut executed);
+                Keep {
+                    key,
+                    ticket: executor.cache.ticket(),
+                    cost,
+                    document: document.clone(),
+                    operation_name: request.operation_name.clone(),
+                    variables: request.variables.clone(),
+                }
+            });
+        request.set_parsed_query(executed);
         request = request
             .data(self.address)
             .data(self.ticket.clone())
@@ -475,12 +600,24 @@ impl Operation<'_> {
         if let Some(writers) = &self.writers {
             request = request.data(writers.clone());
         }
-        Ok(match self.viewer {
+        let request = match self.viewer {
             Some(viewer) => request.data(viewer),
             None if executor.production => request.disable_introspection(),
             None => request,
-        })
+        };
+        Ok((request, keep))
     }
+}
+
+/// What keeping a query's response needs, taken before it runs.
+struct Keep {
+    key: cache::Key,
+    ticket: cache::Ticket,
+    cost: Option<usize>,
+    /// The document as the client sent it (the one run selects more).
+    document: Arc<ExecutableDocument>,
+    operation_name: Option<String>,
+    variables: async_graphql::Variables,
 }
 
 impl Executor {
@@ -512,6 +649,7 @@ impl Executor {
         let shared = Operation {
             executor: self,
             app: app.as_ref().unwrap_or(&self.app),
+            on_replica: query && app.is_some(),
             writers: writers.clone(),
             viewer,
             address: ClientAddress(address),
@@ -523,15 +661,15 @@ impl Executor {
             tag_errors(std::slice::from_mut(&mut response), &request_id);
             response
         };
-        let request = match shared.request(operation).await {
-            Ok(request) => request,
-            Err(refused) => return futures_util::stream::once(async move { tag(refused) }).boxed(),
-        };
         if subscription {
-            return self.schema.execute_stream(request).map(tag).boxed();
+            return match shared.request(operation, None).await {
+                Ok((request, _)) => self.schema.execute_stream(request).map(tag).boxed(),
+                Err(refused) => futures_util::stream::once(async move { tag(refused) }).boxed(),
+            };
         }
-        let run =
-            crate::telemetry::REQUEST_ID.scope(tagged_id.into(), self.schema.execute(request));
+        let run = crate::telemetry::REQUEST_ID.scope(tagged_id.into(), async {
+            shared.run(operation).await.into_response()
+        });
         let run = async {
             let response = run.await;
             match &app {
@@ -551,6 +689,9 @@ impl Executor {
         };
         if let Some(writers) = writers {
             self.remember_writes(&writers, viewer).await;
+        }
+        if !query {
+            invalidation::catch_up(&self.app, &self.cache).await;
         }
         futures_util::stream::once(async move { tag(response) }).boxed()
     }

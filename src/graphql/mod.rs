@@ -1,6 +1,7 @@
 //! The GraphQL schema: roots, types, loaders and guards. Resolvers stay
 //! thin: they parse arguments, call a service and map the result.
 
+pub mod cache;
 pub mod connection;
 pub mod document_cache;
 pub mod executor;

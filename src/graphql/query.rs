@@ -24,11 +24,13 @@ pub struct QueryRoot;
 #[Object(name = "Query")]
 impl QueryRoot {
     /// The signed-in user's view, or null for an anonymous request.
+    #[graphql(cache_control(private))]
     async fn viewer(&self, ctx: &Context<'_>) -> Option<Viewer> {
         ctx.viewer().map(|v| Viewer { user_id: v.user_id })
     }
 
     /// A profile by username (any letter case).
+    #[graphql(cache_control(max_age = 60))]
     async fn user(
         &self,
         ctx: &Context<'_>,
@@ -42,6 +44,7 @@ impl QueryRoot {
     /// Live articles, newest first. Filters combine: `tag` (any letter
     /// case), `author` and `favoritedBy` (usernames).
     #[allow(clippy::too_many_arguments)]
+    #[graphql(cache_control(max_age = 60))]
     async fn articles(
         &self,
         ctx: &Context<'_>,
@@ -64,6 +67,7 @@ impl QueryRoot {
     }
 
     /// An article by slug, or null.
+    #[graphql(cache_control(max_age = 60))]
     async fn article(
         &self,
         ctx: &Context<'_>,
@@ -75,6 +79,7 @@ impl QueryRoot {
     }
 
     /// Tags of live articles, most used first (at most 100).
+    #[graphql(cache_control(max_age = 60))]
     async fn tags(
         &self,
         ctx: &Context<'_>,
@@ -91,17 +96,20 @@ impl QueryRoot {
 
     /// The caller's rate-limit budget after this request was charged; null
     /// when rate limiting is off.
+    #[graphql(cache_control(no_cache))]
     async fn rate_limit(&self, ctx: &Context<'_>) -> Option<super::rate_limit::RateLimit> {
         super::rate_limit::current(ctx)
     }
 
     /// The object with this global id, or null if it is unknown or deleted.
+    #[graphql(cache_control(private))]
     async fn node(&self, ctx: &Context<'_>, id: ID) -> async_graphql::Result<Option<Node>> {
         node::resolve(ctx, &id).await
     }
 
     /// The objects with these global ids (at most 100), null for each
     /// unknown or deleted one.
+    #[graphql(cache_control(private))]
     async fn nodes(
         &self,
         ctx: &Context<'_>,

@@ -75,6 +75,7 @@ pub async fn charge(
 
 /// The spender's budget after this request was charged.
 #[derive(SimpleObject)]
+#[graphql(cache_control(no_cache))]
 pub struct RateLimit {
     /// Points this request cost.
     pub cost: i64,

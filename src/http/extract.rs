@@ -25,6 +25,11 @@ pub struct HttpCaller {
 }
 
 impl HttpCaller {
+    /// Whether the request carries credentials (valid or not).
+    pub fn has_credentials(&self) -> bool {
+        self.authorization.is_some()
+    }
+
     /// The caller, as the executor takes it.
     pub fn caller(&self) -> Caller<'_> {
         Caller {

@@ -2,14 +2,16 @@
 //! and for GraphiQL in a browser. Only transport lives here: media types,
 //! decoding, status codes and headers; the pipeline is `graphql::executor`.
 
+use async_graphql::{BatchResponse, CacheControl};
 use async_graphql_axum::{GraphQLBatchRequest, rejection::GraphQLRejection};
 use axum::{
+    body::Body,
     extract::{
         RawQuery, State,
         ws::{WebSocketUpgrade, rejection::WebSocketUpgradeRejection},
     },
-    http::{HeaderMap, HeaderValue, header},
-    response::Response,
+    http::{HeaderMap, HeaderValue, StatusCode, header},
+    response::{IntoResponse, Response},
 };
 
 use super::{
@@ -20,7 +22,7 @@ use super::{
 };
 use crate::{
     error::ErrorCode,
-    graphql::executor::{Executed, Operations},
+    graphql::executor::{Answer, Executed, Operations},
 };
 
 pub async fn post(
@@ -44,11 +46,10 @@ pub async fn post(
     };
     let executor = &state.executor;
     match executor.prepare_all(batch).await {
-        Ok(operations) => respond(
-            executor.execute(operations, caller.caller()).await,
-            request_id,
-            media,
-        ),
+        Ok(operations) => {
+            let executed = executor.execute(operations, caller.caller()).await;
+            no_store(respond(executed, request_id, media).0)
+        }
         Err(e) => error_response(&e, request_id, media),
     }
 }
@@ -82,6 +83,8 @@ pub async fn get(
     if !has_document && state.graphiql && accepts_html(&headers) {
         return super::graphiql::page();
     }
+    // A document named by its hash alone: a URL a CDN can cache.
+    let by_hash = !query.split('&').any(|pair| pair.starts_with("query="));
     let request = match async_graphql::http::parse_query_string(&query) {
         Ok(request) => request,
         Err(e) => {
@@ -100,21 +103,132 @@ pub async fn get(
         .executor
         .execute(Operations::Single(operation), caller.caller())
         .await;
-    respond(executed, request_id, media)
+    let shared = by_hash && !caller.has_credentials();
+    let (http, hints) = respond(executed, request_id, media);
+    http_cache(http, hints, shared, &headers).await
 }
 
-/// The HTTP answer to what the pipeline made of a request.
-fn respond(executed: Executed, request_id: &RequestId, media: Media) -> Response {
+/// What a GET's answer may be cached for, per its hints: `public` for an
+/// anonymous request by persisted hash of public data (a CDN may keep
+/// it); `private, no-cache` for other successful queries (the browser
+/// revalidates with the `ETag`, which a `304` answers); `no-store` for
+/// anything else. Every cacheable answer has an `ETag`.
+async fn http_cache(
+    http: Response,
+    hints: Option<CacheControl>,
+    shared: bool,
+    request: &HeaderMap,
+) -> Response {
+    let Some(hints) = hints.filter(|_| http.status() == StatusCode::OK) else {
+        return no_store(http);
+    };
+    let policy = if shared && hints.public && hints.max_age > 0 {
+        format!("public, max-age={}", hints.max_age)
+    } else {
+        "private, no-cache".to_owned()
+    };
+    let (mut parts, body) = http.into_parts();
+    let etag = match parts.headers.get(header::ETAG) {
+        Some(etag) => etag.clone(),
+        None => {
+            let Ok(bytes) = axum::body::to_bytes(body, usize::MAX).await else {
+                return no_store(StatusCode::INTERNAL_SERVER_ERROR.into_response());
+            };
+            let etag = etag_of(&bytes);
+            parts.headers.insert(header::ETAG, etag.clone());
+            return finish(
+                Response::from_parts(parts, Body::from(bytes)),
+                &policy,
+                &etag,
+                request,
+            );
+        }
+    };
+    finish(Response::from_parts(parts, body), &policy, &etag, request)
+}
+
+fn finish(mut http: Response, policy: &str, etag: &HeaderValue, request: &HeaderMap) -> Response {
+    let headers = http.headers_mut();
+    if let Ok(value) = HeaderValue::from_str(policy) {
+        headers.insert(header::CACHE_CONTROL, value);
+    }
+    // The answer differs with the credentials and the media type.
+    headers.append(
+        header::VARY,
+        HeaderValue::from_static("Authorization, Accept"),
+    );
+    if !matches_etag(request, etag) {
+        return http;
+    }
+    let mut not_modified = StatusCode::NOT_MODIFIED.into_response();
+    for name in [header::CACHE_CONTROL, header::ETAG, header::VARY] {
+        for value in http.headers().get_all(&name) {
+            not_modified
+                .headers_mut()
+                .append(name.clone(), value.clone());
+        }
+    }
+    not_modified
+}
+
+/// Whether `If-None-Match` names `etag` (or is `*`); weak tags compare by
+/// their value, as RFC 9110 says for this header.
+fn matches_etag(request: &HeaderMap, etag: &HeaderValue) -> bool {
+    let etag = etag.as_bytes();
+    request
+        .get_all(header::IF_NONE_MATCH)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .map(|tag| tag.trim())
+        .any(|tag| tag == "*" || tag.trim_start_matches("W/").as_bytes() == etag)
+}
+
+fn etag_of(body: &[u8]) -> HeaderValue {
+    HeaderValue::from_str(&crate::graphql::cache::etag(body)).expect("hex is a valid header value")
+}
+
+fn no_store(mut http: Response) -> Response {
+    http.headers_mut()
+        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    http
+}
+
+/// The HTTP answer to what the pipeline made of a request, and the cache
+/// hints of a successful query's answer.
+fn respond(
+    executed: Executed,
+    request_id: &RequestId,
+    media: Media,
+) -> (Response, Option<CacheControl>) {
     let Executed {
         result,
         codes,
         rejected,
         charge,
     } = executed;
+    let mut hints = None;
     let mut http = match result {
+        Ok(Answer::Stored(stored)) => {
+            hints = Some(stored.cache_control());
+            let mut http = (
+                [(header::CONTENT_TYPE, media.content_type())],
+                stored.body.clone(),
+            )
+                .into_response();
+            if let Ok(etag) = HeaderValue::from_str(&stored.etag) {
+                http.headers_mut().insert(header::ETAG, etag);
+            }
+            http
+        }
         // Of a request that ran, only a retryable fault or a spent budget
         // shows in the status line; other errors sit beside their data.
-        Ok(response) => {
+        Ok(Answer::Responses(response)) => {
+            if let BatchResponse::Single(r) = &response
+                && codes.is_empty()
+            {
+                hints = Some(r.cache_control);
+            }
             let code = [ErrorCode::ServiceUnavailable, ErrorCode::RateLimited]
                 .into_iter()
                 .find(|code| codes.iter().any(|c| c == code.as_str()));
@@ -148,7 +262,7 @@ fn respond(executed: Executed, request_id: &RequestId, media: Media) -> Response
             headers.insert(header::WWW_AUTHENTICATE, value);
         }
     }
-    http
+    (http, hints)
 }
 
 fn accepts_html(headers: &HeaderMap) -> bool {

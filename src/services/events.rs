@@ -67,6 +67,9 @@ pub struct EventBus {
     sender: broadcast::Sender<Arc<Delivery>>,
     /// Sessions signed out, for the connections they authenticated.
     revoked: broadcast::Sender<Uuid>,
+    /// Every batch of events as read, before their rows are loaded: for
+    /// followers that need only what the events name (the response cache).
+    batches: broadcast::Sender<Arc<[Event]>>,
     delivered: Arc<AtomicI64>,
 }
 
@@ -82,9 +85,11 @@ impl EventBus {
         drop(conn);
         let (sender, _) = broadcast::channel(capacity.max(1));
         let (revoked, _) = broadcast::channel(capacity.max(1));
+        let (batches, _) = broadcast::channel(capacity.max(1));
         let bus = Self {
             sender,
             revoked,
+            batches,
             delivered: Arc::new(AtomicI64::new(last)),
         };
         let listener = Listener {
@@ -99,6 +104,12 @@ impl EventBus {
     /// deliveries behind is told so ([`broadcast::error::RecvError::Lagged`]).
     pub fn subscribe(&self) -> broadcast::Receiver<Arc<Delivery>> {
         self.sender.subscribe()
+    }
+
+    /// Every batch of events read from now on, oldest first. A receiver
+    /// that falls `capacity` batches behind is told so.
+    pub fn batches(&self) -> broadcast::Receiver<Arc<[Event]>> {
+        self.batches.subscribe()
     }
 
     /// The ids of sessions signed out from now on.
@@ -182,6 +193,7 @@ impl Listener {
                 return Ok(());
             };
             let count = events.len();
+            let _ = self.bus.batches.send(events.as_slice().into());
             let deliveries = load(conn, events).await?;
             for delivery in deliveries {
                 // No subscriber is not an error.

@@ -8,7 +8,7 @@ use conduit::{
     config::{Config, PersistedQueryStore},
     graphql::{
         build_schema,
-        executor::{Caller, Executed, Executor, Operations},
+        executor::{Answer, Caller, Executed, Executor, Operations},
         persisted::PersistedDocuments,
     },
 };
@@ -39,7 +39,10 @@ async fn run(executor: &Executor, query: &str, authorization: Option<&str>) -> (
         )
         .await;
     let body = match executed.result.as_mut() {
-        Ok(BatchResponse::Single(response)) => serde_json::to_value(&*response).unwrap(),
+        Ok(Answer::Responses(BatchResponse::Single(response))) => {
+            serde_json::to_value(&*response).unwrap()
+        }
+        Ok(Answer::Stored(stored)) => serde_json::from_slice(&stored.body).unwrap(),
         other => panic!("one response: {:?}", other.is_ok()),
     };
     (executed, body)

@@ -33,6 +33,9 @@ pub mod kind {
     pub const SESSION_REVOKED: &str = "session_revoked";
     pub const ARTICLE_FAVORITED: &str = "article_favorited";
     pub const USER_FOLLOWED: &str = "user_followed";
+    pub const USER_UNFOLLOWED: &str = "user_unfollowed";
+    pub const USER_CREATED: &str = "user_created";
+    pub const USER_UPDATED: &str = "user_updated";
 }
 
 pub async fn find(conn: &mut AsyncPgConnection, id: i64) -> QueryResult<Option<Event>> {

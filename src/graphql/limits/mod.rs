@@ -24,6 +24,8 @@ mod root_fields;
 mod text;
 mod visitor;
 
+pub(crate) use visitor::registry;
+
 use async_graphql::{
     ServerError, Variables,
     parser::types::{DocumentOperations, ExecutableDocument, OperationDefinition, OperationType},

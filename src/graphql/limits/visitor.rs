@@ -80,7 +80,7 @@ impl SchemaFields {
 }
 
 /// The schema's types, as async-graphql registers them.
-pub(super) fn registry() -> Registry {
+pub(crate) fn registry() -> Registry {
     let mut registry = Registry::default();
     QueryRoot::create_type_info(&mut registry);
     MutationRoot::create_type_info(&mut registry);

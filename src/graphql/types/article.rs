@@ -126,7 +126,8 @@ async fn prefetch(ctx: &Context<'_>, rows: &[ArticleListing]) -> async_graphql::
     Ok(())
 }
 
-#[Object]
+// Public: shared by every viewer, for a minute in HTTP caches.
+#[Object(cache_control(max_age = 60))]
 impl Article {
     /// Opaque global id.
     pub async fn id(&self) -> ID {
@@ -178,6 +179,7 @@ impl Article {
     }
 
     /// False for anonymous viewers.
+    #[graphql(cache_control(private))]
     async fn viewer_has_favorited(&self, ctx: &Context<'_>) -> async_graphql::Result<bool> {
         if ctx.viewer().is_none() {
             return Ok(false);

@@ -21,7 +21,7 @@ impl Comment {
     }
 }
 
-#[Object]
+#[Object(cache_control(max_age = 60))]
 impl Comment {
     /// Opaque global id.
     pub async fn id(&self) -> ID {

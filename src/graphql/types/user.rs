@@ -66,7 +66,7 @@ impl User {
     }
 }
 
-#[Object]
+#[Object(cache_control(max_age = 60))]
 impl User {
     /// Opaque global id.
     pub async fn id(&self) -> ID {
@@ -78,6 +78,7 @@ impl User {
     }
 
     /// The account's email, visible only to its owner; `null` for everyone else.
+    #[graphql(cache_control(private))]
     async fn email(&self, ctx: &Context<'_>) -> Option<&str> {
         let owner = self.own_view || ctx.viewer().is_some_and(|v| v.user_id == self.row.id);
         owner.then_some(self.row.email.as_str())
@@ -93,6 +94,7 @@ impl User {
     }
 
     /// False for anonymous viewers.
+    #[graphql(cache_control(private))]
     async fn followed_by_viewer(&self, ctx: &Context<'_>) -> async_graphql::Result<bool> {
         if ctx.viewer().is_none() {
             return Ok(false);

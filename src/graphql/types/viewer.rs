@@ -17,7 +17,8 @@ pub struct Viewer {
     pub user_id: Uuid,
 }
 
-#[Object]
+// Everything under it is the viewer's own.
+#[Object(cache_control(private))]
 impl Viewer {
     async fn user(&self, ctx: &Context<'_>) -> async_graphql::Result<User> {
         ctx.loaders()

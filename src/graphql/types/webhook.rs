@@ -51,7 +51,7 @@ pub enum WebhookDeliveryStatus {
 /// Webhooks specification.
 pub struct WebhookEndpoint(pub Endpoint);
 
-#[Object]
+#[Object(cache_control(private))]
 impl WebhookEndpoint {
     /// Opaque global id.
     async fn id(&self) -> ID {
@@ -135,7 +135,7 @@ impl WebhookEndpoint {
 /// One event sent (or being sent) to one endpoint.
 pub struct WebhookDelivery(pub Delivery);
 
-#[Object]
+#[Object(cache_control(private))]
 impl WebhookDelivery {
     /// Opaque global id.
     async fn id(&self) -> ID {
