@@ -18,6 +18,7 @@ mod profiles;
 mod query_count;
 mod rate_limits;
 mod replicas;
+mod response_cache;
 mod schema;
 mod sessions;
 mod spec_replay;
