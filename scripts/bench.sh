@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # One command for the benchmark: installs wrk if missing, builds the release
 # binary, then runs scripts/bench/bench.py (seed, serve, load, pgbench,
-# BENCHMARKS.md). Options are bench.py's: scripts/bench.sh --help
+# BENCHMARKS.md) and scripts/bench/peer.py (the home page against
+# PostGraphile v5, the response cache; needs Node and npm; BENCH_PEER=0
+# skips it). Options are bench.py's: scripts/bench.sh --help
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -14,4 +16,7 @@ for tool in psql pgbench python3; do
     command -v "$tool" >/dev/null 2>&1 || { echo "$tool is required" >&2; exit 1; }
 done
 cargo build --release --locked
-exec python3 scripts/bench/bench.py "$@"
+python3 scripts/bench/bench.py "$@"
+if [ "${BENCH_PEER:-1}" != 0 ]; then
+    exec python3 scripts/bench/peer.py --report
+fi

@@ -7,7 +7,8 @@
 #
 # Serves the home page of scenario (a) (20 articles) from the release
 # binary against a seeded database (default: the benchmark's 100k set),
-# sends 20 requests to warm up, then counts REQUESTS (default 100) more,
+# with the response cache off, sends 20 requests to warm up, then counts
+# REQUESTS (default 100) more,
 # one at a time. Needs valgrind (installed from Debian if missing).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
@@ -23,7 +24,7 @@ cargo build --release --locked
 out=$(mktemp -d)
 trap 'kill "$pid" 2>/dev/null || true; rm -rf "$out"' EXIT
 
-DATABASE_URL=$url PORT=$port APP_ENV=production RUST_LOG=warn RATE_LIMIT_POINTS=0 \
+DATABASE_URL=$url PORT=$port APP_ENV=production RUST_LOG=warn RATE_LIMIT_POINTS=0 RESPONSE_CACHE=false \
     JWT_SECRET="$(head -c 48 /dev/urandom | base64)" \
     valgrind --tool=callgrind --instr-atstart=no --callgrind-out-file="$out/callgrind.out" \
     target/release/conduit >"$out/server.log" 2>&1 &

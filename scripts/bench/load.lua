@@ -1,6 +1,7 @@
 -- wrk script: each request is a random line of the file named by
--- BENCH_REQUESTS, "<access token or ->\t<JSON body>"; at the end it prints
--- one JSON line of figures for bench.py.
+-- BENCH_REQUESTS, "<access token or ->\t<JSON body>" (a POST to /graphql)
+-- or "GET\t<path>"; at the end it prints one JSON line of figures for
+-- bench.py.
 
 local requests = {}
 
@@ -8,14 +9,18 @@ function init(args)
   local path = os.getenv("BENCH_REQUESTS")
   for line in io.lines(path) do
     local token, body = line:match("^([^\t]*)\t(.*)$")
-    local headers = {
-      ["Content-Type"] = "application/json",
-      ["Accept"] = "application/graphql-response+json",
-    }
-    if token ~= "-" then
-      headers["Authorization"] = "Bearer " .. token
+    if token == "GET" then
+      requests[#requests + 1] = wrk.format("GET", body)
+    else
+      local headers = {
+        ["Content-Type"] = "application/json",
+        ["Accept"] = "application/graphql-response+json",
+      }
+      if token ~= "-" then
+        headers["Authorization"] = "Bearer " .. token
+      end
+      requests[#requests + 1] = wrk.format("POST", "/graphql", headers, body)
     end
-    requests[#requests + 1] = wrk.format("POST", "/graphql", headers, body)
   end
   math.randomseed(os.time() + tonumber(tostring({}):sub(8), 16) % 100000)
 end

@@ -577,7 +577,7 @@ impl Operation<'_> {
         }
         let mut executed = ExecutableDocument::clone(&document);
         let keep = key
-            .filter(|_| !self.on_replica && tags::can_augment(&request.query))
+            .filter(|_| !self.on_replica && tags::may_keep(&request.query))
             .map(|key| {
                 tags::augment(&mut executed);
                 Keep {

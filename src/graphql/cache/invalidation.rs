@@ -3,8 +3,6 @@
 //! instance follows its own bus, so each drops what changed within the
 //! bus's delay (a notification, then one read).
 
-use std::time::Duration;
-
 use tokio::sync::broadcast::error::RecvError;
 
 use super::{
@@ -18,10 +16,11 @@ use crate::{
     state::AppState,
 };
 
-/// How long a request with a mutation waits for this instance to drop
-/// what it wrote; past it the answer goes out anyway (the bus is down or
-/// far behind, and the TTL bounds what stays).
-const APPLY_WAIT: Duration = Duration::from_secs(1);
+/// Events a request with a mutation reads per query, and at most how many
+/// such reads it makes (more pending means the bus is down: the TTL
+/// bounds what stays).
+const CATCH_UP_BATCH: i64 = 500;
+const CATCH_UP_BATCHES: usize = 4;
 
 /// The tags an event makes stale.
 pub fn tags_of(event: &Event) -> Vec<Tag> {
@@ -97,23 +96,34 @@ pub fn follow(bus: &EventBus, cache: ResponseCache) {
     });
 }
 
-/// After a request with a mutation: waits until this instance applied
-/// the invalidations of everything committed so far, so the next request
-/// here does not see a response from before the write.
+/// After a request with a mutation: applies here, at once, the
+/// invalidations of everything committed since the last event this
+/// instance applied (its own writes among them), reading the events
+/// itself rather than waiting for the bus to be woken. The next request
+/// here then sees the write; the bus applies the same events again when
+/// it reads them, which changes nothing.
 pub async fn catch_up(app: &AppState, cache: &ResponseCache) {
     if !cache.is_enabled() {
         return;
     }
-    let last = match app.db.conn().await {
-        Ok(mut conn) => event::last_id(&mut conn).await,
-        Err(_) => return,
+    let Ok(mut conn) = app.db.conn().await else {
+        return;
     };
-    match last {
-        Ok(last) => {
-            if !cache.applied(last, APPLY_WAIT).await {
-                tracing::warn!(event = last, "the response cache is behind the event bus");
+    for _ in 0..CATCH_UP_BATCHES {
+        let events = match event::after(&mut conn, cache.applied_id(), CATCH_UP_BATCH).await {
+            Ok(events) => events,
+            Err(e) => {
+                tracing::warn!(error = %e, "could not read the events to invalidate");
+                return;
             }
+        };
+        let Some(last) = events.last().map(|e| e.id) else {
+            return;
+        };
+        let tags: Vec<Tag> = events.iter().flat_map(tags_of).collect();
+        cache.invalidate(&tags, last);
+        if (events.len() as i64) < CATCH_UP_BATCH {
+            return;
         }
-        Err(e) => tracing::warn!(error = %e, "could not read the last event id"),
     }
 }

@@ -17,9 +17,9 @@
 //! - **Races.** A response read before a write and stored after that
 //!   write's invalidation would be stale until its TTL: [`ResponseCache::put`]
 //!   refuses an entry when one of its tags was invalidated since the
-//!   response started. A request with a mutation answers only once this
-//!   instance applied the invalidations of what it wrote, so the next
-//!   request here sees the write.
+//!   response started. A request with a mutation reads the events since
+//!   the last one applied here and applies them before it answers, so the
+//!   next request here sees the write.
 //! - **Bounds.** Entries are kept within `RESPONSE_CACHE_MAX_BYTES`, the
 //!   least recently used out first.
 
@@ -28,14 +28,16 @@ pub mod tags;
 
 use std::{
     collections::{HashMap, HashSet, VecDeque},
-    sync::{Arc, Mutex},
+    sync::{
+        Arc, Mutex,
+        atomic::{AtomicI64, Ordering},
+    },
     time::{Duration, Instant},
 };
 
 use async_graphql::{CacheControl, Response};
 use bytes::Bytes;
 use sha2::{Digest, Sha256};
-use tokio::sync::watch;
 
 use crate::{config::ResponseCacheConfig, telemetry::metrics_export};
 
@@ -91,7 +93,7 @@ struct Inner {
     ttl: Duration,
     max_bytes: usize,
     /// The id of the last event whose invalidations were applied.
-    applied: watch::Sender<i64>,
+    applied: AtomicI64,
 }
 
 struct Store {
@@ -128,7 +130,7 @@ impl ResponseCache {
             }),
             ttl: config.ttl,
             max_bytes: config.max_bytes,
-            applied: watch::channel(0).0,
+            applied: AtomicI64::new(0),
         })))
     }
 
@@ -263,11 +265,7 @@ impl ResponseCache {
         metrics_export::record_response_cache_size(store.entries.len(), store.bytes);
         drop(store);
         metrics_export::record_response_cache_invalidations(dropped);
-        inner.applied.send_if_modified(|applied| {
-            let newer = event > *applied;
-            *applied = (*applied).max(event);
-            newer
-        });
+        inner.applied.fetch_max(event, Ordering::AcqRel);
     }
 
     /// Drops everything: the bus may have lost events.
@@ -288,21 +286,14 @@ impl ResponseCache {
         store.recent_cleared = generation;
         drop(store);
         metrics_export::record_response_cache_invalidations(dropped);
-        inner
-            .applied
-            .send_modify(|applied| *applied = (*applied).max(event));
+        inner.applied.fetch_max(event, Ordering::AcqRel);
     }
 
-    /// Waits, at most `timeout`, until the invalidations of every event up
-    /// to `event` were applied here.
-    pub async fn applied(&self, event: i64, timeout: Duration) -> bool {
-        let Some(inner) = &self.0 else {
-            return true;
-        };
-        let mut applied = inner.applied.subscribe();
-        tokio::time::timeout(timeout, applied.wait_for(|id| *id >= event))
-            .await
-            .is_ok_and(|r| r.is_ok())
+    /// The id of the last event whose invalidations were applied here.
+    pub fn applied_id(&self) -> i64 {
+        self.0
+            .as_ref()
+            .map_or(0, |inner| inner.applied.load(Ordering::Acquire))
     }
 }
 
@@ -349,4 +340,105 @@ pub fn etag(body: &[u8]) -> String {
     let digest = Sha256::digest(body);
     let hex: String = digest[..16].iter().map(|b| format!("{b:02x}")).collect();
     format!("\"{hex}\"")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn cache(max_bytes: usize) -> ResponseCache {
+        ResponseCache::new(&ResponseCacheConfig {
+            enabled: true,
+            max_bytes,
+            ttl: Duration::from_secs(60),
+        })
+    }
+
+    fn response(text: &str) -> Response {
+        let mut response = Response::new(async_graphql::Value::from(text));
+        response.cache_control = CacheControl {
+            public: true,
+            max_age: 60,
+        };
+        response
+    }
+
+    fn key(n: u8) -> Key {
+        [n; 32]
+    }
+
+    fn tags(names: &[&str]) -> Vec<Tag> {
+        names.iter().map(|n| Tag::from(*n)).collect()
+    }
+
+    #[test]
+    fn an_invalidation_drops_exactly_the_entries_tagged_with_it() {
+        let cache = cache(1 << 20);
+        let ticket = cache.ticket();
+        cache
+            .put(ticket, key(1), response("one"), tags(&["A", "L"]), None)
+            .unwrap();
+        cache
+            .put(ticket, key(2), response("two"), tags(&["B"]), Some(3))
+            .unwrap();
+        assert_eq!(cache.get(&key(2)).unwrap().cost, Some(3));
+        cache.invalidate(&tags(&["A"]), 1);
+        assert!(cache.get(&key(1)).is_none());
+        assert!(cache.get(&key(2)).is_some());
+        assert_eq!(
+            cache.get(&key(2)).unwrap().body.as_ref(),
+            br#"{"data":"two"}"#
+        );
+    }
+
+    #[test]
+    fn a_response_older_than_an_invalidation_of_its_tags_is_not_kept() {
+        let cache = cache(1 << 20);
+        let ticket = cache.ticket();
+        cache.invalidate(&tags(&["A"]), 1);
+        // Served, but not kept: it may show what A was before the write.
+        let stale = cache.put(ticket, key(1), response("old"), tags(&["A"]), None);
+        assert!(stale.is_ok());
+        assert!(cache.get(&key(1)).is_none());
+        // Another tag's invalidation does not matter.
+        cache
+            .put(ticket, key(2), response("fine"), tags(&["B"]), None)
+            .unwrap();
+        assert!(cache.get(&key(2)).is_some());
+        // After a clear nothing from before is kept.
+        let before_clear = cache.ticket();
+        cache.clear(2);
+        cache
+            .put(before_clear, key(3), response("x"), tags(&["C"]), None)
+            .unwrap();
+        assert!(cache.get(&key(3)).is_none());
+    }
+
+    #[test]
+    fn memory_stays_within_the_bound_least_recently_used_out_first() {
+        let cache = cache(8 * 1024);
+        let ticket = cache.ticket();
+        for n in 0..40 {
+            cache
+                .put(
+                    ticket,
+                    key(n),
+                    response(&"x".repeat(200)),
+                    tags(&["T"]),
+                    None,
+                )
+                .unwrap();
+            let _ = cache.get(&key(0));
+        }
+        let inner = cache.0.as_ref().unwrap();
+        let store = ResponseCache::store(inner);
+        assert!(store.bytes <= 8 * 1024, "{} bytes", store.bytes);
+        assert!(
+            store.entries.contains(&key(0)),
+            "the one read each time stays"
+        );
+        assert!(!store.entries.contains(&key(1)));
+        let tagged = store.tagged.get("T").map_or(0, HashSet::len);
+        assert_eq!(tagged, store.entries.len(), "no tag outlives its entry");
+    }
 }

@@ -105,9 +105,22 @@ impl Types {
     }
 }
 
-/// Whether the document may be augmented: it does not use the alias.
-pub fn can_augment(query: &str) -> bool {
-    !query.contains(ID_ALIAS)
+/// Whether a response to `query` may be kept: it does not use the alias
+/// the augmentation selects under, nor introspect the schema (which
+/// production shows only to signed-in clients).
+pub fn may_keep(query: &str) -> bool {
+    let introspects = query
+        .match_indices("__schema")
+        .map(|(i, _)| i)
+        .chain(
+            query
+                .match_indices("__type")
+                .filter(|(i, _)| !query[i + "__type".len()..].starts_with("name"))
+                .map(|(i, _)| i),
+        )
+        .next()
+        .is_some();
+    !introspects && !query.contains(ID_ALIAS)
 }
 
 /// Makes every query operation of `document` select the global id of
@@ -318,4 +331,86 @@ fn argument_set(field: &Field, name: &str, variables: &Variables) -> bool {
         .clone()
         .into_const_with(|variable| variables.get(&variable).cloned().ok_or(()));
     !matches!(value, Ok(Value::Null))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn run(query: &str, data: serde_json::Value) -> (Vec<String>, serde_json::Value) {
+        let document = async_graphql::parser::parse_query(query).unwrap();
+        let mut augmented = document.clone();
+        augment(&mut augmented);
+        let mut value = Value::from_json(data).unwrap();
+        let tags = collect(&document, None, &Variables::default(), &mut value);
+        (
+            tags.iter().map(|t| t.to_string()).collect(),
+            value.into_json().unwrap(),
+        )
+    }
+
+    #[test]
+    fn entities_relations_and_lists_are_tagged_and_the_added_ids_removed() {
+        let query = "{ articles(first: 2, tag: \"x\") { nodes { slug ...A } } missing: user(username: \"n\") { username } }
+            fragment A on Article { author { username articles(first: 1) { nodes { slug } } } }";
+        let data = serde_json::json!({
+            "articles": { "nodes": [{
+                "slug": "a", "__cacheEntityId": "QXJ0",
+                "author": { "username": "u", "__cacheEntityId": "VXNl",
+                    "articles": { "nodes": [{ "slug": "a", "__cacheEntityId": "QXJ0" }] } }
+            }] },
+            "missing": null
+        });
+        let (tags, cleaned) = run(query, data);
+        assert_eq!(
+            tags,
+            [
+                "QXJ0",
+                "VXNl",
+                "VXNl/articles",
+                "list:articles",
+                "list:articles:tag",
+                "lookup:user"
+            ]
+        );
+        assert!(!cleaned.to_string().contains(ID_ALIAS), "{cleaned}");
+        assert_eq!(cleaned["articles"]["nodes"][0]["author"]["username"], "u");
+    }
+
+    #[test]
+    fn the_executed_document_selects_ids_where_objects_have_them() {
+        let mut document = async_graphql::parser::parse_query(
+            "{ tags article(slug: \"s\") { title comments { body } } }",
+        )
+        .unwrap();
+        augment(&mut document);
+        let DocumentOperations::Single(op) = &document.operations else {
+            panic!("one operation");
+        };
+        let Selection::Field(article) = &op.node.selection_set.node.items[1].node else {
+            panic!("a field");
+        };
+        let keys: Vec<_> = article
+            .node
+            .selection_set
+            .node
+            .items
+            .iter()
+            .map(|item| match &item.node {
+                Selection::Field(f) => f.node.response_key().node.to_string(),
+                _ => String::new(),
+            })
+            .collect();
+        assert_eq!(keys, ["title", "comments", ID_ALIAS]);
+    }
+
+    #[test]
+    fn introspection_and_the_reserved_alias_are_never_kept() {
+        assert!(may_keep("{ articles { nodes { __typename slug } } }"));
+        assert!(!may_keep(
+            "{ __schema { types { name } } articles { nodes { slug } } }"
+        ));
+        assert!(!may_keep("{ __type(name: \"Article\") { name } }"));
+        assert!(!may_keep("{ tags __cacheEntityId: tags }"));
+    }
 }
