@@ -22,6 +22,7 @@ diesel::table! {
         created_at -> Timestamptz,
         updated_at -> Timestamptz,
         deleted_at -> Nullable<Timestamptz>,
+        tag_list -> Array<Text>,
     }
 }
 

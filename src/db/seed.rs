@@ -120,7 +120,8 @@ pub async fn seed(url: &str, size: SeedSize) -> anyhow::Result<SeedReport> {
                  ALTER TABLE comments DISABLE TRIGGER comments_record_event;
                  ALTER TABLE favorites DISABLE TRIGGER favorites_record_event;
                  ALTER TABLE follows DISABLE TRIGGER follows_record_event;
-                 ALTER TABLE users DISABLE TRIGGER users_record_event;",
+                 ALTER TABLE users DISABLE TRIGGER users_record_event;
+                 ALTER TABLE articles DISABLE TRIGGER articles_set_updated_at;",
             )
             .await?;
             let users = exec(conn, &format!(
@@ -224,7 +225,8 @@ pub async fn seed(url: &str, size: SeedSize) -> anyhow::Result<SeedReport> {
                  ALTER TABLE comments ENABLE TRIGGER comments_record_event;
                  ALTER TABLE favorites ENABLE TRIGGER favorites_record_event;
                  ALTER TABLE follows ENABLE TRIGGER follows_record_event;
-                 ALTER TABLE users ENABLE TRIGGER users_record_event;",
+                 ALTER TABLE users ENABLE TRIGGER users_record_event;
+                 ALTER TABLE articles ENABLE TRIGGER articles_set_updated_at;",
             )
             .await?;
             Ok(SeedReport {

@@ -28,9 +28,6 @@ pub struct CommentById(pub Uuid);
 /// An article's body (lists fetch articles without it).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct ArticleBody(pub Uuid);
-/// An article's tag names, in order.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub struct TagsOfArticle(pub Uuid);
 /// Whether the viewer has favorited an article.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct FavoritedByViewer(pub Uuid);
@@ -127,7 +124,6 @@ pub fn clear_all(loaders: &Loaders) {
     loaders.clear::<ArticleById>();
     loaders.clear::<CommentById>();
     loaders.clear::<ArticleBody>();
-    loaders.clear::<TagsOfArticle>();
     loaders.clear::<FavoritedByViewer>();
     loaders.clear::<FollowedByViewer>();
     loaders.clear::<NewestComments>();
@@ -181,20 +177,6 @@ impl Loader<CommentById> for ConduitLoader {
     async fn load(&self, keys: &[CommentById]) -> LoadResult<CommentById, Comment> {
         let found = comments::find_many(&self.state, &ids(keys, |k| k.0)).await?;
         Ok(found.into_iter().map(|c| (CommentById(c.id), c)).collect())
-    }
-}
-
-impl Loader<TagsOfArticle> for ConduitLoader {
-    type Value = Vec<String>;
-    type Error = async_graphql::Error;
-
-    async fn load(&self, keys: &[TagsOfArticle]) -> LoadResult<TagsOfArticle, Vec<String>> {
-        let mut tags = articles::tags_of(&self.state, &ids(keys, |k| k.0)).await?;
-        Ok(for_every_key(
-            keys,
-            |k| k.0,
-            |id| tags.remove(&id).unwrap_or_default(),
-        ))
     }
 }
 

@@ -103,7 +103,7 @@ pub async fn create(state: &AppState, viewer: &Viewer, draft: ArticleDraft) -> A
     let mut conn = state.db.conn().await?;
     conn.transaction(async |conn| {
         super::tag_request(conn).await?;
-        let created = article::insert(
+        let mut created = article::insert(
             conn,
             &NewArticle {
                 author_id: viewer.user_id,
@@ -115,6 +115,8 @@ pub async fn create(state: &AppState, viewer: &Viewer, draft: ArticleDraft) -> A
         )
         .await?;
         tag::set_for_article(conn, created.id, &tags).await?;
+        // What the tags' trigger wrote on the row after it was returned.
+        created.listing.tag_list = tags;
         Ok(created)
     })
     .await
@@ -161,7 +163,7 @@ pub async fn update(
             description: edit.description.as_deref().map(str::trim),
             body: edit.body.as_deref(),
         };
-        let updated = if changes.slug.is_none()
+        let mut updated = if changes.slug.is_none()
             && changes.title.is_none()
             && changes.description.is_none()
             && changes.body.is_none()
@@ -170,8 +172,10 @@ pub async fn update(
         } else {
             article::update(conn, id, &changes).await?
         };
-        if let Some(tags) = &tags {
-            tag::set_for_article(conn, id, tags).await?;
+        if let Some(tags) = tags {
+            tag::set_for_article(conn, id, &tags).await?;
+            // What the tags' trigger wrote on the row after it was read.
+            updated.listing.tag_list = tags;
         }
         Ok(updated)
     })
@@ -266,19 +270,6 @@ pub async fn feed(
 ) -> AppResult<Page<ArticleListing>> {
     let mut conn = state.db.conn().await?;
     Ok(article::feed(&mut conn, user_id, page).await?)
-}
-
-/// Each article's tags, in order.
-pub async fn tags_of(
-    state: &AppState,
-    article_ids: &[Uuid],
-) -> AppResult<foldhash::HashMap<Uuid, Vec<String>>> {
-    let mut conn = state.db.conn().await?;
-    let mut tags = foldhash::HashMap::<Uuid, Vec<String>>::default();
-    for (article_id, name) in tag::of_articles(&mut conn, article_ids).await? {
-        tags.entry(article_id).or_default().push(name);
-    }
-    Ok(tags)
 }
 
 /// The bodies of articles a list fetched without them.

@@ -32,6 +32,9 @@ pub struct ArticleListing {
     pub favorites_count: i32,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
+    /// Tag names in the author's order, kept in step with `article_tags`
+    /// by triggers.
+    pub tag_list: Vec<String>,
 }
 
 impl std::ops::Deref for Article {
@@ -251,7 +254,7 @@ impl diesel::query_builder::QueryFragment<diesel::pg::Pg> for FeedQuery {
         // full rows are fetched once the page is known.
         out.push_sql(
             "SELECT a.id, a.author_id, a.slug, a.title, a.description, \
-                    a.favorites_count, a.created_at, a.updated_at \
+                    a.favorites_count, a.created_at, a.updated_at, a.tag_list \
              FROM articles a \
              JOIN ( \
                  SELECT recent.id, recent.created_at \

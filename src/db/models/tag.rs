@@ -4,23 +4,6 @@ use uuid::Uuid;
 
 use crate::db::schema::{article_tags, articles, tags};
 
-/// The tags of each article, in the author's order.
-pub async fn of_articles(
-    conn: &mut AsyncPgConnection,
-    article_ids: &[Uuid],
-) -> QueryResult<Vec<(Uuid, String)>> {
-    if article_ids.is_empty() {
-        return Ok(Vec::new());
-    }
-    article_tags::table
-        .inner_join(tags::table)
-        .filter(article_tags::article_id.eq_any(article_ids))
-        .order((article_tags::article_id, article_tags::position))
-        .select((article_tags::article_id, tags::name))
-        .load(conn)
-        .await
-}
-
 /// Tag names by how many live articles use them, most used first.
 pub async fn most_used(conn: &mut AsyncPgConnection, limit: i64) -> QueryResult<Vec<String>> {
     let uses = diesel::dsl::count_star();

@@ -15,8 +15,7 @@ use crate::{
         ContextExt,
         connection::PageArgs,
         loaders::{
-            self, ArticleBody, FavoritedByViewer, FollowedByViewer, NewestComments, TagsOfArticle,
-            UserById,
+            self, ArticleBody, FavoritedByViewer, FollowedByViewer, NewestComments, UserById,
         },
     },
     services::comments,
@@ -71,8 +70,8 @@ pub async fn article_connection(
 }
 
 /// Loads, for all `rows` at once, each relationship the selection asks of
-/// them (tags, bodies, favorite state, authors and whether the viewer
-/// follows them): one query per relationship, however many rows.
+/// them (bodies, favorite state, authors and whether the viewer follows
+/// them; tags come with the rows): one query per relationship, however many rows.
 async fn prefetch(ctx: &Context<'_>, rows: &[ArticleListing]) -> async_graphql::Result<()> {
     if rows.is_empty() {
         return Ok(());
@@ -92,17 +91,11 @@ async fn prefetch(ctx: &Context<'_>, rows: &[ArticleListing]) -> async_graphql::
     let loaders = ctx.loaders();
     let article_ids = || rows.iter().map(|r| r.id);
     let author_ids = || rows.iter().map(|r| r.author_id);
-    let tags = async {
-        if wants("tagList") {
-            loaders::prime(loaders, article_ids().map(TagsOfArticle)).await?;
-        }
-        Ok::<_, async_graphql::Error>(())
-    };
     let bodies = async {
         if wants("body") {
             loaders::prime(loaders, article_ids().map(ArticleBody)).await?;
         }
-        Ok(())
+        Ok::<_, async_graphql::Error>(())
     };
     let favorited = async {
         if signed_in && wants("viewerHasFavorited") {
@@ -122,7 +115,7 @@ async fn prefetch(ctx: &Context<'_>, rows: &[ArticleListing]) -> async_graphql::
         }
         Ok(())
     };
-    futures_util::try_join!(tags, bodies, favorited, authors, followed)?;
+    futures_util::try_join!(bodies, favorited, authors, followed)?;
     Ok(())
 }
 
@@ -158,12 +151,8 @@ impl Article {
     }
 
     /// Lower-case tags in the author's order.
-    async fn tag_list(&self, ctx: &Context<'_>) -> async_graphql::Result<Vec<String>> {
-        Ok(ctx
-            .loaders()
-            .load_one(TagsOfArticle(self.row.id))
-            .await?
-            .unwrap_or_default())
+    async fn tag_list(&self) -> &[String] {
+        &self.row.tag_list
     }
 
     async fn created_at(&self) -> DateTime<Utc> {
