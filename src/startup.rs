@@ -10,10 +10,10 @@ use tokio::net::TcpListener;
 use crate::{
     auth::{jwt::JwtKeys, password::PasswordHasher},
     config::Config,
-    config::{DatabasePooler, PersistedQueryStore, RateLimitStoreKind},
+    config::{DatabasePooler, PersistedQueryStore, RateLimitStoreKind, ResponseCacheStore},
     db::{self, Database, PoolSettings, embedded::EmbeddedPostgres, replicas::ReadRouter},
     graphql,
-    graphql::{executor::Executor, persisted::PersistedDocuments},
+    graphql::{cache::ResponseCache, executor::Executor, persisted::PersistedDocuments},
     http,
     jobs::Workers,
     rate_limit::{
@@ -77,7 +77,8 @@ impl Application {
             redis.as_ref(),
             config.trusted_documents.as_deref(),
         )?;
-        let executor = Executor::new(state.clone(), schema, documents, config);
+        let cache = ResponseCache::new(&config.response_cache, redis.as_ref())?;
+        let executor = Executor::new(state.clone(), schema, documents, cache, config);
         let (draining, shutdown) = tokio::sync::watch::channel(http::ws::Shutdown::Running);
         let sockets = Arc::new(http::ws::Sockets::new(
             config.subscriptions,
@@ -196,6 +197,7 @@ async fn app_state(
     // One Redis connection for whatever keeps its state there.
     let redis = if config.rate_limits.store == RateLimitStoreKind::Redis
         || config.persisted_queries == PersistedQueryStore::Redis
+        || config.response_cache.store == ResponseCacheStore::Redis
     {
         Some(crate::rate_limit::redis::connect(&config.rate_limits.redis_url).await?)
     } else {

@@ -197,7 +197,7 @@ async fn a_home_page_request_is_one_trace_of_request_operation_loader_and_sql_sp
         assert!(text.contains("FROM") || text.contains("SELECT"), "{text}");
         assert!(!text.contains("binds"), "{text}");
     }
-    assert!(under_loaders >= 2, "{names:?}");
+    assert!(under_loaders >= 1, "{names:?}");
 
     // Every span has its timing, inside its parent's.
     for span in [request, operation]

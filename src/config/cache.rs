@@ -6,19 +6,31 @@ use clap::Args;
 
 use super::values::secs;
 
-#[derive(Debug, Clone, Copy, Args)]
+/// Where the response cache keeps its entries.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum ResponseCacheStore {
+    Off,
+    /// This instance's memory.
+    Memory,
+    /// Redis (`REDIS_URL`), shared by every instance.
+    Redis,
+}
+
+#[derive(Debug, Clone, Args)]
 pub struct ResponseCacheConfig {
-    /// Keep responses to public queries in this instance's memory, dropped
-    /// when what they show changes (`false` turns the cache off).
+    /// Where responses to public queries are kept, shared by every viewer
+    /// and dropped when what they show changes: `memory` (this instance),
+    /// `redis` (`REDIS_URL`, shared by all instances) or `off`.
     #[arg(
         id = "response_cache",
         long = "response-cache",
         env = "RESPONSE_CACHE",
-        default_value_t = true,
-        action = clap::ArgAction::Set
+        value_enum,
+        default_value = "memory"
     )]
-    pub enabled: bool,
-    /// Memory the cached responses may take; the least recently used go first.
+    pub store: ResponseCacheStore,
+    /// Memory the cached responses may take in `memory`; the least
+    /// recently used go first (Redis bounds its own with `maxmemory`).
     #[arg(
         long = "response-cache-max-bytes",
         env = "RESPONSE_CACHE_MAX_BYTES",
@@ -34,4 +46,11 @@ pub struct ResponseCacheConfig {
         value_parser = secs
     )]
     pub ttl: Duration,
+    /// Prefix of the response cache's keys in Redis.
+    #[arg(
+        long = "response-cache-redis-prefix",
+        env = "RESPONSE_CACHE_REDIS_PREFIX",
+        default_value = "conduit:response:"
+    )]
+    pub redis_prefix: String,
 }

@@ -21,7 +21,7 @@ use clap::{Args, CommandFactory, FromArgMatches};
 
 use self::values::{millis, secs};
 pub use self::{
-    cache::ResponseCacheConfig,
+    cache::{ResponseCacheConfig, ResponseCacheStore},
     jobs::{Jobs, Webhooks},
     limits::{Limits, Pagination, schema_lists},
     rate_limits::RateLimits,

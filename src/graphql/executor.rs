@@ -178,9 +178,9 @@ impl Executor {
         app: AppState,
         schema: ConduitSchema,
         documents: PersistedDocuments,
+        cache: ResponseCache,
         config: &Config,
     ) -> Self {
-        let cache = ResponseCache::new(&config.response_cache);
         invalidation::follow(&app.events, cache.clone());
         Self {
             app,
@@ -470,7 +470,7 @@ impl Operation<'_> {
         async {
             let key = self.cache_key(&operation);
             if let Some(key) = &key
-                && let Some(stored) = self.executor.cache.get(key)
+                && let Some(stored) = self.executor.cache.get(key).await
             {
                 // A stored answer costs what running it would.
                 if let Some(cost) = stored.cost
@@ -484,7 +484,7 @@ impl Operation<'_> {
                 Ok((request, None)) => Answered::Ran(self.executor.schema.execute(request).await),
                 Ok((request, Some(keep))) => {
                     let response = self.executor.schema.execute(request).await;
-                    self.keep(keep, response)
+                    self.keep(keep, response).await
                 }
                 Err(refused) => Answered::Ran(refused),
             }
@@ -509,7 +509,7 @@ impl Operation<'_> {
 
     /// Takes the entity ids out of a response made to be kept, and keeps
     /// it if its hints let every viewer share it.
-    fn keep(&self, keep: Keep, mut response: async_graphql::Response) -> Answered {
+    async fn keep(&self, keep: Keep, mut response: async_graphql::Response) -> Answered {
         let tags = tags::collect(
             &keep.document,
             keep.operation_name.as_deref(),
@@ -528,6 +528,7 @@ impl Operation<'_> {
             .executor
             .cache
             .put(keep.ticket, keep.key, response, tags, keep.cost)
+            .await
         {
             Ok(stored) => Answered::Stored(stored),
             Err(response) => Answered::Ran(*response),
@@ -576,19 +577,20 @@ impl Operation<'_> {
                 .map_err(refuse)?;
         }
         let mut executed = ExecutableDocument::clone(&document);
-        let keep = key
-            .filter(|_| !self.on_replica && tags::may_keep(&request.query))
-            .map(|key| {
+        let keep = match key.filter(|_| !self.on_replica && tags::may_keep(&request.query)) {
+            Some(key) => {
                 tags::augment(&mut executed);
-                Keep {
+                Some(Keep {
                     key,
-                    ticket: executor.cache.ticket(),
+                    ticket: executor.cache.ticket().await,
                     cost,
                     document: document.clone(),
                     operation_name: request.operation_name.clone(),
                     variables: request.variables.clone(),
-                }
-            });
+                })
+            }
+            None => None,
+        };
         request.set_parsed_query(executed);
         request = request
             .data(self.address)
@@ -612,7 +614,7 @@ impl Operation<'_> {
 /// What keeping a query's response needs, taken before it runs.
 struct Keep {
     key: cache::Key,
-    ticket: cache::Ticket,
+    ticket: Option<cache::Ticket>,
     cost: Option<usize>,
     /// The document as the client sent it (the one run selects more).
     document: Arc<ExecutableDocument>,

@@ -78,7 +78,7 @@ async fn a_postgresql_restart_under_load_fails_nothing_it_should_not() {
             c.database_acquire_timeout = Duration::from_millis(1000);
             c.rate_limits.points = 0;
             // Every read reaches the pool.
-            c.response_cache.enabled = false;
+            c.response_cache.store = conduit::config::ResponseCacheStore::Off;
         })
         .await,
     );

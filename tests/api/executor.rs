@@ -8,6 +8,7 @@ use conduit::{
     config::{Config, PersistedQueryStore},
     graphql::{
         build_schema,
+        cache::ResponseCache,
         executor::{Answer, Caller, Executed, Executor, Operations},
         persisted::PersistedDocuments,
     },
@@ -22,6 +23,7 @@ fn executor(app: &TestApp, configure: impl FnOnce(&mut Config)) -> Executor {
         app.state.clone(),
         build_schema(Some(app.state.clone()), &config),
         PersistedDocuments::from_config(PersistedQueryStore::Memory, None, None).unwrap(),
+        ResponseCache::new(&config.response_cache, None).unwrap(),
         &config,
     )
 }

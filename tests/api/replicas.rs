@@ -40,7 +40,7 @@ async fn spawn(replication: &Replication, max_lag: Duration) -> TestApp {
         c.jobs.workers = 0;
         // Where a read was served is what these tests see: no answer may
         // come from the response cache instead.
-        c.response_cache.enabled = false;
+        c.response_cache.store = conduit::config::ResponseCacheStore::Off;
     })
     .await
 }

@@ -9,6 +9,8 @@ use rand::{Rng, SeedableRng, rngs::StdRng};
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 
+use conduit::config::{Config, ResponseCacheStore};
+
 use crate::helpers::{TestApp, TestDatabase};
 
 /// A page every kind of write changes: the home page, an article with its
@@ -22,15 +24,23 @@ const PAGE: &str = "query Page($slug: String!) {
     favorites: articles(first: 10, favoritedBy: \"ann\") { edges { node { slug } } }
 }";
 
-/// Two instances with the cache on one database, and a third with it off,
-/// whose answers are the truth.
-async fn instances() -> (TestApp, TestApp, TestApp) {
-    let quiet = |c: &mut conduit::config::Config| c.jobs.workers = 0;
-    let a = TestApp::spawn_on(TestDatabase::create().await, quiet).await;
-    let b = TestApp::spawn_on(a.db.share(), quiet).await;
+/// Two instances with the cache on one database (in their memory, or in
+/// one Redis namespace of the test's own), and a third with it off, whose
+/// answers are the truth.
+async fn instances(store: ResponseCacheStore) -> (TestApp, TestApp, TestApp) {
+    let prefix = format!("conduit:test:{}:", uuid::Uuid::new_v4());
+    let cached = |c: &mut Config| {
+        c.jobs.workers = 0;
+        c.response_cache.store = store;
+        c.response_cache.redis_prefix = prefix.clone();
+        c.rate_limits.redis_url =
+            std::env::var("REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".into());
+    };
+    let a = TestApp::spawn_on(TestDatabase::create().await, cached).await;
+    let b = TestApp::spawn_on(a.db.share(), cached).await;
     let truth = TestApp::spawn_on(a.db.share(), |c| {
-        quiet(c);
-        c.response_cache.enabled = false;
+        c.jobs.workers = 0;
+        c.response_cache.store = ResponseCacheStore::Off;
     })
     .await;
     (a, b, truth)
@@ -62,7 +72,28 @@ async fn mutate(app: &TestApp, token: &str, query: &str, input: Value) -> Value 
 
 #[tokio::test]
 async fn every_kind_of_write_changes_the_cached_page_here_and_on_another_instance() {
-    let (a, b, truth) = instances().await;
+    every_kind_of_write_changes_the_page(ResponseCacheStore::Memory).await;
+}
+
+#[tokio::test]
+async fn with_redis_every_kind_of_write_changes_the_shared_page_on_every_instance() {
+    every_kind_of_write_changes_the_page(ResponseCacheStore::Redis).await;
+}
+
+async fn every_kind_of_write_changes_the_page(store: ResponseCacheStore) {
+    let (a, b, truth) = instances(store).await;
+    if store == ResponseCacheStore::Redis {
+        // One instance's answer is the other's: B's first read is a hit.
+        let jake = a.signed_in_user("sharer").await.token;
+        let slug = a.create_article(&jake, "Shared", &["redis"]).await["slug"]
+            .as_str()
+            .unwrap()
+            .to_owned();
+        let on_a = warm(&a, &slug).await;
+        let (on_b, statements) = page(&b, &slug).await;
+        assert_eq!(on_b, on_a);
+        assert_eq!(statements, 0, "instance B reads what A kept");
+    }
     let jake = a.signed_in_user("jake").await.token;
     let ann = a.signed_in_user("ann").await.token;
     let stable = a.create_article(&jake, "Stable", &["rust"]).await;
@@ -203,7 +234,16 @@ const DOCUMENTS: &[&str] = &[
 
 #[tokio::test]
 async fn no_viewer_ever_gets_another_viewers_data_and_cached_answers_are_the_uncached_ones() {
-    let (a, _b, truth) = instances().await;
+    no_viewer_gets_another_viewers_data(ResponseCacheStore::Memory).await;
+}
+
+#[tokio::test]
+async fn with_redis_no_viewer_ever_gets_another_viewers_data() {
+    no_viewer_gets_another_viewers_data(ResponseCacheStore::Redis).await;
+}
+
+async fn no_viewer_gets_another_viewers_data(store: ResponseCacheStore) {
+    let (a, _b, truth) = instances(store).await;
     let jake = a.signed_in_user("jake").await.token;
     let ann = a.signed_in_user("ann").await.token;
     let bob = a.signed_in_user("bob").await.token;
@@ -310,7 +350,10 @@ async fn anonymous_gets_by_hash_are_public_with_an_etag_and_revalidate_to_304() 
     assert!(revalidated.text().await.unwrap().is_empty());
 
     // The uncached server's answer has the same validator.
-    let truth = TestApp::spawn_on(app.db.share(), |c| c.response_cache.enabled = false).await;
+    let truth = TestApp::spawn_on(app.db.share(), |c| {
+        c.response_cache.store = ResponseCacheStore::Off
+    })
+    .await;
     let uncached = get(&truth, public, true, &[]).await;
     assert_eq!(header(&uncached, "etag"), etag);
     assert_eq!(uncached.text().await.unwrap(), body);

@@ -76,7 +76,7 @@ pub fn follow(bus: &EventBus, cache: ResponseCache) {
     }
     let mut batches = bus.batches();
     // Everything before was committed before this instance served.
-    cache.invalidate(&[], bus.delivered());
+    cache.applied_through(bus.delivered());
     let bus = bus.clone();
     tokio::spawn(async move {
         loop {
@@ -84,11 +84,11 @@ pub fn follow(bus: &EventBus, cache: ResponseCache) {
                 Ok(batch) => {
                     let tags: Vec<Tag> = batch.iter().flat_map(tags_of).collect();
                     let last = batch.last().map_or(0, |e| e.id);
-                    cache.invalidate(&tags, last);
+                    cache.invalidate(&tags, last).await;
                 }
                 Err(RecvError::Lagged(missed)) => {
                     tracing::warn!(missed, "the response cache missed events; clearing it");
-                    cache.clear(bus.delivered());
+                    cache.clear(bus.delivered()).await;
                 }
                 Err(RecvError::Closed) => return,
             }
@@ -121,7 +121,7 @@ pub async fn catch_up(app: &AppState, cache: &ResponseCache) {
             return;
         };
         let tags: Vec<Tag> = events.iter().flat_map(tags_of).collect();
-        cache.invalidate(&tags, last);
+        cache.invalidate(&tags, last).await;
         if (events.len() as i64) < CATCH_UP_BATCH {
             return;
         }

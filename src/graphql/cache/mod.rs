@@ -22,8 +22,11 @@
 //!   next request here sees the write.
 //! - **Bounds.** Entries are kept within `RESPONSE_CACHE_MAX_BYTES`, the
 //!   least recently used out first.
+//! - **Where.** In this instance's memory (`RESPONSE_CACHE=memory`), or in
+//!   Redis, shared by every instance (`redis`, see [`redis`]).
 
 pub mod invalidation;
+mod redis;
 pub mod tags;
 
 use std::{
@@ -39,7 +42,11 @@ use async_graphql::{CacheControl, Response};
 use bytes::Bytes;
 use sha2::{Digest, Sha256};
 
-use crate::{config::ResponseCacheConfig, telemetry::metrics_export};
+use self::redis::Shared;
+use crate::{
+    config::{ResponseCacheConfig, ResponseCacheStore},
+    telemetry::metrics_export,
+};
 
 pub use tags::Tag;
 
@@ -78,6 +85,40 @@ impl Stored {
         response
     }
 
+    /// The bytes kept in Redis: a header line, then the body.
+    fn encode(&self) -> Vec<u8> {
+        let header = serde_json::json!({
+            "etag": self.etag,
+            "cost": self.cost,
+            "public": self.hints.public,
+            "maxAge": self.hints.max_age,
+        });
+        let mut bytes = serde_json::to_vec(&header).unwrap_or_default();
+        bytes.push(b'\n');
+        bytes.extend_from_slice(&self.body);
+        bytes
+    }
+
+    fn decode(bytes: &[u8]) -> Option<Self> {
+        let split = bytes.iter().position(|b| *b == b'\n')?;
+        let header: serde_json::Value = serde_json::from_slice(&bytes[..split]).ok()?;
+        let body = Bytes::copy_from_slice(&bytes[split + 1..]);
+        let mut response: serde_json::Value = serde_json::from_slice(&body).ok()?;
+        let data = async_graphql::Value::from_json(response.get_mut("data")?.take()).ok()?;
+        Some(Self {
+            data,
+            hints: CacheControl {
+                public: header["public"].as_bool()?,
+                max_age: i32::try_from(header["maxAge"].as_i64()?).ok()?,
+            },
+            body,
+            etag: header["etag"].as_str()?.to_owned(),
+            cost: header["cost"].as_u64().map(|c| c as usize),
+            tags: Vec::new(),
+            expires: Instant::now(),
+        })
+    }
+
     fn size(&self) -> usize {
         // The body, the value tree beside it (about as large) and the tags.
         2 * self.body.len() + self.tags.iter().map(|t| t.len() + 48).sum::<usize>() + 256
@@ -89,7 +130,14 @@ impl Stored {
 pub struct ResponseCache(Option<Arc<Inner>>);
 
 struct Inner {
+    /// The entries (in memory), and the invalidations a store is checked
+    /// against.
     store: Mutex<Store>,
+    /// The entries in Redis instead, when shared.
+    shared: Option<Shared>,
+    /// Redis missed an invalidation: nothing is read from it until it is
+    /// cleared.
+    shared_suspect: std::sync::atomic::AtomicBool,
     ttl: Duration,
     max_bytes: usize,
     /// The id of the last event whose invalidations were applied.
@@ -115,11 +163,28 @@ struct Store {
 pub struct Ticket(u64);
 
 impl ResponseCache {
-    pub fn new(config: &ResponseCacheConfig) -> Self {
-        if !config.enabled {
-            return Self(None);
-        }
-        Self(Some(Arc::new(Inner {
+    /// `redis` is the process's Redis connection, present whenever the
+    /// store is Redis.
+    pub fn new(
+        config: &ResponseCacheConfig,
+        redis: Option<&::redis::aio::ConnectionManager>,
+    ) -> anyhow::Result<Self> {
+        let shared = match config.store {
+            ResponseCacheStore::Off => return Ok(Self(None)),
+            ResponseCacheStore::Memory => None,
+            ResponseCacheStore::Redis => Some(Shared::new(
+                redis
+                    .ok_or_else(|| {
+                        anyhow::anyhow!("RESPONSE_CACHE=redis needs a Redis connection")
+                    })?
+                    .clone(),
+                &config.redis_prefix,
+                config.ttl,
+            )),
+        };
+        Ok(Self(Some(Arc::new(Inner {
+            shared,
+            shared_suspect: std::sync::atomic::AtomicBool::new(false),
             store: Mutex::new(Store {
                 entries: lru::LruCache::unbounded(),
                 bytes: 0,
@@ -131,7 +196,7 @@ impl ResponseCache {
             ttl: config.ttl,
             max_bytes: config.max_bytes,
             applied: AtomicI64::new(0),
-        })))
+        }))))
     }
 
     pub fn is_enabled(&self) -> bool {
@@ -159,8 +224,23 @@ impl ResponseCache {
     }
 
     /// The stored response for `key`, if any and still fresh.
-    pub fn get(&self, key: &Key) -> Option<Arc<Stored>> {
+    pub async fn get(&self, key: &Key) -> Option<Arc<Stored>> {
         let inner = self.0.as_ref()?;
+        if let Some(shared) = &inner.shared {
+            let found = if inner.shared_suspect.load(Ordering::Acquire) {
+                None
+            } else {
+                match shared.get(&hex(key)).await {
+                    Ok(found) => found.and_then(|bytes| Stored::decode(&bytes)),
+                    Err(e) => {
+                        tracing::warn!(error = format!("{e:#}"), "response cache unavailable");
+                        None
+                    }
+                }
+            };
+            metrics_export::record_response_cache(if found.is_some() { "hit" } else { "miss" });
+            return found.map(Arc::new);
+        }
         let mut store = Self::store(inner);
         let found = match store.entries.get(key) {
             Some(entry) if entry.expires > Instant::now() => Some(entry.clone()),
@@ -175,22 +255,23 @@ impl ResponseCache {
         found
     }
 
-    /// Taken before a response is computed, for [`ResponseCache::put`].
-    pub fn ticket(&self) -> Ticket {
-        Ticket(
-            self.0
-                .as_ref()
-                .map_or(0, |inner| Self::store(inner).generation),
-        )
+    /// Taken before a response is computed, for [`ResponseCache::put`];
+    /// `None` when nothing could be stored (Redis does not answer).
+    pub async fn ticket(&self) -> Option<Ticket> {
+        let inner = self.0.as_ref()?;
+        match &inner.shared {
+            Some(shared) => shared.generation().await.ok().map(Ticket),
+            None => Some(Ticket(Self::store(inner).generation)),
+        }
     }
 
     /// Keeps `response` under `key`, unless one of `tags` was invalidated
     /// since `ticket` was taken (the response may predate that write) or it
     /// is too large; either way it comes back serialised. `response` must
     /// be public, cacheable and without errors.
-    pub fn put(
+    pub async fn put(
         &self,
-        ticket: Ticket,
+        ticket: Option<Ticket>,
         key: Key,
         response: Response,
         tags: Vec<Tag>,
@@ -213,6 +294,20 @@ impl ResponseCache {
             tags,
             expires: Instant::now() + inner.ttl,
         });
+        let Some(ticket) = ticket else {
+            return Ok(stored);
+        };
+        if let Some(shared) = &inner.shared {
+            let kept = shared
+                .put(&hex(&key), &stored.encode(), &stored.tags, ticket.0)
+                .await;
+            match kept {
+                Ok(true) => {}
+                Ok(false) => metrics_export::record_response_cache("stale_refused"),
+                Err(e) => tracing::warn!(error = format!("{e:#}"), "response not cached"),
+            }
+            return Ok(stored);
+        }
         let size = stored.size();
         if size > inner.max_bytes / 8 {
             return Ok(stored);
@@ -242,10 +337,26 @@ impl ResponseCache {
 
     /// Drops every entry tagged with one of `tags`; `event` is the id of
     /// the last event they come from.
-    pub fn invalidate(&self, tags: &[Tag], event: i64) {
+    pub async fn invalidate(&self, tags: &[Tag], event: i64) {
         let Some(inner) = &self.0 else {
             return;
         };
+        if let Some(shared) = &inner.shared {
+            if !tags.is_empty() {
+                match shared.invalidate(tags).await {
+                    Ok(dropped) => metrics_export::record_response_cache_invalidations(dropped),
+                    Err(e) => {
+                        tracing::warn!(
+                            error = format!("{e:#}"),
+                            "response cache invalidation lost"
+                        );
+                        self.distrust_shared();
+                    }
+                }
+            }
+            inner.applied.fetch_max(event, Ordering::AcqRel);
+            return;
+        }
         let mut store = Self::store(inner);
         store.generation += 1;
         let generation = store.generation;
@@ -269,10 +380,18 @@ impl ResponseCache {
     }
 
     /// Drops everything: the bus may have lost events.
-    pub fn clear(&self, event: i64) {
+    pub async fn clear(&self, event: i64) {
         let Some(inner) = &self.0 else {
             return;
         };
+        if let Some(shared) = &inner.shared {
+            if let Err(e) = shared.clear().await {
+                tracing::warn!(error = format!("{e:#}"), "response cache clear failed");
+                self.distrust_shared();
+            }
+            inner.applied.fetch_max(event, Ordering::AcqRel);
+            return;
+        }
         let mut store = Self::store(inner);
         let dropped = store.entries.len();
         store.generation += 1;
@@ -287,6 +406,35 @@ impl ResponseCache {
         drop(store);
         metrics_export::record_response_cache_invalidations(dropped);
         inner.applied.fetch_max(event, Ordering::AcqRel);
+    }
+
+    /// Redis missed an invalidation: reads stop until a clear succeeds,
+    /// retried in the background.
+    fn distrust_shared(&self) {
+        let Some(inner) = &self.0 else {
+            return;
+        };
+        if inner.shared_suspect.swap(true, Ordering::AcqRel) {
+            return;
+        }
+        let inner = inner.clone();
+        tokio::spawn(async move {
+            let Some(shared) = &inner.shared else {
+                return;
+            };
+            while shared.clear().await.is_err() {
+                tokio::time::sleep(Duration::from_millis(500)).await;
+            }
+            inner.shared_suspect.store(false, Ordering::Release);
+            tracing::info!("response cache in Redis cleared after a lost invalidation");
+        });
+    }
+
+    /// Marks every event up to `event` applied.
+    pub fn applied_through(&self, event: i64) {
+        if let Some(inner) = &self.0 {
+            inner.applied.fetch_max(event, Ordering::AcqRel);
+        }
     }
 
     /// The id of the last event whose invalidations were applied here.
@@ -335,11 +483,14 @@ impl Store {
     }
 }
 
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
 /// A strong validator of a response body: a quoted prefix of its SHA-256.
 pub fn etag(body: &[u8]) -> String {
     let digest = Sha256::digest(body);
-    let hex: String = digest[..16].iter().map(|b| format!("{b:02x}")).collect();
-    format!("\"{hex}\"")
+    format!("\"{}\"", hex(&digest[..16]))
 }
 
 #[cfg(test)]
@@ -347,11 +498,13 @@ mod tests {
     use super::*;
 
     fn cache(max_bytes: usize) -> ResponseCache {
-        ResponseCache::new(&ResponseCacheConfig {
-            enabled: true,
+        let config = ResponseCacheConfig {
+            store: ResponseCacheStore::Memory,
             max_bytes,
             ttl: Duration::from_secs(60),
-        })
+            redis_prefix: String::new(),
+        };
+        ResponseCache::new(&config, None).unwrap()
     }
 
     fn response(text: &str) -> Response {
@@ -371,53 +524,59 @@ mod tests {
         names.iter().map(|n| Tag::from(*n)).collect()
     }
 
-    #[test]
-    fn an_invalidation_drops_exactly_the_entries_tagged_with_it() {
+    #[tokio::test]
+    async fn an_invalidation_drops_exactly_the_entries_tagged_with_it() {
         let cache = cache(1 << 20);
-        let ticket = cache.ticket();
+        let ticket = cache.ticket().await;
         cache
             .put(ticket, key(1), response("one"), tags(&["A", "L"]), None)
+            .await
             .unwrap();
         cache
             .put(ticket, key(2), response("two"), tags(&["B"]), Some(3))
+            .await
             .unwrap();
-        assert_eq!(cache.get(&key(2)).unwrap().cost, Some(3));
-        cache.invalidate(&tags(&["A"]), 1);
-        assert!(cache.get(&key(1)).is_none());
-        assert!(cache.get(&key(2)).is_some());
+        assert_eq!(cache.get(&key(2)).await.unwrap().cost, Some(3));
+        cache.invalidate(&tags(&["A"]), 1).await;
+        assert!(cache.get(&key(1)).await.is_none());
+        assert!(cache.get(&key(2)).await.is_some());
         assert_eq!(
-            cache.get(&key(2)).unwrap().body.as_ref(),
+            cache.get(&key(2)).await.unwrap().body.as_ref(),
             br#"{"data":"two"}"#
         );
     }
 
-    #[test]
-    fn a_response_older_than_an_invalidation_of_its_tags_is_not_kept() {
+    #[tokio::test]
+    async fn a_response_older_than_an_invalidation_of_its_tags_is_not_kept() {
         let cache = cache(1 << 20);
-        let ticket = cache.ticket();
-        cache.invalidate(&tags(&["A"]), 1);
+        let ticket = cache.ticket().await;
+        cache.invalidate(&tags(&["A"]), 1).await;
         // Served, but not kept: it may show what A was before the write.
-        let stale = cache.put(ticket, key(1), response("old"), tags(&["A"]), None);
+        let stale = cache
+            .put(ticket, key(1), response("old"), tags(&["A"]), None)
+            .await;
         assert!(stale.is_ok());
-        assert!(cache.get(&key(1)).is_none());
+        assert!(cache.get(&key(1)).await.is_none());
         // Another tag's invalidation does not matter.
         cache
             .put(ticket, key(2), response("fine"), tags(&["B"]), None)
+            .await
             .unwrap();
-        assert!(cache.get(&key(2)).is_some());
+        assert!(cache.get(&key(2)).await.is_some());
         // After a clear nothing from before is kept.
-        let before_clear = cache.ticket();
-        cache.clear(2);
+        let before_clear = cache.ticket().await;
+        cache.clear(2).await;
         cache
             .put(before_clear, key(3), response("x"), tags(&["C"]), None)
+            .await
             .unwrap();
-        assert!(cache.get(&key(3)).is_none());
+        assert!(cache.get(&key(3)).await.is_none());
     }
 
-    #[test]
-    fn memory_stays_within_the_bound_least_recently_used_out_first() {
+    #[tokio::test]
+    async fn memory_stays_within_the_bound_least_recently_used_out_first() {
         let cache = cache(8 * 1024);
-        let ticket = cache.ticket();
+        let ticket = cache.ticket().await;
         for n in 0..40 {
             cache
                 .put(
@@ -427,8 +586,9 @@ mod tests {
                     tags(&["T"]),
                     None,
                 )
+                .await
                 .unwrap();
-            let _ = cache.get(&key(0));
+            let _ = cache.get(&key(0)).await;
         }
         let inner = cache.0.as_ref().unwrap();
         let store = ResponseCache::store(inner);
