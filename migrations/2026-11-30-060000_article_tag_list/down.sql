@@ -15,7 +15,6 @@ $$;
 DROP TRIGGER article_tags_after_delete ON article_tags;
 DROP TRIGGER article_tags_after_update ON article_tags;
 DROP TRIGGER article_tags_after_insert ON article_tags;
-DROP FUNCTION article_tags_deleted();
-DROP FUNCTION article_tags_inserted();
+DROP FUNCTION article_tags_changed();
 DROP FUNCTION refresh_tag_lists(uuid[]);
 ALTER TABLE articles DROP COLUMN tag_list;

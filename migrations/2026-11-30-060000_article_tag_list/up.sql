@@ -16,29 +16,28 @@ CREATE FUNCTION refresh_tag_lists(article_ids uuid[]) RETURNS void LANGUAGE sql 
     WHERE a.id = n.id AND a.tag_list IS DISTINCT FROM n.names
 $$;
 
-CREATE FUNCTION article_tags_inserted() RETURNS trigger LANGUAGE plpgsql AS $$
+-- Each trigger names only its own transition table; PL/pgSQL plans a
+-- statement when it first runs, so the other branch is never looked at.
+CREATE FUNCTION article_tags_changed() RETURNS trigger LANGUAGE plpgsql AS $$
 BEGIN
-    PERFORM refresh_tag_lists(ARRAY(SELECT DISTINCT article_id FROM inserted));
-    RETURN NULL;
-END;
-$$;
-
-CREATE FUNCTION article_tags_deleted() RETURNS trigger LANGUAGE plpgsql AS $$
-BEGIN
-    PERFORM refresh_tag_lists(ARRAY(SELECT DISTINCT article_id FROM deleted));
+    IF TG_OP = 'DELETE' THEN
+        PERFORM refresh_tag_lists(ARRAY(SELECT DISTINCT article_id FROM deleted));
+    ELSE
+        PERFORM refresh_tag_lists(ARRAY(SELECT DISTINCT article_id FROM inserted));
+    END IF;
     RETURN NULL;
 END;
 $$;
 
 CREATE TRIGGER article_tags_after_insert AFTER INSERT ON article_tags
     REFERENCING NEW TABLE AS inserted
-    FOR EACH STATEMENT EXECUTE FUNCTION article_tags_inserted();
+    FOR EACH STATEMENT EXECUTE FUNCTION article_tags_changed();
 CREATE TRIGGER article_tags_after_update AFTER UPDATE ON article_tags
     REFERENCING NEW TABLE AS inserted
-    FOR EACH STATEMENT EXECUTE FUNCTION article_tags_inserted();
+    FOR EACH STATEMENT EXECUTE FUNCTION article_tags_changed();
 CREATE TRIGGER article_tags_after_delete AFTER DELETE ON article_tags
     REFERENCING OLD TABLE AS deleted
-    FOR EACH STATEMENT EXECUTE FUNCTION article_tags_deleted();
+    FOR EACH STATEMENT EXECUTE FUNCTION article_tags_changed();
 
 -- An article changed more than once in one transaction (its row, then its
 -- tags) records one `article_updated`: subscribers and the response cache
