@@ -517,6 +517,9 @@ impl Operation<'_> {
             &mut response.data,
         );
         let hints = response.cache_control;
+        if !hints.public {
+            self.executor.cache.remember_private(&keep.document);
+        }
         let shareable = hints.public
             && hints.max_age > 0
             && response.errors.is_empty()
@@ -577,7 +580,10 @@ impl Operation<'_> {
                 .map_err(refuse)?;
         }
         let mut executed = ExecutableDocument::clone(&document);
-        let keep = match key.filter(|_| !self.on_replica && tags::may_keep(&request.query)) {
+        let may_keep = !self.on_replica
+            && tags::may_keep(&request.query)
+            && !executor.cache.is_private(&document);
+        let keep = match key.filter(|_| may_keep) {
             Some(key) => {
                 tags::augment(&mut executed);
                 Some(Keep {

@@ -56,6 +56,8 @@ pub type Key = [u8; 32];
 /// Invalidations remembered for the race check; a response that ran
 /// longer than it takes to see this many is not stored.
 const RECENT_INVALIDATIONS: usize = 4096;
+/// Documents remembered as private.
+const PRIVATE_DOCUMENTS: usize = 1024;
 
 /// A stored response, as every transport sends it.
 #[derive(Debug)]
@@ -138,6 +140,11 @@ struct Inner {
     /// Redis missed an invalidation: nothing is read from it until it is
     /// cleared.
     shared_suspect: std::sync::atomic::AtomicBool,
+    /// Parsed documents (by address: the document cache hands out one per
+    /// text) whose hints were private: their responses are not made ready
+    /// to keep. An address reused by another document only costs that one
+    /// its caching.
+    private_documents: Mutex<lru::LruCache<usize, ()>>,
     ttl: Duration,
     max_bytes: usize,
     /// The id of the last event whose invalidations were applied.
@@ -185,6 +192,9 @@ impl ResponseCache {
         Ok(Self(Some(Arc::new(Inner {
             shared,
             shared_suspect: std::sync::atomic::AtomicBool::new(false),
+            private_documents: Mutex::new(lru::LruCache::new(
+                std::num::NonZeroUsize::new(PRIVATE_DOCUMENTS).expect("non-zero"),
+            )),
             store: Mutex::new(Store {
                 entries: lru::LruCache::unbounded(),
                 bytes: 0,
@@ -428,6 +438,34 @@ impl ResponseCache {
             inner.shared_suspect.store(false, Ordering::Release);
             tracing::info!("response cache in Redis cleared after a lost invalidation");
         });
+    }
+
+    /// Remembers that `document`'s responses are private.
+    pub fn remember_private(
+        &self,
+        document: &Arc<async_graphql::parser::types::ExecutableDocument>,
+    ) {
+        if let Some(inner) = &self.0 {
+            let mut private = inner
+                .private_documents
+                .lock()
+                .unwrap_or_else(|e| e.into_inner());
+            private.put(Arc::as_ptr(document) as usize, ());
+        }
+    }
+
+    /// Whether `document`'s responses were private before.
+    pub fn is_private(
+        &self,
+        document: &Arc<async_graphql::parser::types::ExecutableDocument>,
+    ) -> bool {
+        self.0.as_ref().is_some_and(|inner| {
+            let private = inner
+                .private_documents
+                .lock()
+                .unwrap_or_else(|e| e.into_inner());
+            private.contains(&(Arc::as_ptr(document) as usize))
+        })
     }
 
     /// Marks every event up to `event` applied.
