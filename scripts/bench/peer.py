@@ -4,7 +4,7 @@ cache buys, measured in one run on one seeded database.
 Four targets take turns in every round (--rounds, --seconds each, the same
 --connections):
 
-  uncached  scenario (a) on the server with RESPONSE_CACHE=false
+  uncached  scenario (a) on the server with RESPONSE_CACHE=off
   peer      the same page from PostGraphile v5 (amber preset), one
             node:cluster worker per core (scripts/bench/peer/server.mjs)
   cached    scenario (a) on the server with the response cache on
@@ -120,7 +120,7 @@ def run(args) -> dict:
     pg.sql("CREATE INDEX IF NOT EXISTS articles_created_at_plain_idx ON articles (created_at)", database=database)
     url = pg.url(database)
     workers = os.cpu_count() or 1
-    uncached = bench.Server(url, args.port, args.pool_size, {"RESPONSE_CACHE": "false"})
+    uncached = bench.Server(url, args.port, args.pool_size, {"RESPONSE_CACHE": "off"})
     cached = bench.Server(url, args.port + 1, args.pool_size)
     peer = Peer(url, args.port + 2, workers, args.pool_size)
     try:
