@@ -77,7 +77,14 @@ async fn page_statements_run_on_a_plan_made_once() {
             p.generic_plans, p.custom_plans, p.statement
         );
     }
-    let planned_again: Vec<&Plans> = plans.iter().filter(|p| p.custom_plans > 5).collect();
+    // Lookups by a list of ids (`= ANY($n)`) are left out: PostgreSQL
+    // prices them by the array's length, which differs from page to page
+    // (one article, twenty), and whether it keeps planning them depends on
+    // the arrays a connection happened to see first.
+    let planned_again: Vec<&Plans> = plans
+        .iter()
+        .filter(|p| p.custom_plans > 5 && !p.statement.contains("= ANY($"))
+        .collect();
     assert!(
         planned_again.is_empty(),
         "planned on every execution: {planned_again:#?}"
