@@ -36,6 +36,7 @@ pub struct Application {
     sockets: Arc<http::ws::Sockets>,
     /// This process's job workers (none when `JOB_WORKERS=0`).
     workers: Option<Workers>,
+    response_cache: ResponseCache,
 }
 
 /// The database to use: `DATABASE_URL`, or the embedded server.
@@ -78,7 +79,7 @@ impl Application {
             config.trusted_documents.as_deref(),
         )?;
         let cache = ResponseCache::new(&config.response_cache, redis.as_ref())?;
-        let executor = Executor::new(state.clone(), schema, documents, cache, config);
+        let executor = Executor::new(state.clone(), schema, documents, cache.clone(), config);
         let (draining, shutdown) = tokio::sync::watch::channel(http::ws::Shutdown::Running);
         let sockets = Arc::new(http::ws::Sockets::new(
             config.subscriptions,
@@ -99,6 +100,7 @@ impl Application {
             drain_delay: config.shutdown_drain(),
             sockets,
             workers,
+            response_cache: cache,
         })
     }
 
@@ -110,6 +112,11 @@ impl Application {
 
     pub fn state(&self) -> &AppState {
         &self.state
+    }
+
+    /// The response cache this instance answers from.
+    pub fn response_cache(&self) -> &ResponseCache {
+        &self.response_cache
     }
 
     /// Serves until `shutdown` resolves; then stops accepting, lets
@@ -127,6 +134,7 @@ impl Application {
             drain_delay,
             sockets,
             workers,
+            response_cache: _,
         } = self;
         let (stop_workers, workers_stopped) = tokio::sync::watch::channel(false);
         let workers = workers.map(|workers| {

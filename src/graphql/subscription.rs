@@ -123,7 +123,11 @@ impl SubscriptionRoot {
         after: Option<String>,
     ) -> async_graphql::Result<impl Stream<Item = async_graphql::Result<ArticleEvent>> + use<>>
     {
-        let kinds = &[kind::ARTICLE_UPDATED, kind::ARTICLE_DELETED];
+        let kinds = &[
+            kind::ARTICLE_UPDATED,
+            kind::ARTICLE_FAVORITES_CHANGED,
+            kind::ARTICLE_DELETED,
+        ];
         let (id, deliveries) = article_deliveries(ctx, &article_id, after, kinds).await?;
         Ok(deliveries.map(move |delivery| {
             let delivery = delivery?;

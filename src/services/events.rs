@@ -226,7 +226,7 @@ pub async fn load(conn: &mut AsyncPgConnection, events: Vec<Event>) -> AppResult
         .filter(|e| {
             matches!(
                 e.kind.as_str(),
-                kind::ARTICLE_PUBLISHED | kind::ARTICLE_UPDATED
+                kind::ARTICLE_PUBLISHED | kind::ARTICLE_UPDATED | kind::ARTICLE_FAVORITES_CHANGED
             )
         })
         .filter_map(|e| e.article_id)

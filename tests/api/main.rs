@@ -2,6 +2,7 @@
 
 mod accounts;
 mod articles;
+mod cache_differential;
 mod comments;
 mod database_restart;
 mod executor;

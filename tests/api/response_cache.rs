@@ -28,8 +28,17 @@ const PAGE: &str = "query Page($slug: String!) {
 /// one Redis namespace of the test's own), and a third with it off, whose
 /// answers are the truth.
 async fn instances(store: ResponseCacheStore) -> (TestApp, TestApp, TestApp) {
+    instances_with(store, |_| {}).await
+}
+
+/// [`instances`], each configured further by `configure`.
+pub async fn instances_with(
+    store: ResponseCacheStore,
+    configure: impl Fn(&mut Config),
+) -> (TestApp, TestApp, TestApp) {
     let prefix = format!("conduit:test:{}:", uuid::Uuid::new_v4());
     let cached = |c: &mut Config| {
+        configure(c);
         c.jobs.workers = 0;
         c.response_cache.store = store;
         c.response_cache.redis_prefix = prefix.clone();
@@ -39,6 +48,7 @@ async fn instances(store: ResponseCacheStore) -> (TestApp, TestApp, TestApp) {
     let a = TestApp::spawn_on(TestDatabase::create().await, cached).await;
     let b = TestApp::spawn_on(a.db.share(), cached).await;
     let truth = TestApp::spawn_on(a.db.share(), |c| {
+        configure(c);
         c.jobs.workers = 0;
         c.response_cache.store = ResponseCacheStore::Off;
     })
@@ -256,7 +266,7 @@ async fn no_viewer_gets_another_viewers_data(store: ResponseCacheStore) {
 
     let viewers = [None, Some(&jake), Some(&ann), Some(&bob)];
     let mut rng = StdRng::seed_from_u64(17);
-    let mut hits = 0;
+    let hits_before = a.response_cache.hits();
     for step in 0..400 {
         let viewer = viewers[rng.random_range(0..viewers.len())];
         if step % 25 == 24 {
@@ -275,9 +285,7 @@ async fn no_viewer_gets_another_viewers_data(store: ResponseCacheStore) {
         let username = ["jake", "ann", "bob"][rng.random_range(0..3)];
         let variables = json!({ "u": username });
         let body = json!({ "query": document, "variables": variables });
-        let before = a.statements();
         let answer = a.post(body.clone(), viewer.map(String::as_str)).await;
-        hits += usize::from(a.statements() == before);
         let expected = truth.post(body, viewer.map(String::as_str)).await;
         assert_eq!(
             answer.body, expected.body,
@@ -286,7 +294,122 @@ async fn no_viewer_gets_another_viewers_data(store: ResponseCacheStore) {
     }
     // The public documents were answered from the cache at times: the
     // comparison above covered cached answers, not only fresh ones.
+    let hits = a.response_cache.hits() - hits_before;
     assert!(hits > 20, "only {hits} answers came from the cache");
+}
+
+/// Waits until `app` answers `query` as `truth` does, for at most a
+/// second (the bus's delay); panics with both answers past it.
+async fn converges(app: &TestApp, truth: &TestApp, query: &str, variables: Value) {
+    let deadline = Instant::now() + Duration::from_secs(1);
+    loop {
+        let expected = truth.query(query, variables.clone()).await.body;
+        let got = app.query(query, variables.clone()).await.body;
+        if got == expected {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "still stale after 1 s:\n got {got}\n expected {expected}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+#[tokio::test]
+async fn rows_removed_for_good_leave_no_cached_page_behind() {
+    let (a, b, truth) = instances(ResponseCacheStore::Memory).await;
+    let jake = a.signed_in_user("jake").await.token;
+    let ann = a.signed_in_user("ann").await.token;
+    let gone = a.signed_in_user("gone").await.token;
+    let kept = a.create_article(&jake, "Kept", &["x"]).await;
+    a.create_article(&gone, "Gone with its author", &["y"])
+        .await;
+    let comment = a
+        .query_as(
+            &ann,
+            "mutation($input: AddCommentInput!) { addComment(input: $input) { comment { id } } }",
+            json!({ "input": { "articleId": kept["id"], "body": "soon gone" } }),
+        )
+        .await;
+    assert!(comment.body["errors"].is_null(), "{}", comment.body);
+    a.follow(&gone, "jake").await;
+    let pages = [
+        // Only the lists' shape: no row of them is shown.
+        "{ articles(first: 1) { pageInfo { hasNextPage } } tags }",
+        "query($slug: String!) { article(slug: $slug) { commentsConnection(first: 5) { pageInfo { hasNextPage } } comments { body } } }",
+        "{ user(username: \"jake\") { followers { totalCount } } }",
+        "{ articles(first: 5) { nodes { title author { username } } } }",
+    ];
+    let variables = json!({ "slug": kept["slug"] });
+    for page in pages {
+        for app in [&a, &b] {
+            app.query(page, variables.clone()).await;
+            let before = app.response_cache.hits();
+            let again = app.query(page, variables.clone()).await;
+            assert_eq!(app.response_cache.hits(), before + 1, "{page} is kept");
+            assert_eq!(again.body, truth.query(page, variables.clone()).await.body);
+        }
+    }
+
+    // A comment removed in psql, and an account an operator deleted and
+    // retention then purged with all it owned.
+    a.db.execute("DELETE FROM comments").await;
+    a.db.execute(
+        "UPDATE users SET deleted_at = now() - interval '40 days' WHERE username = 'gone'",
+    )
+    .await;
+    conduit::services::retention::soft_deleted(&a.state.db, 30, 500)
+        .await
+        .expect("retention purges");
+    assert_eq!(
+        a.db.count("SELECT count(*) FROM users WHERE username = 'gone'")
+            .await,
+        0
+    );
+    for page in pages {
+        for app in [&a, &b] {
+            converges(app, &truth, page, variables.clone()).await;
+        }
+    }
+}
+
+#[tokio::test]
+async fn a_favorite_changes_the_article_not_the_lists_by_tag_or_the_tags() {
+    let (a, _b, truth) = instances(ResponseCacheStore::Memory).await;
+    let jake = a.signed_in_user("jake").await.token;
+    let ann = a.signed_in_user("ann").await.token;
+    a.create_article(&jake, "Untouched", &["rust"]).await;
+    let liked = a.create_article(&jake, "Liked", &["go"]).await;
+    // The tags and a list by tag that does not show the liked article.
+    let by_tag = "{ articles(tag: \"rust\") { nodes { slug title } } tags }";
+    let counted = "query($slug: String!) { article(slug: $slug) { favoritesCount } }";
+    let variables = json!({ "slug": liked["slug"] });
+    a.query(by_tag, json!({})).await;
+    assert_eq!(
+        a.query(counted, variables.clone()).await.body["data"]["article"]["favoritesCount"],
+        0
+    );
+
+    let favorited = a.favorite(&ann, liked["id"].as_str().unwrap()).await;
+    assert_eq!(
+        favorited.body["data"]["favoriteArticle"]["article"]["favoritesCount"],
+        1
+    );
+    let changes =
+        a.db.count("SELECT count(*) FROM events WHERE kind = 'article_favorites_changed'")
+            .await;
+    assert_eq!(changes, 1, "the event says what changed");
+    let before = a.response_cache.hits();
+    let kept = a.query(by_tag, json!({})).await;
+    assert_eq!(
+        a.response_cache.hits(),
+        before + 1,
+        "the list by tag and the tags are still kept"
+    );
+    assert_eq!(kept.body, truth.query(by_tag, json!({})).await.body);
+    let count = a.query(counted, variables.clone()).await;
+    assert_eq!(count.body["data"]["article"]["favoritesCount"], 1);
 }
 
 fn hash(document: &str) -> String {

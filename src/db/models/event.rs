@@ -36,6 +36,8 @@ pub mod kind {
     pub const USER_UNFOLLOWED: &str = "user_unfollowed";
     pub const USER_CREATED: &str = "user_created";
     pub const USER_UPDATED: &str = "user_updated";
+    pub const ARTICLE_UNFAVORITED: &str = "article_unfavorited";
+    pub const ARTICLE_FAVORITES_CHANGED: &str = "article_favorites_changed";
 }
 
 pub async fn find(conn: &mut AsyncPgConnection, id: i64) -> QueryResult<Option<Event>> {

@@ -42,17 +42,29 @@ pub fn tags_of(event: &Event) -> Vec<Tag> {
             list(tags::ARTICLE_LOOKUP),
             rel(&user, "articles"),
         ],
-        // An edit (its tags and slug too) or a new favorites count: the
-        // event does not say which.
+        // An edit: its title, slug, body or tags.
         kind::ARTICLE_UPDATED => vec![
             article,
             list(tags::ARTICLES_BY_TAG),
             list(tags::TAGS),
             list(tags::ARTICLE_LOOKUP),
         ],
-        kind::ARTICLE_DELETED => vec![article, list(tags::TAGS)],
-        // Its count changes with an `article_updated` of its own.
-        kind::ARTICLE_FAVORITED => {
+        kind::ARTICLE_FAVORITES_CHANGED => vec![article],
+        // Every list it was in, even where a page shows no article of the
+        // list (only its `pageInfo`): the favorites lists of whoever
+        // favorited it are not named by the event.
+        kind::ARTICLE_DELETED => vec![
+            article,
+            list(tags::ARTICLES),
+            list(tags::ARTICLES_BY_TAG),
+            list(tags::ARTICLES_BY_AUTHOR),
+            list(tags::ARTICLES_BY_FAVORITER),
+            list(tags::TAGS),
+            rel(&user, "articles"),
+            Some(tags::every_relation("favorites")),
+        ],
+        // Its count changes with an `article_favorites_changed` of its own.
+        kind::ARTICLE_FAVORITED | kind::ARTICLE_UNFAVORITED => {
             vec![rel(&actor, "favorites"), list(tags::ARTICLES_BY_FAVORITER)]
         }
         kind::USER_FOLLOWED | kind::USER_UNFOLLOWED => vec![rel(&user, "followers")],
@@ -63,6 +75,7 @@ pub fn tags_of(event: &Event) -> Vec<Tag> {
             list(tags::ARTICLES_BY_AUTHOR),
             list(tags::ARTICLES_BY_FAVORITER),
         ],
+        kind::SESSION_REVOKED => Vec::new(),
         _ => Vec::new(),
     };
     tags.into_iter().flatten().collect()

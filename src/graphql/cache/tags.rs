@@ -57,6 +57,13 @@ pub fn relation(id: &str, relation: &str) -> Tag {
     format!("{id}/{relation}").into()
 }
 
+/// The tag of `relation` of every entity: what drops them all when an
+/// event cannot name the entities whose lists it changed (an article
+/// deleted leaves the favorites lists of everyone who favorited it).
+pub fn every_relation(relation: &str) -> Tag {
+    format!("*/{relation}").into()
+}
+
 /// What the walks need of the schema.
 struct Types {
     /// (parent type, field) → the named type it returns.
@@ -203,6 +210,10 @@ pub fn collect(
     if let Value::Object(root) = data {
         walk.root(&op.selection_set.node, variables, root);
     }
+    // Only now: one object can be walked by several selections with its
+    // response key (fragments that each select the same field), and each
+    // needs the id to name the relations it selects.
+    strip_ids(data);
     walk.tags.sort_unstable();
     walk.tags.dedup();
     walk.tags
@@ -291,8 +302,8 @@ impl<'a> Walk<'a> {
     }
 
     fn object(&mut self, set: &'a SelectionSet, ty: &str, object: &mut Object) {
-        let id = match object.shift_remove(ID_ALIAS) {
-            Some(Value::String(id)) => Some(id),
+        let id = match object.get(ID_ALIAS) {
+            Some(Value::String(id)) => Some(id.clone()),
             _ => None,
         };
         for (field, on) in self.fields(set, ty) {
@@ -309,6 +320,7 @@ impl<'a> Walk<'a> {
                     .find(|(parent, f, _)| *parent == on && *f == field.name.node.as_str())
             {
                 self.tags.push(relation(id, name));
+                self.tags.push(every_relation(name));
             }
             if let Some(value) = object.get_mut(field.response_key().node.as_str()) {
                 self.value(&field.selection_set.node, &child, value);
@@ -317,6 +329,23 @@ impl<'a> Walk<'a> {
         if let Some(id) = id {
             self.tags.push(id.into());
         }
+    }
+}
+
+/// Removes the ids the augmentation selected, everywhere in `value`. An
+/// object left with no field (every other one skipped by a directive)
+/// becomes null, as async-graphql answers an empty selection.
+fn strip_ids(value: &mut Value) {
+    match value {
+        Value::Object(object) => {
+            if object.shift_remove(ID_ALIAS).is_some() && object.is_empty() {
+                *value = Value::Null;
+                return;
+            }
+            object.values_mut().for_each(strip_ids);
+        }
+        Value::List(items) => items.iter_mut().for_each(strip_ids),
+        _ => {}
     }
 }
 
@@ -365,6 +394,7 @@ mod tests {
         assert_eq!(
             tags,
             [
+                "*/articles",
                 "QXJ0",
                 "VXNl",
                 "VXNl/articles",
@@ -375,6 +405,45 @@ mod tests {
         );
         assert!(!cleaned.to_string().contains(ID_ALIAS), "{cleaned}");
         assert_eq!(cleaned["articles"]["nodes"][0]["author"]["username"], "u");
+    }
+
+    #[test]
+    fn fragments_that_each_select_one_field_all_get_their_relations_tagged() {
+        let query = "query Profile($u: String!) { ...ProfileHeader ...ProfileLists }
+            fragment ProfileHeader on Query { user(username: $u) { username bio } }
+            fragment ProfileLists on Query { user(username: $u) {
+                followers(first: 1) { totalCount }
+                articles(first: 1) { nodes { slug } }
+                favoriteArticles(first: 1) { nodes { slug } } } }";
+        let data = serde_json::json!({ "user": {
+            "username": "u", "bio": null, "__cacheEntityId": "VXNl",
+            "followers": { "totalCount": 0 },
+            "articles": { "nodes": [] },
+            "favoriteArticles": { "nodes": [] }
+        } });
+        let (tags, cleaned) = run(query, data);
+        assert_eq!(
+            tags,
+            [
+                "*/articles",
+                "*/favorites",
+                "*/followers",
+                "VXNl",
+                "VXNl/articles",
+                "VXNl/favorites",
+                "VXNl/followers"
+            ]
+        );
+        assert!(!cleaned.to_string().contains(ID_ALIAS), "{cleaned}");
+    }
+
+    #[test]
+    fn an_object_whose_every_field_was_skipped_is_null_as_without_the_ids() {
+        let query =
+            "query($skip: Boolean!) { user(username: \"u\") { username @skip(if: $skip) } }";
+        let data = serde_json::json!({ "user": { "__cacheEntityId": "VXNl" } });
+        let (_, cleaned) = run(query, data);
+        assert_eq!(cleaned, serde_json::json!({ "user": null }));
     }
 
     #[test]

@@ -14,6 +14,7 @@ pub struct TestApp {
     pub client: reqwest::Client,
     pub db: TestDatabase,
     pub state: conduit::state::AppState,
+    pub response_cache: conduit::graphql::cache::ResponseCache,
     shutdown: Option<oneshot::Sender<()>>,
     server: Option<JoinHandle<anyhow::Result<()>>>,
 }
@@ -35,6 +36,7 @@ impl TestApp {
         let app = Application::build(&config).await.expect("app builds");
         let address = format!("http://{}", app.local_addr());
         let state = app.state().clone();
+        let response_cache = app.response_cache().clone();
         let (tx, rx) = oneshot::channel();
         let server = tokio::spawn(app.run_until(async {
             let _ = rx.await;
@@ -44,6 +46,7 @@ impl TestApp {
             client: reqwest::Client::new(),
             db,
             state,
+            response_cache,
             shutdown: Some(tx),
             server: Some(server),
         }
