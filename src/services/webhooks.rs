@@ -259,8 +259,11 @@ async fn checked(
         Some(raw) => match address::check_url(raw, state.webhooks.policy).await {
             Ok(url) => Some(url.to_string()),
             Err(why) => {
-                let code = match why {
-                    address::UrlError::Refused(_) => UserErrorCode::Refused,
+                let code = match &why {
+                    address::UrlError::Refused { detail } => {
+                        tracing::info!(detail, "webhook endpoint URL refused");
+                        UserErrorCode::Refused
+                    }
                     address::UrlError::Invalid(_) => UserErrorCode::Invalid,
                 };
                 errors.push(FieldError::new("url", code, format!("url {why}")));

@@ -55,20 +55,7 @@ impl Class {
 fn classify(ip: IpAddr) -> Option<Class> {
     match ip {
         IpAddr::V4(v4) => classify_v4(v4),
-        IpAddr::V6(v6) => {
-            // An IPv4 address written as IPv6 (mapped, or NAT64's
-            // well-known prefix) is that IPv4 address.
-            if let Some(v4) = v6.to_ipv4_mapped() {
-                return classify_v4(v4);
-            }
-            let s = v6.segments();
-            if s[0] == 0x64 && s[1] == 0xff9b && s[2..6] == [0, 0, 0, 0] {
-                let [a, b] = s[6].to_be_bytes();
-                let [c, d] = s[7].to_be_bytes();
-                return classify_v4(Ipv4Addr::new(a, b, c, d));
-            }
-            classify_v6(v6)
-        }
+        IpAddr::V6(v6) => classify_v6(v6),
     }
 }
 
@@ -90,23 +77,82 @@ fn classify_v4(ip: Ipv4Addr) -> Option<Class> {
         Some(Class::LinkLocal)
     } else if ip.is_multicast() || ip.is_broadcast() {
         Some(Class::Multicast)
-    } else if a >= 240 || [a, b, c] == [192, 0, 0] || [a, b] == [198, 18] || [a, b] == [198, 19] {
-        // Reserved, IETF protocol assignments, benchmarking.
+    } else if a >= 240
+        || [a, b, c] == [192, 0, 0]
+        || [a, b] == [198, 18]
+        || [a, b] == [198, 19]
+        || ip.is_documentation()
+    {
+        // Reserved, IETF protocol assignments, benchmarking, documentation.
         Some(Class::Reserved)
     } else {
         None
     }
 }
 
+/// The IPv4 address in the 32 bits from segment `at` of `s`.
+fn v4_at(s: &[u16; 8], at: usize) -> Ipv4Addr {
+    let [a, b] = s[at].to_be_bytes();
+    let [c, d] = s[at + 1].to_be_bytes();
+    Ipv4Addr::new(a, b, c, d)
+}
+
 fn classify_v6(ip: Ipv6Addr) -> Option<Class> {
-    let first = ip.segments()[0];
+    let s = ip.segments();
     if ip == Ipv6Addr::new(0xfd00, 0xec2, 0, 0, 0, 0, 0, 0x254) {
-        Some(Class::Metadata)
-    } else if ip.is_loopback() || ip.is_unspecified() {
-        Some(Class::Loopback)
-    } else if first & 0xfe00 == 0xfc00 {
+        return Some(Class::Metadata);
+    }
+    if ip.is_loopback() || ip.is_unspecified() {
+        return Some(Class::Loopback);
+    }
+    // IPv6 that carries an IPv4 address may reach it (through the kernel,
+    // a translator or a tunnel), so it is judged as that address.
+    if s[..5] == [0; 5] && (s[5] == 0xffff || s[5] == 0) {
+        // IPv4-mapped (::ffff:a.b.c.d) and IPv4-compatible (::a.b.c.d,
+        // deprecated: a public one is no place for a webhook either).
+        let class = classify_v4(v4_at(&s, 6));
+        return if s[5] == 0xffff {
+            class
+        } else {
+            class.or(Some(Class::Reserved))
+        };
+    }
+    if s[..4] == [0, 0, 0, 0] && s[4] == 0xffff && s[5] == 0 {
+        // IPv4-translated (::ffff:0:a.b.c.d, SIIT).
+        return classify_v4(v4_at(&s, 6));
+    }
+    if s[0] == 0x64 && s[1] == 0xff9b {
+        // NAT64's well-known prefix (64:ff9b::/96) ends in the IPv4
+        // address. The rest of 64:ff9b::/32 is for local use
+        // (64:ff9b:1::/48), where the address sits where the network's own
+        // prefix length puts it: it cannot be judged, so it is never called.
+        return if s[2..6] == [0; 4] {
+            classify_v4(v4_at(&s, 6))
+        } else {
+            Some(Class::Reserved)
+        };
+    }
+    if s[0] == 0x2002 {
+        // 6to4: the IPv4 address follows the prefix.
+        return classify_v4(v4_at(&s, 1));
+    }
+    if s[0] == 0x2001 && s[1] == 0 {
+        // Teredo: the client's IPv4 address, inverted, ends the address,
+        // after the server's. A tunnel to home machines is no receiver.
+        let client = Ipv4Addr::from(!u32::from(v4_at(&s, 6)));
+        return classify_v4(client)
+            .or_else(|| classify_v4(v4_at(&s, 2)))
+            .or(Some(Class::Reserved));
+    }
+    let documentation = (s[0] == 0x2001 && s[1] == 0xdb8) || (s[0] == 0x3fff && s[1] & 0xf000 == 0);
+    let benchmarking = s[0] == 0x2001 && s[1] == 2 && s[2] == 0;
+    let discard = s[0] == 0x100 && s[1..4] == [0, 0, 0];
+    if documentation || benchmarking || discard {
+        Some(Class::Reserved)
+    } else if s[0] & 0xfe00 == 0xfc00 || s[0] & 0xffc0 == 0xfec0 {
+        // Unique local, and the site-local range it replaced.
         Some(Class::Private)
-    } else if first & 0xffc0 == 0xfe80 {
+    } else if s[0] & 0xffc0 == 0xfe80 {
         Some(Class::LinkLocal)
     } else if ip.is_multicast() {
         Some(Class::Multicast)
@@ -118,16 +164,22 @@ fn classify_v6(ip: Ipv6Addr) -> Option<Class> {
 /// Why an endpoint URL is not accepted.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum UrlError {
-    /// Not a URL we can call (scheme, credentials, no host, no address).
+    /// Not a URL we can call (scheme, credentials, no host).
     Invalid(String),
-    /// Its host is, or resolves to, an address the policy refuses.
-    Refused(String),
+    /// Its host is, or resolves to, an address the policy refuses, or does
+    /// not resolve. The caller is told only that it is refused: what the
+    /// server's resolver made of a name (an internal address, or nothing)
+    /// would map the server's network. `detail` is for the server's log.
+    Refused { detail: String },
 }
 
 impl std::fmt::Display for UrlError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
-            Self::Invalid(why) | Self::Refused(why) => f.write_str(why),
+            Self::Invalid(why) => f.write_str(why),
+            Self::Refused { .. } => {
+                f.write_str("is refused: webhooks are sent only to public internet hosts")
+            }
         }
     }
 }
@@ -144,6 +196,7 @@ fn literal_ip(url: &url::Url) -> Option<IpAddr> {
 /// Checks an endpoint URL now (its name resolved now).
 pub async fn check_url(raw: &str, policy: Policy) -> Result<url::Url, UrlError> {
     let invalid = |why: &str| UrlError::Invalid(why.to_owned());
+    let refused = |detail: String| UrlError::Refused { detail };
     let url = url::Url::parse(raw.trim()).map_err(|_| invalid("is not an absolute URL"))?;
     match url.scheme() {
         "https" => {}
@@ -160,20 +213,19 @@ pub async fn check_url(raw: &str, policy: Policy) -> Result<url::Url, UrlError> 
             let port = url.port_or_known_default().unwrap_or(443);
             tokio::net::lookup_host((name, port))
                 .await
-                .map_err(|_| {
-                    UrlError::Invalid(format!("names a host that does not resolve ({name})"))
-                })?
+                .map_err(|e| refused(format!("{name} does not resolve: {e}")))?
                 .map(|a| a.ip())
                 .collect()
         }
         (None, None) => return Err(invalid("has no host")),
     };
     if addresses.is_empty() {
-        return Err(invalid("names a host with no address"));
+        return Err(refused("the host has no address".into()));
     }
     for ip in addresses {
         if let Some(why) = refusal(ip, policy) {
-            return Err(UrlError::Refused(format!("resolves to {why} ({ip})")));
+            let host = url.host_str().unwrap_or_default();
+            return Err(refused(format!("{host} is or resolves to {why} ({ip})")));
         }
     }
     Ok(url)
@@ -203,9 +255,11 @@ impl Resolve for GuardedResolver {
                 tokio::net::lookup_host((host.as_str(), 0)).await?.collect();
             for address in &found {
                 if let Some(why) = refusal(address.ip(), policy) {
+                    // The owner reads the delivery's error: it names no
+                    // address, only that the guard stopped it.
+                    tracing::info!(host, address = %address.ip(), why, "webhook delivery refused by the address guard");
                     return Err(Box::new(Refused(format!(
-                        "{host} resolves to {why} ({})",
-                        address.ip()
+                        "{host} does not lead to a public internet host"
                     )))
                         as Box<dyn std::error::Error + Send + Sync>);
                 }
@@ -287,6 +341,117 @@ mod tests {
         }
     }
 
+    /// Each way IPv6 can carry an IPv4 address is judged by that address.
+    #[test]
+    fn ipv6_forms_carrying_ipv4_are_judged_by_the_ipv4_address() {
+        for (ip, why) in [
+            // IPv4-compatible (deprecated).
+            ("::127.0.0.1", "loopback"),
+            ("::10.0.0.1", "private"),
+            ("::169.254.169.254", "metadata"),
+            // IPv4-mapped, and IPv4-translated (SIIT).
+            ("::ffff:10.0.0.1", "private"),
+            ("::ffff:0:127.0.0.1", "loopback"),
+            // NAT64's well-known prefix.
+            ("64:ff9b::7f00:1", "loopback"),
+            ("64:ff9b::a9fe:a9fe", "metadata"),
+            // 6to4: the IPv4 address follows 2002.
+            ("2002:7f00:1::1", "loopback"),
+            ("2002:a00:1::1", "private"),
+            ("2002:c0a8:101::", "private"),
+            ("2002:a9fe:a9fe::1", "metadata"),
+            // Teredo: the client's IPv4 address, inverted, ends the address.
+            ("2001:0:4136:e378:8000:63bf:f5ff:fffe", "private"),
+            ("2001:0:4136:e378:8000:63bf:80ff:fffe", "loopback"),
+        ] {
+            let got = refused(ip, STRICT);
+            assert!(got.is_some_and(|g| g.contains(why)), "{ip}: {got:?}");
+        }
+        // A public IPv4 address behind NAT64 or 6to4 is public.
+        for ip in [
+            "64:ff9b::808:808",
+            "2002:808:808::1",
+            "::ffff:8.8.8.8",
+            // Past the end of 3fff::/20 (documentation).
+            "3fff:1000::1",
+        ] {
+            assert_eq!(refused(ip, STRICT), None, "{ip}");
+        }
+    }
+
+    #[test]
+    fn local_deprecated_and_special_ipv6_ranges_are_refused() {
+        for (ip, why) in [
+            ("::", "loopback"),
+            ("fc00::1", "private"),
+            ("fdff:ffff::1", "private"),
+            // Site-local (deprecated, the old private range).
+            ("fec0::1", "private"),
+            ("feff::1", "private"),
+            ("fe80::1:2", "link-local"),
+            ("febf::1", "link-local"),
+            ("ff05::2", "multicast"),
+            ("ff0e::1", "multicast"),
+            // NAT64 for local use: where its IPv4 address sits depends on
+            // the network's prefix length, so it cannot be judged.
+            ("64:ff9b:1::a00:1", "reserved"),
+            ("64:ff9b:1:7f00:1::", "reserved"),
+            ("64:ff9b:1:808:8:800::", "reserved"),
+            // Documentation, benchmarking and discard-only.
+            ("2001:db8::1", "reserved"),
+            ("3fff::1", "reserved"),
+            ("3fff:fff::1", "reserved"),
+            ("2001:2::1", "reserved"),
+            ("100::1", "reserved"),
+            // Teredo whose client is public: still not a place for a webhook.
+            ("2001:0:4136:e378:8000:63bf:3fff:fdd2", "reserved"),
+            // IPv4-compatible with a public address (deprecated form).
+            ("::8.8.8.8", "reserved"),
+            // IPv4 documentation ranges.
+            ("192.0.2.1", "reserved"),
+            ("198.51.100.7", "reserved"),
+            ("203.0.113.9", "reserved"),
+        ] {
+            let got = refused(ip, STRICT);
+            assert!(got.is_some_and(|g| g.contains(why)), "{ip}: {got:?}");
+        }
+    }
+
+    #[test]
+    fn the_private_setting_never_opens_ranges_it_cannot_judge() {
+        for ip in [
+            "64:ff9b:1::a9fe:a9fe",
+            "::169.254.169.254",
+            "2002:a9fe:a9fe::",
+            "2001:db8::1",
+            "ff02::1",
+        ] {
+            assert!(refused(ip, LENIENT).is_some(), "{ip}");
+        }
+        for ip in ["::127.0.0.1", "fec0::1", "2002:a00:1::1"] {
+            assert_eq!(refused(ip, LENIENT), None, "{ip}");
+        }
+    }
+
+    /// Registration must not tell a caller where the server's own names
+    /// lead: a name of the inside and a name that leads nowhere get the same
+    /// answer, which names neither address nor resolution.
+    #[tokio::test]
+    async fn a_refusal_does_not_tell_what_a_name_resolves_to() {
+        let inside = check_url("https://localhost:9/hook", STRICT)
+            .await
+            .unwrap_err();
+        let nowhere = check_url("https://nothing-here.invalid/hook", STRICT)
+            .await
+            .unwrap_err();
+        assert!(matches!(nowhere, UrlError::Refused { .. }), "{nowhere:?}");
+        assert_eq!(inside.to_string(), nowhere.to_string());
+        let text = inside.to_string();
+        for detail in ["127.0.0.1", "::1", "loopback", "resolve", "nothing-here"] {
+            assert!(!text.contains(detail), "{text}");
+        }
+    }
+
     #[test]
     fn the_private_setting_never_opens_metadata_or_multicast() {
         assert_eq!(refused("127.0.0.1", LENIENT), None);
@@ -318,9 +483,11 @@ mod tests {
         assert!(check_url("not a url", STRICT).await.is_err());
         let err = check_url("https://localhost:9/hook", STRICT)
             .await
-            .unwrap_err()
-            .to_string();
-        assert!(err.contains("loopback"), "{err}");
+            .unwrap_err();
+        let UrlError::Refused { detail } = &err else {
+            panic!("{err:?}");
+        };
+        assert!(detail.contains("loopback"), "the log says why: {detail}");
         assert!(check_url("http://localhost:9/hook", LENIENT).await.is_ok());
     }
 }
