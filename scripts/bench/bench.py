@@ -38,6 +38,8 @@ WORK = ROOT / "target" / "bench"
 PASSWORD = "password123"
 # One key for every server of a run, so tokens outlive a restart.
 JWT_SECRET = secrets.token_hex(32)
+# Production refuses to start without it (it seals webhook signing secrets).
+WEBHOOK_SECRETS_KEY = secrets.token_hex(32)
 
 
 def log(message: str) -> None:
@@ -142,6 +144,7 @@ class Server:
             PORT=str(port),
             APP_ENV="production",
             JWT_SECRET=JWT_SECRET,
+            WEBHOOK_SECRETS_KEY=WEBHOOK_SECRETS_KEY,
             ACCESS_TOKEN_TTL_SECS="86400",
             RUST_LOG="warn",
             DATABASE_POOL_SIZE=str(pool_size),
@@ -1030,7 +1033,39 @@ def write_report(r: dict, path: pathlib.Path) -> None:
 
 WEBHOOK_RECEIVER = ROOT / "scripts" / "bench" / "webhooks" / "receiver.mjs"
 JOBS_START, JOBS_END = "<!-- background -->", "<!-- /background -->"
-EVENT_TYPES = "{comment.created,article.favorited,user.followed,article.published}"
+CREATE_ENDPOINT = """mutation($url: String!) {
+  createWebhookEndpoint(input: { url: $url,
+      eventTypes: [COMMENT_CREATED, ARTICLE_FAVORITED, USER_FOLLOWED, ARTICLE_PUBLISHED] }) {
+    errors { message }
+  }
+}"""
+# The check constraint wants a reason beside every disabled_at.
+WEBHOOKS_OFF = "UPDATE webhook_endpoints SET disabled_at = now(), disabled_reason = 'benchmark: webhooks off'"
+WEBHOOKS_ON = "UPDATE webhook_endpoints SET disabled_at = NULL, disabled_reason = NULL"
+
+
+def create_endpoints(pg: Postgres, database: str, port: int, authors: list[str], url: str) -> None:
+    """One endpoint for every event type for each of `authors`, made through
+    the API as their owners: the server seals each secret for its own
+    endpoint (WEBHOOK_SECRETS_KEY), so a secret written into the table by
+    hand would not sign. They are registered on a development server on
+    `port` (same database and key, no workers), since production takes
+    only https URLs and the receiver is plain http on this machine."""
+    ids = ",".join(f"'{a}'" for a in authors)
+    emails = pg.sql(f"SELECT email FROM users WHERE id IN ({ids})", database=database).splitlines()
+    sign_in = document("sign_in")
+    extra = {"APP_ENV": "development", "WEBHOOKS_ALLOW_PRIVATE_ADDRESSES": "true", "JOB_WORKERS": "0"}
+    registering = Server(pg.url(database), port, 4, extra)
+    try:
+        for email in emails:
+            token = registering.graphql(sign_in, {"email": email, "password": PASSWORD})["signInUser"]["token"]
+            if not token:
+                raise RuntimeError(f"{email} could not sign in")
+            created = registering.graphql(CREATE_ENDPOINT, {"url": url}, token)["createWebhookEndpoint"]
+            if created["errors"]:
+                raise RuntimeError(f"{email}: the endpoint was refused: {created['errors']}")
+    finally:
+        registering.stop()
 
 
 def global_uuid(global_id: str) -> str:
@@ -1077,16 +1112,15 @@ def background_run(pg: Postgres, database: str, args) -> dict:
             pg.sql("DELETE FROM webhook_endpoints", database=database)
             authors = [global_uuid(a) for a in fx.author_list]
             url = f"http://127.0.0.1:{receiver_port}/hook"
-            values = ",".join(
-                f"('{a}', '{url}', '{EVENT_TYPES}', 'whsec_{base64.b64encode(secrets.token_bytes(32)).decode()}')"
-                for a in authors
-            )
+            # Made once; "off" disables them all, so no event is fanned out.
+            create_endpoints(pg, database, args.port + 21, authors, url)
+            pg.sql(WEBHOOKS_OFF, database=database)
             rounds = []
             for i in range(2):
                 row = {}
                 for mode in ("off", "on"):
                     if mode == "on":
-                        pg.sql(f"INSERT INTO webhook_endpoints (user_id, url, event_types, secret) VALUES {values}", database=database)
+                        pg.sql(WEBHOOKS_ON, database=database)
                         receiver_reset(receiver_port)
                     log(f"webhooks round {i + 1}: scenario (e) with webhooks {mode}, {connections} connections, {args.webhooks} s")
                     row[mode] = measure(server, lines, connections, args.webhooks, args.warmup)
@@ -1099,7 +1133,8 @@ def background_run(pg: Postgres, database: str, args) -> dict:
                         row["deliveries"] = int(pg.sql("SELECT count(*) FROM webhook_deliveries", database=database))
                         row["failed"] = int(pg.sql("SELECT count(*) FROM webhook_deliveries WHERE status <> 'succeeded'", database=database))
                         row["drained_after_s"] = drained
-                        pg.sql("DELETE FROM webhook_endpoints", database=database)
+                        pg.sql(WEBHOOKS_OFF, database=database)
+                        pg.sql("DELETE FROM webhook_deliveries", database=database)
                     log(f"  {mode}: {row[mode]['rps']:.0f} req/s, p99 {ms(row[mode]['p99_us'])} ms")
                 log(f"  {row['deliveries']} deliveries, {row['failed']} not succeeded; write-to-arrival lag "
                     f"p50 {row['receiver']['lag_ms']['p50']} ms, p99 {row['receiver']['lag_ms']['p99']} ms; "
@@ -1110,15 +1145,11 @@ def background_run(pg: Postgres, database: str, args) -> dict:
             # Queue throughput: a backlog of deliveries, drained by the
             # server's own workers.
             n = args.webhook_drain
-            author = authors[0]
-            pg.sql(
-                f"INSERT INTO webhook_endpoints (user_id, url, event_types, secret) VALUES "
-                f"('{author}', '{url}', '{EVENT_TYPES}', 'whsec_{base64.b64encode(secrets.token_bytes(32)).decode()}')",
-                database=database,
-            )
+            endpoint = pg.sql("SELECT id FROM webhook_endpoints ORDER BY id LIMIT 1", database=database)
+            pg.sql(f"{WEBHOOKS_ON} WHERE id = '{endpoint}'", database=database)
             receiver_reset(receiver_port)
             pg.sql(
-                f"""WITH e AS (SELECT id FROM webhook_endpoints LIMIT 1),
+                f"""WITH e AS (SELECT '{endpoint}'::uuid AS id),
                     d AS (INSERT INTO webhook_deliveries (id, endpoint_id, event_id, event_type, payload)
                           SELECT gen_random_uuid(), e.id, -n, 'user.followed', '{{"type": "user.followed", "data": {{}}}}'
                           FROM e, generate_series(1, {n}) n RETURNING id)

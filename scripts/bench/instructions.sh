@@ -26,6 +26,7 @@ trap 'kill "$pid" 2>/dev/null || true; rm -rf "$out"' EXIT
 
 DATABASE_URL=$url PORT=$port APP_ENV=production RUST_LOG=warn RATE_LIMIT_POINTS=0 RESPONSE_CACHE=off \
     JWT_SECRET="$(head -c 48 /dev/urandom | base64)" \
+    WEBHOOK_SECRETS_KEY="$(head -c 48 /dev/urandom | base64)" \
     valgrind --tool=callgrind --instr-atstart=no --callgrind-out-file="$out/callgrind.out" \
     target/release/conduit >"$out/server.log" 2>&1 &
 pid=$!
