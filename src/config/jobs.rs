@@ -73,9 +73,12 @@ pub struct Webhooks {
         default_value_t = 1000
     )]
     pub max_pending: i64,
-    /// Seals endpoints' signing secrets in the database (AES-256-GCM under
-    /// the SHA-256 of this value); unset, they are stored as they are.
-    /// Secrets sealed under another key cannot be used: rotate them.
+    /// Seals endpoints' signing secrets in the database (AES-256-GCM under a
+    /// key derived from this value with HKDF-SHA256, each bound to its
+    /// endpoint): required in production (at least 32 random bytes); unset,
+    /// they are stored as they are (development). Once it is set, secrets
+    /// stored unsealed, sealed under another key or by an older version are
+    /// not used: rotate them.
     #[arg(
         long = "webhook-secrets-key",
         env = "WEBHOOK_SECRETS_KEY",

@@ -43,7 +43,8 @@ pub struct Config {
     #[arg(long, env = "PORT", default_value_t = 8080)]
     pub port: u16,
     /// `development` or `production`: production refuses a weak or missing
-    /// `JWT_SECRET` and changes the defaults marked so.
+    /// `JWT_SECRET` or `WEBHOOK_SECRETS_KEY` and changes the defaults marked
+    /// so.
     #[arg(long, env = "APP_ENV", value_enum, default_value = "development")]
     pub app_env: AppEnv,
     /// PostgreSQL URL; unset starts the embedded PostgreSQL.
@@ -219,6 +220,15 @@ impl Config {
                 "JWT_SECRET is too weak for APP_ENV=production: use at least {MIN_PRODUCTION_SECRET_BYTES} random bytes (for example `openssl rand -base64 48`)"
             ),
             None if self.is_production() => bail!("JWT_SECRET must be set when APP_ENV=production"),
+            _ => {}
+        }
+        match &self.jobs.webhooks.secrets_key {
+            Some(key) if self.is_production() && !is_strong_secret(key) => bail!(
+                "WEBHOOK_SECRETS_KEY is too weak for APP_ENV=production: use at least {MIN_PRODUCTION_SECRET_BYTES} random bytes (for example `openssl rand -base64 48`)"
+            ),
+            None if self.is_production() => bail!(
+                "WEBHOOK_SECRETS_KEY must be set when APP_ENV=production: it seals webhook signing secrets in the database (for example `openssl rand -base64 48`)"
+            ),
             _ => {}
         }
         if self.database_pooler == DatabasePooler::Transaction && self.database_direct_url.is_none()
@@ -441,11 +451,49 @@ mod tests {
         let ok = config(&[
             ("APP_ENV", "production"),
             ("JWT_SECRET", "q8Vd1kP0x7rT2mN9bW4yZ6cH3jL5sA0eF1gK8uR2"),
+            (
+                "WEBHOOK_SECRETS_KEY",
+                "Wm5Tg8Qa2Lr7Zx0Kc4Vb9Nh1Jd6Fp3Ys-seal",
+            ),
         ])
         .unwrap();
         assert_eq!(ok.log_format(), LogFormat::Json);
         assert!(!ok.graphiql());
         assert_eq!(ok.cors_allowed_origins(), CorsOrigins::List(vec![]));
+    }
+
+    #[test]
+    fn production_refuses_a_missing_or_weak_webhook_secrets_key() {
+        let production = [
+            ("APP_ENV", "production"),
+            ("JWT_SECRET", "q8Vd1kP0x7rT2mN9bW4yZ6cH3jL5sA0eF1gK8uR2"),
+        ];
+        let err = config(&production).unwrap_err();
+        assert!(
+            format!("{err:#}").contains("WEBHOOK_SECRETS_KEY"),
+            "{err:#}"
+        );
+        let weak = [
+            production[0],
+            production[1],
+            ("WEBHOOK_SECRETS_KEY", "changeme"),
+        ];
+        let err = config(&weak).unwrap_err();
+        assert!(
+            format!("{err:#}").contains("WEBHOOK_SECRETS_KEY"),
+            "{err:#}"
+        );
+        let strong = [
+            production[0],
+            production[1],
+            (
+                "WEBHOOK_SECRETS_KEY",
+                "Wm5Tg8Qa2Lr7Zx0Kc4Vb9Nh1Jd6Fp3Ys-seal",
+            ),
+        ];
+        assert!(config(&strong).is_ok());
+        // Development stores secrets as they are when no key is set.
+        assert!(config(&[]).unwrap().jobs.webhooks.secrets_key.is_none());
     }
 
     #[test]

@@ -87,7 +87,8 @@ pub async fn create_endpoint(
     let (url, types) = checked(state, Some(url), Some(types)).await?;
     let (url, types) = (url.unwrap_or_default(), types.unwrap_or_default());
     let secret = signature::new_secret();
-    let sealed = state.webhooks.sealer.seal(&secret);
+    let id = Uuid::now_v7();
+    let sealed = state.webhooks.sealer.seal(id, &secret);
     let max = state.webhooks.settings.max_endpoints;
     let mut conn = state.db.conn().await?;
     conn.transaction(async |conn| {
@@ -101,7 +102,7 @@ pub async fn create_endpoint(
         let endpoint = webhook::insert(
             conn,
             &NewEndpoint {
-                id: Uuid::now_v7(),
+                id,
                 user_id: viewer.user_id,
                 url: &url,
                 event_types: &types,
@@ -174,7 +175,7 @@ pub async fn rotate_secret(
         &mut conn,
         id,
         viewer.user_id,
-        &state.webhooks.sealer.seal(&secret),
+        &state.webhooks.sealer.seal(id, &secret),
         Utc::now() + PREVIOUS_SECRET_SIGNS_FOR,
     )
     .await?
@@ -437,17 +438,36 @@ pub async fn deliver(db: &Database, webhooks: &Webhooks, delivery_id: Uuid) -> A
     drop(conn);
     let now = Utc::now();
     let sealer = &webhooks.sealer;
-    let mut stored = vec![endpoint.secret.as_str()];
+    // A secret that does not open is never signed with: the operator
+    // learns why from the log, the owner (below) that it must be rotated.
+    let mut opened = Vec::new();
+    match sealer.open(endpoint.id, &endpoint.secret) {
+        Ok(secret) => opened.push(secret),
+        Err(why) => tracing::warn!(
+            endpoint_id = %endpoint.id,
+            reason = %why,
+            "webhook signing secret not used"
+        ),
+    }
     if let (Some(previous), Some(until)) = (
         &endpoint.previous_secret,
         endpoint.previous_secret_expires_at,
     ) && until > now
     {
-        stored.push(previous);
+        match sealer.open(endpoint.id, previous) {
+            Ok(secret) => opened.push(secret),
+            // Rotating an unusable secret leaves it here for a day; the
+            // rotation already was the remedy.
+            Err(why) => tracing::debug!(
+                endpoint_id = %endpoint.id,
+                reason = %why,
+                "previous webhook signing secret not used"
+            ),
+        }
     }
-    let opened: Vec<String> = stored.iter().filter_map(|s| sealer.open(s)).collect();
     if opened.is_empty() {
-        let error = "not sent: the signing secret is sealed under another key (WEBHOOK_SECRETS_KEY); rotate it";
+        let error =
+            "not sent: the signing secret cannot be used; rotate it (rotateWebhookEndpointSecret)";
         return not_sent(&mut *db.conn().await?, &delivery, error).await;
     }
     let secrets: Vec<&str> = opened.iter().map(String::as_str).collect();

@@ -201,6 +201,7 @@ async fn production_hides_graphiql_and_the_schema_from_anonymous_clients() {
     let app = TestApp::spawn_with(|c| {
         c.app_env = AppEnv::Production;
         c.jwt_secret = Some("Zq4v8N2wXk7Lp1Rt6Ym3Hs9Bd5Gf0Jc-prod".into());
+        c.jobs.webhooks.secrets_key = Some("Wm5Tg8Qa2Lr7Zx0Kc4Vb9Nh1Jd6Fp3Ys-seal".into());
     })
     .await;
     let page = app

@@ -30,7 +30,7 @@ async fn app_with_schedule(schedule: &str) -> TestApp {
         // The tests poll their deliveries; the query budget is not under test.
         c.rate_limits.points = 0;
         c.jobs.webhooks.retry_schedule = schedule;
-        c.jobs.webhooks.secrets_key = Some("a key of the test deployment".into());
+        c.jobs.webhooks.secrets_key = Some(SECRETS_KEY.into());
     })
     .await
 }
@@ -74,6 +74,24 @@ async fn delivery_when(app: &TestApp, token: &str, done: impl Fn(&Value) -> bool
     );
 }
 
+const ROTATE: &str = "mutation($id: ID!) {
+    rotateWebhookEndpointSecret(input: { id: $id }) { secret }
+}";
+
+/// A key the delivering servers of these tests seal secrets under.
+const SECRETS_KEY: &str = "a key of the test deployment";
+
+/// Waits until `sql` counts `n`.
+async fn count_reaches(app: &TestApp, sql: &str, n: i64) {
+    for _ in 0..250 {
+        if app.db.count(sql).await == n {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(40)).await;
+    }
+    panic!("{sql} never counted {n}: {}", app.db.count(sql).await);
+}
+
 fn assert_signed(received: &crate::helpers::Received, secret: &str) {
     let expected =
         signature::sign(secret, &received.id, received.timestamp, &received.raw).unwrap();
@@ -93,7 +111,7 @@ async fn a_follow_is_delivered_signed_with_a_small_payload() {
     let (_, secret) = create(&app, &alice.token, &receiver.url, &["USER_FOLLOWED"]).await;
     assert!(secret.starts_with("whsec_"), "{secret}");
     // The database holds it sealed, not as given.
-    let stored = "SELECT count(*) FROM webhook_endpoints WHERE secret LIKE 'sealed:v1:%'";
+    let stored = "SELECT count(*) FROM webhook_endpoints WHERE secret LIKE 'sealed:v2:%'";
     assert_eq!(app.db.count(stored).await, 1);
     let plain = format!(
         "SELECT count(*) FROM webhook_endpoints WHERE secret LIKE '%{}%'",
@@ -124,6 +142,105 @@ async fn a_follow_is_delivered_signed_with_a_small_payload() {
         .await;
     tokio::time::sleep(Duration::from_millis(1500)).await;
     assert_eq!(receiver.received().len(), 1);
+}
+
+/// A sealed secret is bound to its endpoint: whoever can write the database
+/// cannot make one endpoint sign with another's secret.
+#[tokio::test]
+async fn a_sealed_secret_copied_onto_another_endpoint_does_not_sign() {
+    let app = app_with_schedule("100ms").await;
+    let (follows, favorites) = (Receiver::start().await, Receiver::start().await);
+    let alice = app.signed_in_user("alice").await;
+    let bob = app.signed_in_user("bob").await;
+    let carol = app.signed_in_user("carol").await;
+    let (_, follow_secret) = create(&app, &alice.token, &follows.url, &["USER_FOLLOWED"]).await;
+    let (favorite_id, _) = create(&app, &alice.token, &favorites.url, &["ARTICLE_FAVORITED"]).await;
+    app.db
+        .execute(&format!(
+            "UPDATE webhook_endpoints SET secret =
+                 (SELECT secret FROM webhook_endpoints WHERE url = '{}')
+             WHERE url = '{}'",
+            follows.url, favorites.url
+        ))
+        .await;
+
+    let article = app.create_article(&alice.token, "Mine", &[]).await;
+    let article_id = article["id"].as_str().unwrap();
+    app.favorite(&bob.token, article_id).await;
+    let failed = "SELECT count(*) FROM webhook_deliveries
+        WHERE status = 'failed' AND attempts = 0 AND last_error LIKE '%rotate%'";
+    count_reaches(&app, failed, 1).await;
+    assert!(favorites.received().is_empty());
+    // On its own endpoint the same value signs.
+    app.follow(&bob.token, "alice").await;
+    let got = follows.wait_for(1, Duration::from_secs(10)).await;
+    assert_signed(&got[0], &follow_secret);
+
+    // A new secret is the way out.
+    let response = app
+        .query_as(&alice.token, ROTATE, json!({ "id": favorite_id }))
+        .await;
+    let secret = response.body["data"]["rotateWebhookEndpointSecret"]["secret"]
+        .as_str()
+        .unwrap_or_else(|| panic!("{}", response.body))
+        .to_owned();
+    app.favorite(&carol.token, article_id).await;
+    let got = favorites.wait_for(1, Duration::from_secs(10)).await;
+    assert_signed(&got[0], &secret);
+}
+
+/// Secrets stored before `WEBHOOK_SECRETS_KEY` was set are not trusted once
+/// it is (anyone who could write the database could have put them there);
+/// rotating one seals a new one.
+#[tokio::test]
+async fn a_secret_stored_before_the_key_was_set_signs_nothing_until_rotated() {
+    let before = TestApp::spawn_with(|c| {
+        c.jobs.webhooks.allow_private_addresses = true;
+        c.rate_limits.points = 0;
+        c.jobs.workers = 0;
+    })
+    .await;
+    let after = TestApp::spawn_on(before.db.share(), |c| {
+        c.jobs.webhooks.allow_private_addresses = true;
+        c.rate_limits.points = 0;
+        c.jobs.webhooks.retry_schedule = "100ms".parse().unwrap();
+        c.jobs.webhooks.secrets_key = Some(SECRETS_KEY.into());
+    })
+    .await;
+    let receiver = Receiver::start().await;
+    let alice = before.signed_in_user("alice").await;
+    let bob = before.signed_in_user("bob").await;
+    let carol = before.signed_in_user("carol").await;
+    let (id, old_secret) = create(&before, &alice.token, &receiver.url, &["USER_FOLLOWED"]).await;
+    let unsealed = format!("SELECT count(*) FROM webhook_endpoints WHERE secret = '{old_secret}'");
+    assert_eq!(before.db.count(&unsealed).await, 1);
+
+    before.follow(&bob.token, "alice").await;
+    let delivery = delivery_when(&before, &alice.token, |d| d["status"] == "FAILED").await;
+    assert_eq!(delivery["attempts"], 0, "{delivery}");
+    let error = delivery["lastError"].as_str().unwrap();
+    assert!(error.contains("rotate"), "{error}");
+    assert!(receiver.received().is_empty());
+
+    let response = after
+        .query_as(&alice.token, ROTATE, json!({ "id": id }))
+        .await;
+    let secret = response.body["data"]["rotateWebhookEndpointSecret"]["secret"]
+        .as_str()
+        .unwrap_or_else(|| panic!("{}", response.body))
+        .to_owned();
+    let sealed = "SELECT count(*) FROM webhook_endpoints WHERE secret LIKE 'sealed:v2:%'";
+    assert_eq!(before.db.count(sealed).await, 1);
+    before.follow(&carol.token, "alice").await;
+    let got = receiver.wait_for(1, Duration::from_secs(10)).await;
+    assert_signed(&got[0], &secret);
+    // The unsealed one, still the previous secret for a day, signs nothing.
+    let old = signature::sign(&old_secret, &got[0].id, got[0].timestamp, &got[0].raw).unwrap();
+    assert!(
+        !got[0].signature.split(' ').any(|s| s == old),
+        "{}",
+        got[0].signature
+    );
 }
 
 #[tokio::test]
