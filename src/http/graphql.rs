@@ -48,7 +48,9 @@ pub async fn post(
     match executor.prepare_all(batch).await {
         Ok(operations) => {
             let executed = executor.execute(operations, caller.caller()).await;
-            no_store(respond(executed, request_id, media).0)
+            let (mut http, _, for_caller) = respond(executed, request_id, media);
+            http.headers_mut().extend(for_caller);
+            no_store(http)
         }
         Err(e) => error_response(&e, request_id, media),
     }
@@ -104,27 +106,32 @@ pub async fn get(
         .execute(Operations::Single(operation), caller.caller())
         .await;
     let shared = by_hash && !caller.has_credentials();
-    let (http, hints) = respond(executed, request_id, media);
-    http_cache(http, hints, shared, &headers).await
+    let (http, hints, for_caller) = respond(executed, request_id, media);
+    http_cache(http, hints, shared, for_caller, &headers).await
 }
 
 /// What a GET's answer may be cached for, per its hints: `public` for an
 /// anonymous request by persisted hash of public data (a CDN may keep
 /// it); `private, no-cache` for other successful queries (the browser
 /// revalidates with the `ETag`, which a `304` answers); `no-store` for
-/// anything else. Every cacheable answer has an `ETag`.
+/// anything else. Every cacheable answer has an `ETag`. Only an answer
+/// that is not public carries the headers `for_caller`: a shared cache
+/// would hand them to everyone.
 async fn http_cache(
-    http: Response,
+    mut http: Response,
     hints: Option<CacheControl>,
     shared: bool,
+    for_caller: HeaderMap,
     request: &HeaderMap,
 ) -> Response {
     let Some(hints) = hints.filter(|_| http.status() == StatusCode::OK) else {
+        http.headers_mut().extend(for_caller);
         return no_store(http);
     };
     let policy = if shared && hints.public && hints.max_age > 0 {
         format!("public, max-age={}", hints.max_age)
     } else {
+        http.headers_mut().extend(for_caller);
         "private, no-cache".to_owned()
     };
     let (mut parts, body) = http.into_parts();
@@ -194,13 +201,15 @@ fn no_store(mut http: Response) -> Response {
     http
 }
 
-/// The HTTP answer to what the pipeline made of a request, and the cache
-/// hints of a successful query's answer.
+/// The HTTP answer to what the pipeline made of a request, the cache
+/// hints of a successful query's answer, and the headers for its caller
+/// alone (its budget, why its token was ignored), kept apart so that a
+/// public answer goes without them.
 fn respond(
     executed: Executed,
     request_id: &RequestId,
     media: Media,
-) -> (Response, Option<CacheControl>) {
+) -> (Response, Option<CacheControl>, HeaderMap) {
     let Executed {
         result,
         codes,
@@ -208,7 +217,7 @@ fn respond(
         charge,
     } = executed;
     let mut hints = None;
-    let mut http = match result {
+    let http = match result {
         Ok(Answer::Stored(stored)) => {
             hints = Some(stored.cache_control());
             let mut http = (
@@ -236,11 +245,11 @@ fn respond(
         }
         Err(e) => error_response(&e, request_id, media),
     };
-    let headers = http.headers_mut();
+    let mut for_caller = HeaderMap::new();
     if let Some(charge) = charge {
         let mut set = |name: &'static str, value: String| {
             if let Ok(value) = HeaderValue::from_str(&value) {
-                headers.insert(name, value);
+                for_caller.insert(name, value);
             }
         };
         set("x-ratelimit-limit", charge.limit.to_string());
@@ -259,10 +268,10 @@ fn respond(
             rejection.description()
         );
         if let Ok(value) = HeaderValue::from_str(&challenge) {
-            headers.insert(header::WWW_AUTHENTICATE, value);
+            for_caller.insert(header::WWW_AUTHENTICATE, value);
         }
     }
-    (http, hints)
+    (http, hints, for_caller)
 }
 
 fn accepts_html(headers: &HeaderMap) -> bool {

@@ -519,3 +519,57 @@ async fn anonymous_gets_by_hash_are_public_with_an_etag_and_revalidate_to_304() 
         .unwrap();
     assert_eq!(header(&failed, "cache-control"), "no-store");
 }
+
+/// Headers that belong to one caller, which a shared cache would hand on.
+const PER_CALLER: [&str; 6] = [
+    "x-ratelimit-limit",
+    "x-ratelimit-remaining",
+    "x-ratelimit-reset",
+    "retry-after",
+    "www-authenticate",
+    "set-cookie",
+];
+
+fn per_caller_headers(response: &reqwest::Response) -> Vec<&str> {
+    PER_CALLER
+        .into_iter()
+        .filter(|name| response.headers().contains_key(*name))
+        .collect()
+}
+
+/// A public answer, which a CDN keeps and hands to everyone, carries no
+/// caller's headers; answers for one caller still tell it its budget.
+#[tokio::test]
+async fn public_answers_carry_no_per_caller_headers() {
+    let app = TestApp::spawn().await;
+    let jake = app.signed_in_user("jake").await.token;
+    let public = "{ tags articles(first: 3) { nodes { slug } } }";
+
+    let registered = get(&app, public, true, &[]).await;
+    assert_eq!(header(&registered, "cache-control"), "private, no-cache");
+    assert!(registered.headers().contains_key("x-ratelimit-remaining"));
+
+    // Made, then answered from the response cache.
+    for _ in 0..2 {
+        let by_hash = get(&app, public, false, &[]).await;
+        assert_eq!(by_hash.status(), 200);
+        assert_eq!(header(&by_hash, "cache-control"), "public, max-age=60");
+        assert_eq!(per_caller_headers(&by_hash), Vec::<&str>::new());
+        assert!(by_hash.headers().contains_key("x-request-id"));
+    }
+
+    let token = format!("Token {jake}");
+    let signed_in = get(&app, public, false, &[("Authorization", &token)]).await;
+    assert_eq!(header(&signed_in, "cache-control"), "private, no-cache");
+    assert!(signed_in.headers().contains_key("x-ratelimit-remaining"));
+
+    let post = app
+        .client
+        .post(app.url("/graphql"))
+        .json(&json!({ "query": public }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(header(&post, "cache-control"), "no-store");
+    assert!(post.headers().contains_key("x-ratelimit-remaining"));
+}
