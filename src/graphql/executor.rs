@@ -20,7 +20,7 @@ use super::{
     document_cache::DocumentCache,
     limits::{self, DocumentLimits},
     loaders,
-    persisted::{PersistedDocuments, PersistedQueryError},
+    persisted::{PersistedDocuments, PersistedQueryError, Registration},
     rate_limit::{self, ClientAddress, RateLimitTicket},
 };
 use crate::{
@@ -80,6 +80,9 @@ impl Operations {
 pub struct Prepared {
     request: Request,
     document: Result<Arc<ExecutableDocument>, ServerError>,
+    /// A text sent with its hash: kept once the operation has passed the
+    /// limits and paid its rate-limit charge, which includes keeping it.
+    registration: Option<Registration>,
 }
 
 impl Prepared {
@@ -237,14 +240,19 @@ impl Executor {
     /// Puts a persisted document's text on `request` (or refuses it) and
     /// parses it within the static limits.
     pub async fn prepare(&self, mut request: Request) -> Result<Prepared, Refusal> {
-        self.documents
+        let registration = self
+            .documents
             .resolve(&mut request)
             .await
             .map_err(Refusal::PersistedQuery)?;
         let document = self
             .parsed
             .get_or_parse(&request.query, |query| self.limits.parse(query));
-        Ok(Prepared { request, document })
+        Ok(Prepared {
+            request,
+            document,
+            registration,
+        })
     }
 
     pub async fn execute(&self, operations: Operations, caller: Caller<'_>) -> Executed {
@@ -465,7 +473,7 @@ struct Operation<'a> {
 
 impl Operation<'_> {
     /// Runs one operation, or answers it from the response cache.
-    async fn run(&self, operation: Prepared) -> Answered {
+    async fn run(&self, mut operation: Prepared) -> Answered {
         let span = operation_span(&operation);
         async {
             let key = self.cache_key(&operation);
@@ -473,8 +481,15 @@ impl Operation<'_> {
                 && let Some(stored) = self.executor.cache.get(key).await
             {
                 // A stored answer costs what running it would.
-                if let Some(cost) = stored.cost
-                    && let Err(e) = rate_limit::charge(&self.executor.app, self.ticket, cost).await
+                let registration = operation.registration.take();
+                if (stored.cost.is_some() || registration.is_some())
+                    && let Err(e) = self
+                        .charge(
+                            stored.cost.unwrap_or_default(),
+                            registration,
+                            &operation.request.query,
+                        )
+                        .await
                 {
                     return Answered::Ran(async_graphql::Response::from_errors(vec![e]));
                 }
@@ -491,6 +506,24 @@ impl Operation<'_> {
         }
         .instrument(span)
         .await
+    }
+
+    /// Charges the operation's `cost` plus keeping the document that came
+    /// with `registration`, then keeps it. Called only for a document that
+    /// parsed within the limits, so nothing else is ever kept, and nothing
+    /// beyond the caller's budget.
+    async fn charge(
+        &self,
+        cost: usize,
+        registration: Option<Registration>,
+        document: &str,
+    ) -> Result<(), ServerError> {
+        let keeping = registration.as_ref().map_or(0, Registration::cost);
+        rate_limit::charge(&self.executor.app, self.ticket, cost + keeping).await?;
+        if let Some(registration) = registration {
+            self.executor.documents.keep(registration, document).await;
+        }
+        Ok(())
     }
 
     /// The response cache's key for a query that parsed, when the cache is on.
@@ -538,11 +571,12 @@ impl Operation<'_> {
         }
     }
 
-    /// The static limits and the rate-limit charge, then the request the
-    /// schema runs, with what resolvers need attached: the viewer, the
-    /// client's address, the rate-limit ticket and a fresh set of loaders
-    /// (they cache per operation and know the viewer). A refusal is the
-    /// response to send instead.
+    /// The static limits and the rate-limit charge (then a document sent
+    /// with its hash is kept), then the request the schema runs, with what
+    /// resolvers need attached: the viewer, the client's address, the
+    /// rate-limit ticket and a fresh set of loaders (they cache per
+    /// operation and know the viewer). A refusal is the response to send
+    /// instead.
     async fn request(
         &self,
         operation: Prepared,
@@ -553,6 +587,7 @@ impl Operation<'_> {
         let Prepared {
             mut request,
             document,
+            registration,
         } = operation;
         let document = document.map_err(refuse)?;
         let measure = executor
@@ -575,7 +610,7 @@ impl Operation<'_> {
                 // no answer is cached across them.
                 loaders.enable_all_cache(false);
             }
-            rate_limit::charge(&executor.app, self.ticket, measure.cost)
+            self.charge(measure.cost, registration, &request.query)
                 .await
                 .map_err(refuse)?;
         }

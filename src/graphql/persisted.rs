@@ -3,8 +3,11 @@
 //!
 //! - Automatic persisted queries (Apollo's protocol, the default): a hash the
 //!   server has not seen gets `PERSISTED_QUERY_NOT_FOUND`; the client then
-//!   sends the text with the hash, the server checks the hash and keeps the
-//!   text (in this process, or in Redis so every instance knows it).
+//!   sends the text with the hash, the server checks the hash and, once the
+//!   pipeline has parsed the text within the limits and charged the caller
+//!   for it, keeps it (in this process, or in Redis so every instance knows
+//!   it). Anyone may register, so nothing is kept that could not run, and
+//!   keeping is paid for like running.
 //! - Trusted documents (`TRUSTED_DOCUMENTS`, for production first-party
 //!   clients): only the documents of a manifest made at build time run,
 //!   named by hash or sent verbatim; anything else is refused.
@@ -38,6 +41,10 @@ const MEMORY_CAPACITY: usize = 1024;
 /// How long Redis keeps a document nobody asked for.
 const REDIS_TTL: Duration = Duration::from_secs(7 * 24 * 3600);
 const REDIS_PREFIX: &str = "conduit:apq:";
+/// Keeping a document costs one rate-limit point per this many bytes of
+/// it, on top of running it, so what a caller can keep per window is
+/// bounded by its budget (a 16 KiB document, the longest kept, costs 1024).
+const BYTES_PER_POINT: usize = 16;
 
 /// Why a persisted document cannot be run: errors of the persisted-query
 /// protocol, raised here and nowhere else.
@@ -77,6 +84,22 @@ impl ClientError for PersistedQueryError {
             Self::Malformed(message) => message,
         }
         .to_owned()
+    }
+}
+
+/// A document sent with its hash for the automatic store to keep: kept by
+/// [`PersistedDocuments::keep`] once it parsed, is within the limits and
+/// its [`Registration::cost`] was charged.
+#[derive(Debug)]
+pub struct Registration {
+    hash: String,
+    cost: usize,
+}
+
+impl Registration {
+    /// Rate-limit points keeping the document costs.
+    pub fn cost(&self) -> usize {
+        self.cost
     }
 }
 
@@ -148,8 +171,12 @@ impl PersistedDocuments {
     }
 
     /// Puts the document's text on `request`, from the hash in its
-    /// `persistedQuery` extension, or refuses it.
-    pub async fn resolve(&self, request: &mut Request) -> Result<(), PersistedQueryError> {
+    /// `persistedQuery` extension, or refuses it. A text sent with its hash
+    /// comes back as a registration, which keeps nothing yet.
+    pub async fn resolve(
+        &self,
+        request: &mut Request,
+    ) -> Result<Option<Registration>, PersistedQueryError> {
         let hash = take_persisted_query(request)?;
         if let Some(hash) = &hash
             && !is_sha256_hex(hash)
@@ -161,15 +188,15 @@ impl PersistedDocuments {
         match self {
             Self::Off => match hash {
                 Some(_) if request.query.is_empty() => Err(PersistedQueryError::NotSupported),
-                _ => Ok(()),
+                _ => Ok(None),
             },
             Self::Automatic(store) => {
-                let Some(hash) = hash else { return Ok(()) };
+                let Some(hash) = hash else { return Ok(None) };
                 if request.query.is_empty() {
                     return match store.get(&hash).await {
                         Some(text) => {
                             request.query = text.to_string();
-                            Ok(())
+                            Ok(None)
                         }
                         None => Err(PersistedQueryError::NotFound),
                     };
@@ -179,10 +206,11 @@ impl PersistedDocuments {
                         "the persistedQuery sha256Hash is not the SHA-256 of the query",
                     ));
                 }
-                if request.query.len() <= MAX_STORED_BYTES {
-                    store.set(hash, &request.query).await;
-                }
-                Ok(())
+                let length = request.query.len();
+                Ok((length <= MAX_STORED_BYTES).then(|| Registration {
+                    hash,
+                    cost: length.div_ceil(BYTES_PER_POINT),
+                }))
             }
             Self::Trusted(documents) => {
                 let trusted = match hash {
@@ -202,11 +230,18 @@ impl PersistedDocuments {
                     None => documents.contains_key(&sha256_hex(&request.query)),
                 };
                 if trusted {
-                    Ok(())
+                    Ok(None)
                 } else {
                     Err(PersistedQueryError::NotTrusted)
                 }
             }
+        }
+    }
+
+    /// Keeps `document`, the text `registration` came with.
+    pub async fn keep(&self, registration: Registration, document: &str) {
+        if let Self::Automatic(store) = self {
+            store.set(registration.hash, document).await;
         }
     }
 }
@@ -331,7 +366,7 @@ mod tests {
         request
     }
 
-    fn code(result: Result<(), PersistedQueryError>) -> &'static str {
+    fn code<T>(result: Result<T, PersistedQueryError>) -> &'static str {
         result.err().map(|e| e.code().as_str()).unwrap_or("OK")
     }
 
@@ -361,7 +396,15 @@ mod tests {
 
         let mut register = by_hash(&hash);
         register.query = text.into();
-        assert_eq!(code(documents.resolve(&mut register).await), "OK");
+        let registration = documents.resolve(&mut register).await.unwrap();
+        let registration = registration.expect("a text with its hash registers");
+        assert_eq!(registration.cost(), 1);
+        // Nothing is kept until the pipeline has checked and charged it.
+        assert_eq!(
+            code(documents.resolve(&mut by_hash(&hash)).await),
+            "PERSISTED_QUERY_NOT_FOUND"
+        );
+        documents.keep(registration, text).await;
 
         let mut known = by_hash(&hash.to_uppercase());
         assert_eq!(code(documents.resolve(&mut known).await), "OK");

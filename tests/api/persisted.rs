@@ -118,17 +118,36 @@ async fn a_hash_that_does_not_match_the_text_is_refused_and_not_kept() {
 
 #[tokio::test]
 async fn persisted_documents_meet_the_same_limits_and_method_rules() {
-    let app = TestApp::spawn_with(|c| c.limits.max_depth = 3).await;
+    let app = TestApp::spawn_with(|c| {
+        c.limits.max_depth = 3;
+        c.limits.max_cost = 50;
+    })
+    .await;
     let deep = "query Deep { viewer { user { articles { edges { node { title } } } } } }";
     let hash = sha256_hex(deep);
     let first = app.post(with_text(&hash, deep), None).await;
     assert_eq!(first.error_code(), Some("QUERY_TOO_COMPLEX"));
     let again = app.post(by_hash(&hash), None).await;
+    assert_eq!(again.error_code(), Some("PERSISTED_QUERY_NOT_FOUND"));
+
+    // A document kept is measured again with each request's variables.
+    let page = "query Page($n: Int) { articles(first: $n) { nodes { slug } } }";
+    let hash = sha256_hex(page);
+    let with_variables = |n: i64| {
+        let mut request = by_hash(&hash);
+        request["variables"] = json!({ "n": n });
+        request
+    };
+    let mut registration = with_variables(1);
+    registration["query"] = json!(page);
+    let kept = app.post(registration, None).await;
+    assert!(kept.body["errors"].is_null(), "{}", kept.body);
+    let costly = app.post(with_variables(100), None).await;
     assert_eq!(
-        again.error_code(),
+        costly.error_code(),
         Some("QUERY_TOO_COMPLEX"),
         "the hash is no way around the limits: {}",
-        again.body
+        costly.body
     );
 
     let mutation = "mutation Out { signOut(input: {}) { errors { message } } }";
@@ -275,4 +294,133 @@ mod tempfile_path {
             let _ = std::fs::remove_file(&self.0);
         }
     }
+}
+
+/// Whether Redis holds the automatic persisted query `hash`.
+async fn kept_in_redis(hash: &str) -> bool {
+    let mut redis = conduit::rate_limit::redis::connect(&redis_url())
+        .await
+        .unwrap();
+    redis::cmd("EXISTS")
+        .arg(format!("conduit:apq:{hash}"))
+        .query_async(&mut redis)
+        .await
+        .unwrap()
+}
+
+/// Whether `app` knows `hash`, by the answer to the hash alone (which is
+/// refused before anything is charged).
+async fn known(app: &TestApp, hash: &str) -> bool {
+    let response = app.post(by_hash(hash), None).await;
+    response.error_code() != Some("PERSISTED_QUERY_NOT_FOUND")
+}
+
+/// A server keeping automatic persisted queries in `store`.
+async fn spawn_keeping_in(
+    store: PersistedQueryStore,
+    configure: impl FnOnce(&mut Config),
+) -> TestApp {
+    TestApp::spawn_with(|c| {
+        c.persisted_queries = store;
+        c.rate_limits.redis_url = redis_url();
+        configure(c);
+    })
+    .await
+}
+
+/// Only a document that parses and is within the limits is kept: anything
+/// else sent with its hash is refused with its code and written nowhere.
+async fn only_documents_within_the_limits_are_kept(store: PersistedQueryStore) {
+    let app = spawn_keeping_in(store, |c| c.limits.max_depth = 3).await;
+    let marker = uuid::Uuid::new_v4().simple();
+    let unparseable = format!("# {marker}\nquery Tags {{ tags(first: 3)");
+    let too_deep = format!(
+        "# {marker}\nquery Deep {{ viewer {{ user {{ articles {{ edges {{ node {{ title }} }} }} }} }} }}"
+    );
+    for (text, code) in [
+        (unparseable, "GRAPHQL_PARSE_FAILED"),
+        (too_deep, "QUERY_TOO_COMPLEX"),
+    ] {
+        let hash = sha256_hex(&text);
+        let refused = app.post(with_text(&hash, &text), None).await;
+        assert_eq!(refused.error_code(), Some(code), "{}", refused.body);
+        assert!(!known(&app, &hash).await, "{text} was kept");
+        if matches!(store, PersistedQueryStore::Redis) {
+            assert!(!kept_in_redis(&hash).await, "{text} was written to Redis");
+        }
+    }
+
+    let text = fresh_document();
+    let hash = sha256_hex(&text);
+    let registered = app.post(with_text(&hash, &text), None).await;
+    assert_eq!(registered.body, json!({ "data": { "tags": [] } }));
+    assert!(known(&app, &hash).await);
+    if matches!(store, PersistedQueryStore::Redis) {
+        assert!(kept_in_redis(&hash).await);
+    }
+}
+
+#[tokio::test]
+async fn documents_that_fail_to_parse_or_exceed_a_limit_are_not_kept_in_memory() {
+    only_documents_within_the_limits_are_kept(PersistedQueryStore::Memory).await;
+}
+
+#[tokio::test]
+async fn documents_that_fail_to_parse_or_exceed_a_limit_are_not_written_to_redis() {
+    only_documents_within_the_limits_are_kept(PersistedQueryStore::Redis).await;
+}
+
+/// A fresh document of about 1 KiB.
+fn fresh_kib_document() -> String {
+    format!("{}\n#{}", fresh_document(), "x".repeat(1000))
+}
+
+/// Keeping a document is charged to the caller's budget, on top of running
+/// it; once the budget is spent, nothing more is kept.
+async fn keeping_a_document_is_charged(store: PersistedQueryStore) {
+    let app = spawn_keeping_in(store, |c| c.rate_limits.points = 400).await;
+    let remaining = |response: &GraphQLResponse| -> u64 {
+        response
+            .header("x-ratelimit-remaining")
+            .expect("budget headers")
+            .parse()
+            .unwrap()
+    };
+    let before = remaining(&app.query("{ tags(first: 3) }", json!({})).await);
+    let ran = app.query(&fresh_kib_document(), json!({})).await;
+    let running = before - remaining(&ran);
+    let text = fresh_kib_document();
+    let registered = app.post(with_text(&sha256_hex(&text), &text), None).await;
+    assert_eq!(registered.body, json!({ "data": { "tags": [] } }));
+    assert!(
+        remaining(&ran) - remaining(&registered) > running,
+        "keeping a document costs more than running it"
+    );
+
+    let mut refused = None;
+    for _ in 0..10 {
+        let text = fresh_kib_document();
+        let hash = sha256_hex(&text);
+        let response = app.post(with_text(&hash, &text), None).await;
+        if response.error_code() == Some("RATE_LIMITED") {
+            refused = Some(hash);
+            break;
+        }
+        assert!(response.body["errors"].is_null(), "{}", response.body);
+    }
+    let hash = refused.expect("registrations run out of budget");
+    assert!(!known(&app, &hash).await, "a refused document was kept");
+    if matches!(store, PersistedQueryStore::Redis) {
+        assert!(!kept_in_redis(&hash).await);
+    }
+}
+
+#[tokio::test]
+async fn keeping_a_document_in_memory_is_charged_to_the_budget() {
+    keeping_a_document_is_charged(PersistedQueryStore::Memory).await;
+}
+
+#[tokio::test]
+async fn keeping_a_document_in_redis_is_charged_to_the_budget() {
+    keeping_a_document_is_charged(PersistedQueryStore::Redis).await;
 }
