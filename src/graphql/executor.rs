@@ -11,7 +11,8 @@ use async_graphql::{
     BatchRequest, BatchResponse, Request, ServerError,
     parser::types::{ExecutableDocument, OperationType},
 };
-use futures_util::{StreamExt, stream::FuturesOrdered};
+use futures_util::StreamExt;
+use tokio::time::Instant;
 use tracing::Instrument;
 
 use super::{
@@ -93,6 +94,15 @@ impl Prepared {
         };
         limits::operation(document, self.request.operation_name.as_deref())
             .is_some_and(|op| op.ty == OperationType::Subscription)
+    }
+
+    /// Whether the operation is a mutation, which writes.
+    pub fn is_mutation(&self) -> bool {
+        let Ok(document) = &self.document else {
+            return false;
+        };
+        limits::operation(document, self.request.operation_name.as_deref())
+            .is_some_and(|op| op.ty == OperationType::Mutation)
     }
 
     /// Whether the operation is a query, as a GET must be. A document that
@@ -203,7 +213,8 @@ impl Executor {
         &self.app.events
     }
 
-    /// How long a query or mutation may run.
+    /// How long a query may run, and a mutation may wait to start (see
+    /// [`Operation::run_by`]).
     pub fn request_timeout(&self) -> Duration {
         self.request_timeout
     }
@@ -299,39 +310,56 @@ impl Executor {
             address: ClientAddress(caller.address),
             ticket: &ticket,
         };
+        let deadline = Instant::now() + self.request_timeout;
         let run = async {
             match operations {
-                Operations::Single(operation) => match shared.run(operation).await {
-                    Answered::Stored(stored) => Answer::Stored(stored),
-                    Answered::Ran(response) => Answer::Responses(BatchResponse::Single(response)),
+                Operations::Single(operation) => match shared.run_by(operation, deadline).await {
+                    Some(Answered::Stored(stored)) => Ok(Answer::Stored(stored)),
+                    Some(Answered::Ran(response)) => {
+                        Ok(Answer::Responses(BatchResponse::Single(response)))
+                    }
+                    None => Err(timed_out()),
                 },
-                Operations::Batch(operations) => Answer::Responses(BatchResponse::Batch(
-                    operations
-                        .into_iter()
-                        .map(|operation| async { shared.run(operation).await.into_response() })
-                        .collect::<FuturesOrdered<_>>()
-                        .collect()
-                        .await,
-                )),
+                // One after another, in order, as async-graphql runs a
+                // batch: a mutation may build on an earlier one's write.
+                Operations::Batch(operations) => {
+                    let mut responses = Vec::with_capacity(operations.len());
+                    let mut wrote = false;
+                    for operation in operations {
+                        let mutation = operation.is_mutation();
+                        match shared.run_by(operation, deadline).await {
+                            Some(answered) => responses.push(answered.into_response()),
+                            // Nothing has changed: the whole request timed out.
+                            None if !wrote => return Err(timed_out()),
+                            // Each operation says whether it ran.
+                            None => responses.push(async_graphql::Response::from_errors(vec![
+                                timed_out().into_server_error(),
+                            ])),
+                        }
+                        wrote |= mutation;
+                    }
+                    Ok(Answer::Responses(BatchResponse::Batch(responses)))
+                }
             }
         };
         let run = crate::telemetry::REQUEST_ID.scope(caller.request_id.into(), async {
-            let response = run.await;
+            let answer = run.await?;
             match &app {
-                Some(app) => app.db.settle().await.map(|()| response),
-                None => Ok(response),
+                Some(app) => app.db.settle().await.map(|()| answer),
+                None => Ok(answer),
             }
         });
-        let (result, codes) = match tokio::time::timeout(self.request_timeout, run).await {
-            Ok(Err(e)) => {
-                // A write the response would acknowledge did not commit.
+        let (result, codes) = match run.await {
+            Err(e) => {
+                // Nothing ran in time, or a write the response would
+                // acknowledge did not commit.
                 let codes = vec![e.code().as_str().to_owned()];
                 (Err(e), codes)
             }
-            Ok(Ok(Answer::Stored(stored))) if credentials.rejected.is_none() => {
+            Ok(Answer::Stored(stored)) if credentials.rejected.is_none() => {
                 (Ok(Answer::Stored(stored)), Vec::new())
             }
-            Ok(Ok(answer)) => {
+            Ok(answer) => {
                 let mut response = match answer {
                     Answer::Responses(response) => response,
                     Answer::Stored(stored) => BatchResponse::Single(stored.response()),
@@ -342,11 +370,6 @@ impl Executor {
                 }
                 let codes = error_codes(&response);
                 (Ok(Answer::Responses(response)), codes)
-            }
-            Err(_) => {
-                let e = AppError::Timeout("the request took too long and was cancelled");
-                let codes = vec![e.code().as_str().to_owned()];
-                (Err(e), codes)
             }
         };
         if let Some(writers) = writers {
@@ -472,6 +495,25 @@ struct Operation<'a> {
 }
 
 impl Operation<'_> {
+    /// Runs one operation unless the request's `deadline` has passed. A
+    /// query is cut off at the deadline, having changed nothing. A mutation
+    /// is not: cut off, it could still commit (or have committed), and a
+    /// client told `TIMEOUT` would retry and write twice. Once started it
+    /// runs to its end, each statement within `statement_timeout` and each
+    /// wait for a connection within the acquire timeout, and its answer
+    /// says what it did. `None`: not run, or cut off.
+    async fn run_by(&self, operation: Prepared, deadline: Instant) -> Option<Answered> {
+        if Instant::now() >= deadline {
+            return None;
+        }
+        if operation.is_mutation() {
+            return Some(self.run(operation).await);
+        }
+        tokio::time::timeout_at(deadline, self.run(operation))
+            .await
+            .ok()
+    }
+
     /// Runs one operation, or answers it from the response cache.
     async fn run(&self, mut operation: Prepared) -> Answered {
         let span = operation_span(&operation);
@@ -710,26 +752,19 @@ impl Executor {
                 Err(refused) => futures_util::stream::once(async move { tag(refused) }).boxed(),
             };
         }
-        let run = crate::telemetry::REQUEST_ID.scope(tagged_id.into(), async {
-            shared.run(operation).await.into_response()
-        });
-        let run = async {
-            let response = run.await;
-            match &app {
-                Some(app) => match app.db.settle().await {
-                    Ok(()) => response,
-                    Err(e) => async_graphql::Response::from_errors(vec![e.into_server_error()]),
-                },
-                None => response,
-            }
-        };
-        let response = match tokio::time::timeout(self.request_timeout, run).await {
-            Ok(response) => response,
-            Err(_) => async_graphql::Response::from_errors(vec![
-                AppError::Timeout("the request took too long and was cancelled")
-                    .into_server_error(),
-            ]),
-        };
+        let deadline = Instant::now() + self.request_timeout;
+        let response = crate::telemetry::REQUEST_ID
+            .scope(tagged_id.into(), async {
+                let Some(answered) = shared.run_by(operation, deadline).await else {
+                    return Err(timed_out());
+                };
+                match &app {
+                    Some(app) => app.db.settle().await.map(|()| answered.into_response()),
+                    None => Ok(answered.into_response()),
+                }
+            })
+            .await
+            .unwrap_or_else(|e| async_graphql::Response::from_errors(vec![e.into_server_error()]));
         if let Some(writers) = writers {
             self.remember_writes(&writers, viewer).await;
         }
@@ -738,6 +773,11 @@ impl Executor {
         }
         futures_util::stream::once(async move { tag(response) }).boxed()
     }
+}
+
+/// What an operation that did not run in time answers.
+fn timed_out() -> AppError {
+    AppError::Timeout("the request took too long and was cancelled")
 }
 
 /// A span for one operation, when traces are on: named like

@@ -368,6 +368,123 @@ async fn a_request_past_its_time_is_cancelled_with_timeout() {
     locker.batch_execute("ROLLBACK").await.unwrap();
 }
 
+const UPDATE_USER: &str = "mutation($input: UpdateUserInput!) {
+    updateUser(input: $input) { user { bio } errors { code } }
+}";
+
+/// Ends `locker`'s transaction after `after`, letting what it held up go on.
+async fn roll_back_after(locker: &mut AsyncPgConnection, after: Duration) {
+    tokio::time::sleep(after).await;
+    locker.batch_execute("ROLLBACK").await.unwrap();
+}
+
+/// A mutation held up past the request timeout answers what happened: its
+/// result with its write in place, or `TIMEOUT` with nothing written; never
+/// `TIMEOUT` over a write that lands afterwards, which a client retrying
+/// would make twice.
+#[tokio::test]
+async fn a_mutation_past_the_request_timeout_answers_what_happened() {
+    let app = TestApp::spawn_with(|c| c.request_timeout = Duration::from_secs(1)).await;
+    let jake = app.signed_in_user("jake").await;
+    let mut locker = AsyncPgConnection::establish(&app.db.url).await.unwrap();
+    let held_for = Duration::from_millis(2500);
+
+    // A write in a service's transaction, waiting for a row lock.
+    locker
+        .batch_execute("BEGIN; SELECT 1 FROM users WHERE username = 'jake' FOR UPDATE")
+        .await
+        .unwrap();
+    let update = app.query_as(
+        &jake.token,
+        UPDATE_USER,
+        json!({ "input": { "bio": "written late" } }),
+    );
+    let (updated, ()) = tokio::join!(update, roll_back_after(&mut locker, held_for));
+    let written = app
+        .db
+        .count("SELECT count(*) FROM users WHERE bio = 'written late'")
+        .await;
+    match updated.error_code() {
+        Some("TIMEOUT") => assert_eq!(written, 0, "{}", updated.body),
+        _ => {
+            assert_eq!(
+                updated.body["data"]["updateUser"]["user"]["bio"], "written late",
+                "{}",
+                updated.body
+            );
+            assert_eq!(written, 1);
+        }
+    }
+
+    // A write that commits on its own: a sign-up whose username an
+    // unfinished transaction holds.
+    locker
+        .batch_execute(
+            "BEGIN; INSERT INTO users (username, email, password_hash) \
+             VALUES ('racer', 'held@example.com', 'not a hash')",
+        )
+        .await
+        .unwrap();
+    let sign_up = app.query(
+        "mutation($input: CreateUserInput!) {
+            createUser(input: $input) { user { username } errors { code } }
+        }",
+        json!({ "input": {
+            "username": "racer",
+            "email": "racer@example.com",
+            "password": crate::helpers::PASSWORD,
+        } }),
+    );
+    let (signed_up, ()) = tokio::join!(sign_up, roll_back_after(&mut locker, held_for));
+    let written = app
+        .db
+        .count("SELECT count(*) FROM users WHERE email = 'racer@example.com'")
+        .await;
+    match signed_up.error_code() {
+        Some("TIMEOUT") => assert_eq!(written, 0, "{}", signed_up.body),
+        _ => {
+            assert_eq!(
+                signed_up.body["data"]["createUser"]["user"]["username"], "racer",
+                "{}",
+                signed_up.body
+            );
+            assert_eq!(written, 1);
+        }
+    }
+}
+
+/// A JSON-array batch runs its operations one after another, in order, as
+/// async-graphql's own batches do: the second write lands last even when
+/// the first is the slower.
+#[tokio::test]
+async fn a_batch_runs_its_mutations_in_order() {
+    let app = TestApp::spawn().await;
+    let jake = app.signed_in_user("jake").await;
+    for round in 0..3 {
+        let (first, second) = (format!("first {round}"), format!("second {round}"));
+        // A new password makes the first the slower: it is hashed first.
+        let new_password = format!("{} {round}", crate::helpers::PASSWORD);
+        let batch = json!([
+            { "query": UPDATE_USER, "variables": { "input": { "bio": first, "password": new_password } } },
+            { "query": UPDATE_USER, "variables": { "input": { "bio": second } } },
+        ]);
+        let response = app.post(batch, Some(&jake.token)).await;
+        assert_eq!(
+            (
+                &response.body[0]["data"]["updateUser"]["user"]["bio"],
+                &response.body[1]["data"]["updateUser"]["user"]["bio"],
+            ),
+            (&json!(first), &json!(second)),
+            "{}",
+            response.body
+        );
+        let now = app
+            .query_as(&jake.token, "{ viewer { user { bio } } }", json!({}))
+            .await;
+        assert_eq!(now.body["data"]["viewer"]["user"]["bio"], json!(second));
+    }
+}
+
 #[tokio::test]
 async fn requests_past_the_concurrency_limit_are_shed() {
     let app = TestApp::spawn_with(|c| c.max_concurrent_requests = 1).await;
