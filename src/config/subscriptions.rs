@@ -13,8 +13,10 @@ pub struct Subscriptions {
     /// upgrade. Sockets do not count against `MAX_CONCURRENT_REQUESTS`.
     #[arg(long, env = "MAX_WEBSOCKETS", default_value_t = 10_000)]
     pub max_sockets: usize,
-    /// Open WebSockets per signed-in user (anonymous sockets count per
-    /// address); past it the socket is closed with 4429.
+    /// Open WebSockets per address, counted from the upgrade (past it the
+    /// upgrade is refused with 429), and per signed-in user, whose sockets
+    /// count against the user instead once initialised (past it the
+    /// socket is closed with 4429).
     #[arg(long, env = "MAX_WEBSOCKETS_PER_CLIENT", default_value_t = 20)]
     pub max_sockets_per_client: usize,
     /// Subscriptions one socket may hold at once; one more is closed with

@@ -476,16 +476,24 @@ async fn sockets_per_client_per_instance_and_message_size_are_bounded() {
         c.subscriptions.max_message_bytes = 4096;
     })
     .await;
-    let _first = app.acked_socket(None).await;
+    // A signed-in socket counts against its user, no longer its address:
+    // the address has room for the next, whose init finds Jake's share
+    // taken.
+    let jake = app.signed_in_user("jake").await;
+    let _first = app.acked_socket(Some(&jake.token)).await;
     let mut second = app.socket().await;
-    second.init(None).await;
+    second.init(Some(&jake.token)).await;
     assert_eq!(second.closed().await.0, 4429);
 
-    let jake = app.signed_in_user("jake").await;
-    let mut big = app.acked_socket(Some(&jake.token)).await;
+    let anne = app.signed_in_user("anne").await;
+    let mut big = app.acked_socket(Some(&anne.token)).await;
     big.subscribe("1", &format!("{{ tags {} }}", " ".repeat(8192)), json!({}))
         .await;
     assert_eq!(big.closed().await.0, 1009);
+
+    // An anonymous socket stays the address's.
+    let _anonymous = app.acked_socket(None).await;
+    assert_eq!(app.try_socket().await.err(), Some(429));
 
     let full = TestApp::spawn_with(|c| c.subscriptions.max_sockets = 1).await;
     let _only = full.acked_socket(None).await;
@@ -616,4 +624,28 @@ async fn a_client_that_reads_too_slowly_is_closed_with_1013_not_buffered_forever
         "{received} of {total} arrived before the close"
     );
     eprintln!("slow reader: {received} of {total} events, then {close:?}");
+}
+
+/// A socket counts against its address from the upgrade: one address
+/// cannot hold more than MAX_WEBSOCKETS_PER_CLIENT sockets that never send
+/// `connection_init`; the next upgrade is refused with 429 until one
+/// closes.
+#[tokio::test]
+async fn sockets_that_never_initialise_count_against_their_address() {
+    let app = TestApp::spawn_with(|c| c.subscriptions.max_sockets_per_client = 2).await;
+    let mut first = app.socket().await;
+    let _second = app.socket().await;
+    assert_eq!(app.try_socket().await.err(), Some(429));
+
+    first.close().await;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    let _third = loop {
+        match app.try_socket().await {
+            Ok(socket) => break socket,
+            Err(429) if tokio::time::Instant::now() < deadline => {
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+            Err(status) => panic!("a closed socket's place was not given back: {status}"),
+        }
+    };
 }

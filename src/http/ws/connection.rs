@@ -21,7 +21,7 @@ use tokio::{
 };
 
 use super::{
-    Client, Shutdown, Sockets,
+    Client, Share, Shutdown, Sockets,
     protocol::{Close, Incoming, close, forbidden, request_of},
 };
 use crate::{
@@ -70,14 +70,18 @@ impl Outbox {
 }
 
 impl Connection {
-    pub(super) async fn run(self, socket: WebSocket, offered: bool) {
+    /// Speaks the protocol over `socket` (`offered`: the client offered
+    /// it), counted in `share` until it is initialised.
+    pub(super) async fn run(self, socket: WebSocket, offered: bool, share: Share) {
         let (sink, mut incoming) = socket.split();
         let (queue, outgoing) = mpsc::channel(self.sockets.settings.send_queue.max(1));
         let (signals, mut signal_rx) = mpsc::unbounded_channel();
         let outbox = Outbox { queue, signals };
         let writer = tokio::spawn(write(sink, outgoing));
         let close = if offered {
-            self.serve(&mut incoming, &outbox, &mut signal_rx).await
+            let session = Session::new(share);
+            self.serve(&mut incoming, &outbox, &mut signal_rx, session)
+                .await
         } else {
             Close::new(
                 close::SUBPROTOCOL_NOT_ACCEPTABLE,
@@ -101,6 +105,7 @@ impl Connection {
         incoming: &mut futures_util::stream::SplitStream<WebSocket>,
         outbox: &Outbox,
         signals: &mut mpsc::UnboundedReceiver<Signal>,
+        mut session: Session,
     ) -> Close {
         let settings = self.sockets.settings;
         let mut shutdown = self.sockets.shutdown.clone();
@@ -108,7 +113,6 @@ impl Connection {
         tokio::pin!(init_deadline);
         let mut ping = tokio::time::interval(settings.ping_every);
         ping.tick().await;
-        let mut session = Session::default();
         let mut revocations: Option<broadcast::Receiver<uuid::Uuid>> = None;
         let mut operations: HashMap<String, Operation> = HashMap::new();
         let close = loop {
@@ -220,17 +224,18 @@ impl Connection {
                 if let Some(rejection) = credentials.rejected {
                     return Some(Close::new(close::FORBIDDEN, forbidden(rejection)));
                 }
-                let client = match credentials.viewer {
-                    Some(viewer) => Client::User(viewer.user_id),
-                    None => Client::Address(self.address),
-                };
-                if !self.sockets.admit(client) {
-                    return Some(Close::new(
-                        close::TOO_MANY,
-                        "Too many connections for this client",
-                    ));
+                if let Some(viewer) = credentials.viewer {
+                    // Counted against the user from now on, no longer
+                    // against the address (an anonymous socket stays there).
+                    let Some(share) = self.sockets.admit(Client::User(viewer.user_id)) else {
+                        return Some(Close::new(
+                            close::TOO_MANY,
+                            "Too many connections for this client",
+                        ));
+                    };
+                    session.share = share;
                 }
-                session.admitted = Some((client, self.sockets.clone()));
+                session.acked = true;
                 session.viewer = credentials.viewer;
                 outbox.send(json!({ "type": "connection_ack" }));
                 None
@@ -245,7 +250,7 @@ impl Connection {
             }
             Incoming::Pong {} => None,
             Incoming::Subscribe { id, payload } => {
-                if session.admitted.is_none() {
+                if !session.acked {
                     return Some(Close::new(close::UNAUTHORIZED, "Unauthorized"));
                 }
                 if operations.contains_key(&id) {
@@ -360,19 +365,25 @@ async fn signed_out(
     }
 }
 
-/// What the connection knows of its client once initialised.
-#[derive(Default)]
+/// What the connection knows of its client.
 struct Session {
+    /// `connection_init` arrived.
     initialised: bool,
-    /// The client whose share of sockets this one counts against.
-    admitted: Option<(Client, Arc<Sockets>)>,
+    /// `connection_ack` was sent: operations may start.
+    acked: bool,
+    /// The share of sockets this one counts against: its address's, then
+    /// its user's once signed in.
+    share: Share,
     viewer: Option<Viewer>,
 }
 
-impl Drop for Session {
-    fn drop(&mut self) {
-        if let Some((client, sockets)) = self.admitted.take() {
-            sockets.release(client);
+impl Session {
+    fn new(share: Share) -> Self {
+        Self {
+            initialised: false,
+            acked: false,
+            share,
+            viewer: None,
         }
     }
 }

@@ -10,6 +10,12 @@
 //! persisted documents, limits, rate limits and error codes. Queries and
 //! mutations answer once; subscriptions stream.
 //!
+//! A socket counts against its address from the upgrade (past the
+//! address's share the upgrade is refused with 429), and against its user
+//! instead once `connection_init` names one (past the user's share: 4429):
+//! sockets that never initialise cannot outnumber an address's share, and
+//! users behind one address each keep their own.
+//!
 //! The socket ends with 4403 when its access token expires or its session
 //! is signed out (the client reconnects with fresh credentials), with 1013
 //! when the client reads too slowly for its queue, and with 1001 when the
@@ -59,7 +65,8 @@ pub struct Sockets {
     shutdown: watch::Receiver<Shutdown>,
 }
 
-/// Whose sockets count together: a user's, or an anonymous address's.
+/// Whose sockets count together: a signed-in user's, or an address's
+/// (anonymous sockets, and those not initialised yet).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 enum Client {
     User(uuid::Uuid),
@@ -88,22 +95,37 @@ impl Sockets {
     }
 
     /// Counts a socket for `client`, unless it already has its share.
-    fn admit(&self, client: Client) -> bool {
+    fn admit(self: &Arc<Self>, client: Client) -> Option<Share> {
         let mut counts = self.per_client.lock().unwrap_or_else(|e| e.into_inner());
         let count = counts.entry(client).or_default();
         if *count >= self.settings.max_sockets_per_client {
-            return false;
+            return None;
         }
         *count += 1;
-        true
+        Some(Share {
+            client,
+            sockets: self.clone(),
+        })
     }
+}
 
-    fn release(&self, client: Client) {
-        let mut counts = self.per_client.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some(count) = counts.get_mut(&client) {
+/// A socket counted against its client; uncounted when dropped.
+struct Share {
+    client: Client,
+    sockets: Arc<Sockets>,
+}
+
+impl Drop for Share {
+    fn drop(&mut self) {
+        let mut counts = self
+            .sockets
+            .per_client
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        if let Some(count) = counts.get_mut(&self.client) {
             *count -= 1;
             if *count == 0 {
-                counts.remove(&client);
+                counts.remove(&self.client);
             }
         }
     }
@@ -150,6 +172,18 @@ pub fn upgrade(
     if sockets.draining() {
         return (StatusCode::SERVICE_UNAVAILABLE, "shutting down").into_response();
     }
+    // Counted against the address from the upgrade, not from
+    // `connection_init`: sockets that never initialise would otherwise
+    // count only against MAX_WEBSOCKETS, and one address could hold them
+    // all. Refused here, before the upgrade, as MAX_WEBSOCKETS is.
+    let address = caller.caller().address;
+    let Some(share) = sockets.admit(Client::Address(address)) else {
+        return (
+            StatusCode::TOO_MANY_REQUESTS,
+            "too many WebSockets are open from this address",
+        )
+            .into_response();
+    };
     // Counted before the upgrade, so a flood of upgrades cannot pass the
     // limit between the check and the count.
     if sockets.open.fetch_add(1, Ordering::AcqRel) >= sockets.settings.max_sockets {
@@ -177,14 +211,13 @@ pub fn upgrade(
         .on_upgrade(move |socket| async move {
             let _opened = opened;
             metrics_export::record_socket(1.0);
-            let address = caller.caller().address;
             let connection = Connection {
                 executor: state.executor.clone(),
                 sockets,
                 address,
                 request_id: caller.request_id.0.clone(),
             };
-            connection.run(socket, offered).await;
+            connection.run(socket, offered, share).await;
             metrics_export::record_socket(-1.0);
         })
 }

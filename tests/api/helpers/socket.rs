@@ -9,7 +9,7 @@ use serde_json::{Value, json};
 use tokio::net::TcpStream;
 use tokio_tungstenite::{
     MaybeTlsStream, WebSocketStream,
-    tungstenite::{Message, client::IntoClientRequest, http::HeaderValue},
+    tungstenite::{Error, Message, client::IntoClientRequest, http::HeaderValue},
 };
 
 use super::TestApp;
@@ -30,6 +30,19 @@ impl TestApp {
 
     /// A socket offering `protocol` (none when `None`).
     pub async fn socket_with_protocol(&self, protocol: Option<&str>) -> Socket {
+        self.try_socket_with_protocol(protocol)
+            .await
+            .unwrap_or_else(|status| panic!("the WebSocket upgrade was refused with {status}"))
+    }
+
+    /// A socket speaking `graphql-transport-ws`, or the HTTP status its
+    /// upgrade was refused with.
+    pub async fn try_socket(&self) -> Result<Socket, u16> {
+        self.try_socket_with_protocol(Some("graphql-transport-ws"))
+            .await
+    }
+
+    async fn try_socket_with_protocol(&self, protocol: Option<&str>) -> Result<Socket, u16> {
         let url = self.url("/graphql").replacen("http://", "ws://", 1);
         let mut request = url.into_client_request().unwrap();
         if let Some(protocol) = protocol {
@@ -38,10 +51,11 @@ impl TestApp {
                 HeaderValue::from_str(protocol).unwrap(),
             );
         }
-        let (stream, _) = tokio_tungstenite::connect_async(request)
-            .await
-            .expect("the WebSocket opens");
-        Socket { stream }
+        match tokio_tungstenite::connect_async(request).await {
+            Ok((stream, _)) => Ok(Socket { stream }),
+            Err(Error::Http(response)) => Err(response.status().as_u16()),
+            Err(e) => panic!("the WebSocket did not open: {e}"),
+        }
     }
 
     /// A socket past `connection_init` (with `token`, if any) and its ack.
@@ -67,6 +81,11 @@ impl Socket {
             .send(Message::Text(text.to_owned().into()))
             .await
             .unwrap();
+    }
+
+    /// Closes the socket from the client's side (1000).
+    pub async fn close(&mut self) {
+        self.stream.close(None).await.unwrap();
     }
 
     pub async fn init(&mut self, token: Option<&str>) {
