@@ -4,9 +4,10 @@
 
 use std::time::Duration;
 
+use base64::{Engine as _, engine::general_purpose::URL_SAFE_NO_PAD};
 use serde_json::{Value, json};
 
-use crate::helpers::TestApp;
+use crate::helpers::{Relay, TestApp, TestDatabase};
 
 const COMMENTS: &str = "subscription($a: ID!, $after: String) {
     commentEvents(articleId: $a, after: $after) {
@@ -38,6 +39,16 @@ async fn new_article(app: &TestApp, token: &str, title: &str) -> String {
 
 fn event(message: &Value) -> &Value {
     &message["payload"]["data"]
+}
+
+/// The cursor of the last event recorded: a subscription resuming from it
+/// misses nothing committed later, however long it takes to start.
+async fn cursor_now(app: &TestApp) -> String {
+    let id = app
+        .db
+        .count("SELECT coalesce(max(id), 0) FROM events")
+        .await;
+    URL_SAFE_NO_PAD.encode(format!("event:{id}"))
 }
 
 #[tokio::test]
@@ -331,6 +342,94 @@ async fn a_socket_ends_when_its_token_expires_or_its_session_signs_out() {
     assert!(out.body["errors"].is_null(), "{:?}", out.body);
     let (code, reason) = socket.closed().await;
     assert_eq!(code, 4403, "{reason}");
+}
+
+/// An account soft-deleted by whoever writes to the database (here an
+/// operator's SQL) is signed out everywhere: each of its sockets closes
+/// with 4403 at once, with nothing sent after the deletion.
+#[tokio::test]
+async fn a_soft_deleted_account_s_sockets_close_at_once() {
+    let app = TestApp::spawn().await;
+    let jake = app.signed_in_user("jake").await;
+    let laptop = app.another_session("jake@example.com").await;
+    let anne = app.signed_in_user("anne").await;
+    let article = new_article(&app, &anne.token, "Watched").await;
+    let after = cursor_now(&app).await;
+    let mut sockets = Vec::new();
+    for token in [&jake.token, &laptop] {
+        let mut socket = app.acked_socket(Some(token)).await;
+        socket
+            .subscribe("c", COMMENTS, json!({ "a": article, "after": after }))
+            .await;
+        sockets.push(socket);
+    }
+    comment(&app, &anne.token, &article, "Seen").await;
+    for socket in &mut sockets {
+        let seen = socket.expect("c", "next").await;
+        assert_eq!(event(&seen)["commentEvents"]["comment"]["body"], "Seen");
+    }
+
+    app.db
+        .execute("UPDATE users SET deleted_at = now() WHERE username = 'jake'")
+        .await;
+    for socket in &mut sockets {
+        match socket.next_or_close().await {
+            Err((code, reason)) => assert_eq!(code, 4403, "{reason}"),
+            Ok(message) => panic!("a deleted account's socket was sent {message}"),
+        }
+    }
+    let live = app
+        .db
+        .count(
+            "SELECT count(*) FROM sessions s JOIN users u ON u.id = s.user_id
+             WHERE u.username = 'jake' AND s.revoked_at IS NULL",
+        )
+        .await;
+    assert_eq!(live, 0, "every session of the deleted account is revoked");
+    let mut again = app.socket().await;
+    again.init(Some(&jake.token)).await;
+    assert_eq!(again.closed().await.0, 4403);
+}
+
+/// A sign-out that commits after a socket's session was checked, but
+/// before the server had the check's answer, still closes the socket: the
+/// socket listens for sign-outs before it checks. The relay holds back the
+/// check's answer while the sign-out commits and the instance's event bus
+/// announces it.
+#[tokio::test]
+async fn a_sign_out_between_the_session_check_and_the_ack_closes_the_socket() {
+    let db = TestDatabase::create().await;
+    let relay = Relay::start(&db.url).await;
+    let through_relay = relay.url.clone();
+    let app = TestApp::spawn_on(db, |c| c.database_url = Some(through_relay)).await;
+    let jake = app.signed_in_user("jake").await;
+    let mut announced = app.state.events.revocations();
+    let mut socket = app.socket().await;
+
+    relay.hold_next_true();
+    socket.init(Some(&jake.token)).await;
+    tokio::time::timeout(Duration::from_secs(10), relay.held())
+        .await
+        .expect("the session check answers");
+    app.db
+        .execute(
+            "UPDATE sessions SET revoked_at = now()
+             WHERE user_id = (SELECT id FROM users WHERE username = 'jake')",
+        )
+        .await;
+    tokio::time::timeout(Duration::from_secs(10), announced.recv())
+        .await
+        .expect("the event bus announces the sign-out")
+        .unwrap();
+    relay.release();
+
+    // The check said the session lived, so the socket is acked; then the
+    // sign-out it heard while checking closes it.
+    assert_eq!(socket.recv().await["type"], "connection_ack");
+    match socket.next_or_close().await {
+        Err((code, reason)) => assert_eq!(code, 4403, "{reason}"),
+        Ok(message) => panic!("a signed-out socket was sent {message}"),
+    }
 }
 
 #[tokio::test]

@@ -113,12 +113,8 @@ impl Connection {
         tokio::pin!(init_deadline);
         let mut ping = tokio::time::interval(settings.ping_every);
         ping.tick().await;
-        let mut revocations: Option<broadcast::Receiver<uuid::Uuid>> = None;
         let mut operations: HashMap<String, Operation> = HashMap::new();
         let close = loop {
-            if revocations.is_none() && session.viewer.is_some() {
-                revocations = Some(self.executor.events().revocations());
-            }
             let expiry = session.viewer.map(|v| v.token_expires_at);
             let own_session = session.viewer.map(|v| v.session_id);
             tokio::select! {
@@ -170,7 +166,7 @@ impl Connection {
                 () = sleep_until_unix(expiry), if expiry.is_some() => {
                     break Close::new(close::FORBIDDEN, "Forbidden: the access token expired");
                 }
-                revoked = signed_out(&mut revocations, own_session), if revocations.is_some() => {
+                revoked = signed_out(&mut session.revocations, own_session), if session.revocations.is_some() => {
                     if revoked {
                         break Close::new(close::FORBIDDEN, "Forbidden: the session was signed out");
                     }
@@ -211,6 +207,10 @@ impl Connection {
                     ));
                 }
                 session.initialised = true;
+                // Listening before the session is checked: a sign-out that
+                // commits after the check is then heard, not lost between
+                // the check and the listening.
+                let revocations = self.executor.events().revocations();
                 let authorization = payload
                     .as_ref()
                     .and_then(|p| p.get("authorization").or_else(|| p.get("Authorization")))
@@ -234,6 +234,7 @@ impl Connection {
                         ));
                     };
                     session.share = share;
+                    session.revocations = Some(revocations);
                 }
                 session.acked = true;
                 session.viewer = credentials.viewer;
@@ -375,6 +376,8 @@ struct Session {
     /// its user's once signed in.
     share: Share,
     viewer: Option<Viewer>,
+    /// Sessions signed out since before the viewer's was checked.
+    revocations: Option<broadcast::Receiver<uuid::Uuid>>,
 }
 
 impl Session {
@@ -384,6 +387,7 @@ impl Session {
             acked: false,
             share,
             viewer: None,
+            revocations: None,
         }
     }
 }

@@ -16,10 +16,11 @@
 //! sockets that never initialise cannot outnumber an address's share, and
 //! users behind one address each keep their own.
 //!
-//! The socket ends with 4403 when its access token expires or its session
-//! is signed out (the client reconnects with fresh credentials), with 1013
-//! when the client reads too slowly for its queue, and with 1001 when the
-//! server shuts down, after the operations in flight have finished.
+//! The socket ends with 4403 when its access token expires, its session is
+//! signed out or its account deleted (the client reconnects with fresh
+//! credentials), with 1013 when the client reads too slowly for its queue,
+//! and with 1001 when the server shuts down, after the operations in flight
+//! have finished.
 
 mod connection;
 mod protocol;

@@ -2,8 +2,9 @@
 //! ([`config`]), the application under test ([`app`]), the clients that
 //! talk to it ([`client`] over HTTP, [`socket`] over a WebSocket), the
 //! data tests start from ([`fixtures`]), shared assertions
-//! ([`assertions`]), a webhook receiver ([`receiver`]), and the binary as
-//! a process of its own ([`process`]).
+//! ([`assertions`]), a webhook receiver ([`receiver`]), the binary as a
+//! process of its own ([`process`]), and a relay in front of PostgreSQL
+//! that can hold back a query's answer ([`relay`]).
 
 mod app;
 mod assertions;
@@ -13,10 +14,11 @@ mod database;
 mod fixtures;
 mod process;
 mod receiver;
+mod relay;
 mod replication;
 mod socket;
 
 pub use self::{
     app::*, assertions::*, client::*, config::*, database::*, fixtures::*, process::*, receiver::*,
-    replication::*,
+    relay::*, replication::*,
 };
