@@ -27,10 +27,7 @@ use super::{
 use crate::{
     db::models::event::kind,
     error::AppError,
-    services::{
-        events::{self, Delivery},
-        profiles,
-    },
+    services::events::{self, Delivery},
     telemetry::metrics_export,
 };
 
@@ -160,22 +157,29 @@ impl SubscriptionRoot {
         let after = after.as_deref().map(decode_cursor).transpose()?;
         let app = ctx.app().clone();
         let viewer = *ctx.signed_in();
-        let live = app.events.subscribe();
+        let (watch, live) = app.events.subscribe_feed(&viewer);
         let start = after.unwrap_or_else(|| app.events.delivered());
         let missed = events::replay_feed(&app, &viewer, start).await?;
+        // What was replayed is by authors the viewer follows already (the
+        // replay reads only theirs).
+        let replayed = missed.last().map_or(i64::MIN, |d| d.event.id);
         let wanted = |d: &Delivery| d.event.kind == kind::ARTICLE_PUBLISHED && d.article.is_some();
         let followed = replay_then_live(missed, start, live, wanted)?.filter_map(move |delivery| {
+            // The viewer counts among the feed subscribers while the
+            // stream lives.
+            let _watch = &watch;
             let app = app.clone();
             async move {
-                let Ok(delivery) = delivery else {
-                    return Some(delivery);
+                let delivery = match delivery {
+                    Ok(delivery) if delivery.event.id > replayed => delivery,
+                    // Replayed, or an error: passed on as it is.
+                    other => return Some(other),
                 };
-                // Whether the viewer follows the author now: one query per
-                // publication, not per event of the bus.
-                let author = delivery.event.user_id?;
-                match profiles::followed_among(&app, &viewer, &[author]).await {
-                    Ok(followed) if followed.contains(&author) => Some(Ok(delivery)),
-                    Ok(_) => None,
+                // Whether the viewer follows the author now, answered for
+                // every feed subscriber of the instance at once.
+                match events::reaches_feed_of(&app, &delivery, &viewer).await {
+                    Ok(true) => Some(Ok(delivery)),
+                    Ok(false) => None,
                     Err(e) => Some(Err(e)),
                 }
             }

@@ -8,13 +8,15 @@
 //! what it missed from the table. For each batch it loads the rows the
 //! events name (comments, articles, their authors) once, and every local
 //! subscriber shares them: a new comment watched by a hundred sockets costs
-//! the same queries as one watched by one.
+//! the same queries as one watched by one. Likewise, whether a publication
+//! belongs in a feed is looked up once per publication for every feed
+//! subscriber of the instance (see [`reaches_feed_of`]).
 
 use std::{
     collections::HashMap,
     pin::pin,
     sync::{
-        Arc,
+        Arc, Mutex,
         atomic::{AtomicI64, Ordering},
     },
     time::Duration,
@@ -22,7 +24,7 @@ use std::{
 
 use diesel_async::{AsyncConnection, AsyncPgConnection, SimpleAsyncConnection};
 use futures_util::{FutureExt, StreamExt};
-use tokio::sync::broadcast;
+use tokio::sync::{OnceCell, broadcast};
 use uuid::Uuid;
 
 use crate::{
@@ -33,6 +35,7 @@ use crate::{
             article::{self, Article},
             comment::{self, Comment},
             event::{self, Event, kind},
+            follow,
             user::{self, User},
         },
     },
@@ -59,6 +62,9 @@ pub struct Delivery {
     pub article: Option<Article>,
     /// The author of that comment or article.
     pub author: Option<Arc<User>>,
+    /// Of a publication: which of the feed subscribers follow its author,
+    /// once the first of them asked (see [`reaches_feed_of`]).
+    feed_followers: OnceCell<foldhash::HashSet<Uuid>>,
 }
 
 /// The bus: subscribe to get every delivery from now on.
@@ -71,6 +77,26 @@ pub struct EventBus {
     /// followers that need only what the events name (the response cache).
     batches: broadcast::Sender<Arc<[Event]>>,
     delivered: Arc<AtomicI64>,
+    /// The viewers with a live feed subscription here, with how many each.
+    feed_viewers: Arc<Mutex<HashMap<Uuid, usize>>>,
+}
+
+/// A viewer counted among the feed subscribers while this lives.
+pub struct FeedWatch {
+    viewer: Uuid,
+    feed_viewers: Arc<Mutex<HashMap<Uuid, usize>>>,
+}
+
+impl Drop for FeedWatch {
+    fn drop(&mut self) {
+        let mut viewers = self.feed_viewers.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(count) = viewers.get_mut(&self.viewer) {
+            *count -= 1;
+            if *count == 0 {
+                viewers.remove(&self.viewer);
+            }
+        }
+    }
 }
 
 impl EventBus {
@@ -91,6 +117,7 @@ impl EventBus {
             revoked,
             batches,
             delivered: Arc::new(AtomicI64::new(last)),
+            feed_viewers: Arc::default(),
         };
         let listener = Listener {
             url: url.to_owned(),
@@ -104,6 +131,27 @@ impl EventBus {
     /// deliveries behind is told so ([`broadcast::error::RecvError::Lagged`]).
     pub fn subscribe(&self) -> broadcast::Receiver<Arc<Delivery>> {
         self.sender.subscribe()
+    }
+
+    /// Every delivery from now on, for `viewer`'s feed: the viewer counts
+    /// among the feed subscribers (see [`reaches_feed_of`]) until the
+    /// watch is dropped. Counted before listening, so every publication
+    /// it hears of is looked up with it included.
+    pub fn subscribe_feed(
+        &self,
+        viewer: &Viewer,
+    ) -> (FeedWatch, broadcast::Receiver<Arc<Delivery>>) {
+        *self
+            .feed_viewers
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .entry(viewer.user_id)
+            .or_default() += 1;
+        let watch = FeedWatch {
+            viewer: viewer.user_id,
+            feed_viewers: self.feed_viewers.clone(),
+        };
+        (watch, self.subscribe())
     }
 
     /// Every batch of events read from now on, oldest first. A receiver
@@ -266,6 +314,7 @@ pub async fn load(conn: &mut AsyncPgConnection, events: Vec<Event>) -> AppResult
                 comment,
                 article,
                 author,
+                feed_followers: OnceCell::new(),
             }
         })
         .collect())
@@ -293,4 +342,36 @@ pub async fn replay_feed(
     let events =
         event::published_for_follower_after(&mut conn, viewer.user_id, after, BATCH).await?;
     load(&mut conn, events).await
+}
+
+/// Whether `viewer` follows the author of `delivery` (a publication) now.
+/// The first feed subscriber to ask looks it up for every feed subscriber
+/// of the instance, in one query; the others wait for and share its
+/// answer: a thousand feeds cost one query per publication, not a
+/// thousand.
+pub async fn reaches_feed_of(
+    state: &AppState,
+    delivery: &Delivery,
+    viewer: &Viewer,
+) -> AppResult<bool> {
+    let Some(author) = delivery.event.user_id else {
+        return Ok(false);
+    };
+    let followers = delivery
+        .feed_followers
+        .get_or_try_init(|| async {
+            let viewers: Vec<Uuid> = state
+                .events
+                .feed_viewers
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .keys()
+                .copied()
+                .collect();
+            let mut conn = state.db.conn().await?;
+            let followers = follow::followers_among(&mut conn, author, &viewers).await?;
+            AppResult::Ok(followers.into_iter().collect())
+        })
+        .await?;
+    Ok(followers.contains(&viewer.user_id))
 }

@@ -7,7 +7,7 @@ use std::time::Duration;
 use base64::{Engine as _, engine::general_purpose::URL_SAFE_NO_PAD};
 use serde_json::{Value, json};
 
-use crate::helpers::{Relay, TestApp, TestDatabase};
+use crate::helpers::{Relay, Socket, TestApp, TestDatabase};
 
 const COMMENTS: &str = "subscription($a: ID!, $after: String) {
     commentEvents(articleId: $a, after: $after) {
@@ -723,6 +723,105 @@ async fn a_client_that_reads_too_slowly_is_closed_with_1013_not_buffered_forever
         "{received} of {total} arrived before the close"
     );
     eprintln!("slow reader: {received} of {total} events, then {close:?}");
+}
+
+const FEED: &str = "subscription($after: String) {
+    feedEvents(after: $after) { cursor article { title author { username } } }
+}";
+
+/// `n` readers, signed in, each with a socket subscribed to its feed from
+/// `after`; the odd ones follow `author`, all follow `marker`. Written as
+/// an operator would (signing up costs a password hash each), with tokens
+/// issued by the server's keys.
+async fn feed_readers(app: &TestApp, prefix: &str, n: usize, after: &str) -> Vec<(Socket, bool)> {
+    let mut readers = Vec::new();
+    for i in 0..n {
+        let (user, session) = (uuid::Uuid::new_v4(), uuid::Uuid::new_v4());
+        let follows_author = i % 2 == 1;
+        let followed = if follows_author {
+            "'author', 'marker'"
+        } else {
+            "'marker'"
+        };
+        app.db
+            .execute(&format!(
+                "INSERT INTO users (id, username, email, password_hash)
+                 VALUES ('{user}', '{prefix}{i}', '{prefix}{i}@example.com', 'x');
+                 INSERT INTO sessions (id, user_id, expires_at)
+                 VALUES ('{session}', '{user}', now() + interval '1 day');
+                 INSERT INTO follows (follower_id, followee_id)
+                 SELECT '{user}', id FROM users WHERE username IN ({followed});"
+            ))
+            .await;
+        let (token, _) = app
+            .state
+            .jwt
+            .issue(user, session, chrono::Utc::now())
+            .unwrap();
+        let mut socket = app.acked_socket(Some(&token)).await;
+        socket.subscribe("f", FEED, json!({ "after": after })).await;
+        readers.push((socket, follows_author));
+    }
+    readers
+}
+
+/// The titles `socket`'s feed receives up to and including `last`.
+async fn feed_until(socket: &mut Socket, last: &str) -> Vec<String> {
+    let mut titles = Vec::new();
+    loop {
+        let message = socket.expect("f", "next").await;
+        let title = event(&message)["feedEvents"]["article"]["title"]
+            .as_str()
+            .unwrap()
+            .to_owned();
+        titles.push(title.clone());
+        if title == last {
+            return titles;
+        }
+    }
+}
+
+/// Whether a publication belongs in a feed is looked up once for every
+/// feed subscription of the instance: a publication costs the same
+/// statements for 2 subscribers as for 20, and reaches exactly the
+/// followers of its author.
+#[tokio::test]
+async fn a_publication_costs_the_same_statements_for_2_and_20_feed_subscriptions() {
+    let app = TestApp::spawn().await;
+    let author = app.signed_in_user("author").await;
+    let marker = app.signed_in_user("marker").await;
+    let mut costs = Vec::new();
+    for (round, n) in [2, 20].into_iter().enumerate() {
+        let after = cursor_now(&app).await;
+        let mut readers = feed_readers(&app, &format!("r{round}_"), n, &after).await;
+        // Every feed has replayed what it missed, and is live, once it has
+        // received this.
+        let ready = format!("Ready {round}");
+        app.create_article(&marker.token, &ready, &[]).await;
+        for (socket, _) in &mut readers {
+            feed_until(socket, &ready).await;
+        }
+
+        let before = app.statements();
+        let published = format!("Published {round}");
+        let after = format!("After {round}");
+        app.create_article(&author.token, &published, &[]).await;
+        // Published by an author everyone follows: once every feed has it,
+        // every feed has dealt with the one before.
+        app.create_article(&marker.token, &after, &[]).await;
+        for (socket, follows_author) in &mut readers {
+            let titles = feed_until(socket, &after).await;
+            let expected = if *follows_author {
+                vec![published.clone(), after.clone()]
+            } else {
+                vec![after.clone()]
+            };
+            assert_eq!(titles, expected, "follows the author: {follows_author}");
+        }
+        costs.push(app.statements() - before);
+    }
+    println!("two publications with 2 and 20 feed subscriptions: {costs:?} statements");
+    assert_eq!(costs[0], costs[1], "{costs:?}");
 }
 
 /// A socket counts against its address from the upgrade: one address

@@ -62,6 +62,23 @@ pub async fn followed_among(
         .await
 }
 
+/// Which of `follower_ids` follow `followee_id`.
+pub async fn followers_among(
+    conn: &mut AsyncPgConnection,
+    followee_id: Uuid,
+    follower_ids: &[Uuid],
+) -> QueryResult<Vec<Uuid>> {
+    if follower_ids.is_empty() {
+        return Ok(Vec::new());
+    }
+    follows::table
+        .filter(follows::followee_id.eq(followee_id))
+        .filter(follows::follower_id.eq_any(follower_ids))
+        .select(follows::follower_id)
+        .load(conn)
+        .await
+}
+
 /// One page of a user's live followers, most recent follow first; each
 /// with the keyset of its follow.
 pub async fn followers(

@@ -20,5 +20,5 @@ mod socket;
 
 pub use self::{
     app::*, assertions::*, client::*, config::*, database::*, fixtures::*, process::*, receiver::*,
-    relay::*, replication::*,
+    relay::*, replication::*, socket::Socket,
 };
