@@ -536,14 +536,13 @@ impl Generator<'_> {
         let set = self.colocate(ty, items);
         // The same field again, in a fragment of its own, with another
         // selection under the same response key.
-        if depth < DEPTH && self.rng.random_bool(0.3) {
-            if let Some(field) = objects.choose(self.rng).copied() {
-                let again = self.field(field, path, depth, false);
-                if let Some(first) = again.into_iter().next() {
-                    let name = self.fragment(ty, first);
-                    return format!("{set} ...{name}");
-                }
-            }
+        if depth < DEPTH
+            && self.rng.random_bool(0.3)
+            && let Some(field) = objects.choose(self.rng).copied()
+            && let Some(first) = self.field(field, path, depth, false).into_iter().next()
+        {
+            let name = self.fragment(ty, first);
+            return format!("{set} ...{name}");
         }
         set
     }
