@@ -139,8 +139,21 @@ async fn prepare_server() -> DatabaseServer {
             .await
             .unwrap();
     }
-    // Templates of superseded migrations are not needed any more; one still
-    // in use elsewhere refuses the drop and is left alone.
+    // This run uses the template from now on: said on the template itself,
+    // so a run of another checkout (other migrations) leaves it alone.
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default()
+        .as_secs();
+    admin
+        .batch_execute(&format!(
+            "COMMENT ON DATABASE \"{template}\" IS 'used {now}'"
+        ))
+        .await
+        .unwrap();
+    // Templates of superseded migrations are not needed any more, once no
+    // run has started on them for a while; one still in use elsewhere
+    // refuses the drop and is left alone.
     for stale in stale_templates(&mut admin, &template).await {
         let _ = admin
             .batch_execute(&format!("DROP DATABASE IF EXISTS \"{stale}\""))
@@ -162,15 +175,22 @@ struct DatabaseName {
     datname: String,
 }
 
-/// Test templates other than `current` (finished ones only).
+/// How long after a run started on it another checkout's template is kept.
+const TEMPLATE_KEPT_SECS: i64 = 3 * 3600;
+
+/// Test templates other than `current` (finished ones only) that no run
+/// has started on for [`TEMPLATE_KEPT_SECS`].
 async fn stale_templates(conn: &mut AsyncPgConnection, current: &str) -> Vec<String> {
     use diesel_async::RunQueryDsl;
     diesel::sql_query(
         "SELECT datname FROM pg_database
          WHERE datname LIKE 'conduit\\_test\\_template\\_%'
-           AND datname NOT LIKE '%\\_building' AND datname <> $1",
+           AND datname NOT LIKE '%\\_building' AND datname <> $1
+           AND coalesce(substring(shobj_description(oid, 'pg_database') FROM '^used ([0-9]+)$')::bigint, 0)
+               < extract(epoch FROM now())::bigint - $2",
     )
     .bind::<diesel::sql_types::Text, _>(current)
+    .bind::<diesel::sql_types::BigInt, _>(TEMPLATE_KEPT_SECS)
     .load::<DatabaseName>(conn)
     .await
     .unwrap_or_default()
