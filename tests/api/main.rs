@@ -18,6 +18,7 @@ mod plans;
 mod profiles;
 mod query_count;
 mod rate_limits;
+mod redis_pressure;
 mod replicas;
 mod response_cache;
 mod schema;

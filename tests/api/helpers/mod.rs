@@ -3,8 +3,9 @@
 //! talk to it ([`client`] over HTTP, [`socket`] over a WebSocket), the
 //! data tests start from ([`fixtures`]), shared assertions
 //! ([`assertions`]), a webhook receiver ([`receiver`]), the binary as a
-//! process of its own ([`process`]), and a relay in front of PostgreSQL
-//! that can hold back a query's answer ([`relay`]).
+//! process of its own ([`process`]), a relay in front of PostgreSQL that
+//! can hold back a query's answer ([`relay`]), and a Redis server of the
+//! test's own ([`redis`]).
 
 mod app;
 mod assertions;
@@ -14,11 +15,12 @@ mod database;
 mod fixtures;
 mod process;
 mod receiver;
+mod redis;
 mod relay;
 mod replication;
 mod socket;
 
 pub use self::{
     app::*, assertions::*, client::*, config::*, database::*, fixtures::*, process::*, receiver::*,
-    relay::*, replication::*, socket::Socket,
+    redis::*, relay::*, replication::*, socket::Socket,
 };
