@@ -1,12 +1,22 @@
-//! Redis as the instances' shared store, on a Redis server of the test's
-//! own: a Redis that would evict keys stops start-up.
+//! Redis as the instances' shared store, at its memory limit and after it
+//! lost its keys, on a Redis server of the test's own: a Redis that would
+//! evict keys stops start-up; full, it refuses new cache entries but every
+//! write still drops what it changes; emptied under a running server (a
+//! flush, a restart without persistence), no stale response is kept.
+
+use std::time::{Duration, Instant};
 
 use conduit::{
     config::{Config, PersistedQueryStore, RateLimitStoreKind, ResponseCacheStore},
     startup::Application,
 };
+use diesel_async::{AsyncConnection, AsyncPgConnection, SimpleAsyncConnection};
+use serde_json::{Value, json};
 
-use crate::helpers::{RedisServer, TestDatabase, test_config};
+use crate::helpers::{RedisServer, TestApp, TestDatabase, test_config};
+
+/// A Redis that may hold 4 MB and then refuses writes.
+const FULL_AT_4MB: &[&str] = &["--maxmemory", "4mb", "--maxmemory-policy", "noeviction"];
 
 /// The tests' configuration on `db` with each Redis store in turn, on
 /// `redis`.
@@ -65,4 +75,201 @@ async fn a_redis_that_may_evict_keys_stops_start_up_with_what_to_set() {
             .await
             .expect("without maxmemory nothing is evicted");
     }
+}
+
+/// Two instances with the cache in `redis`, and a third with it off,
+/// whose answers are the truth.
+async fn cached_instances(redis: &RedisServer) -> (TestApp, TestApp, TestApp) {
+    let cached = |c: &mut Config| {
+        c.jobs.workers = 0;
+        c.response_cache.store = ResponseCacheStore::Redis;
+        c.rate_limits.redis_url = redis.url.clone();
+    };
+    let a = TestApp::spawn_on(TestDatabase::create().await, cached).await;
+    let b = TestApp::spawn_on(a.db.share(), cached).await;
+    let truth = TestApp::spawn_on(a.db.share(), |c| {
+        c.jobs.workers = 0;
+        c.response_cache.store = ResponseCacheStore::Off;
+    })
+    .await;
+    (a, b, truth)
+}
+
+const ARTICLE: &str =
+    "query($slug: String!) { article(slug: $slug) { title body comments { body } } }";
+
+/// `document` as `app` answers it (never an error), and whether the
+/// answer cost no statement: it came from the cache.
+async fn read(app: &TestApp, document: &str, variables: &Value) -> (Value, bool) {
+    let before = app.statements();
+    let response = app.query(document, variables.clone()).await;
+    assert_eq!(response.status, 200, "{}", response.body);
+    assert!(response.body["errors"].is_null(), "{}", response.body);
+    (response.body, app.statements() == before)
+}
+
+async fn mutate(app: &TestApp, token: &str, document: &str, input: Value) -> Value {
+    let response = app
+        .query_as(token, document, json!({ "input": input }))
+        .await;
+    assert!(response.body["errors"].is_null(), "{}", response.body);
+    response.body["data"].clone()
+}
+
+/// Waits up to a second for `app` to answer what `truth` does.
+async fn agrees_within_a_second(app: &TestApp, truth: &TestApp, document: &str, variables: &Value) {
+    let (expected, _) = read(truth, document, variables).await;
+    let started = Instant::now();
+    loop {
+        let (answer, _) = read(app, document, variables).await;
+        if answer == expected {
+            return;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(1),
+            "still {answer} a second later, not {expected}"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+/// A counter of `/metrics` (0 before it is first counted).
+async fn counter(app: &TestApp, series: &str) -> f64 {
+    app.metrics()
+        .await
+        .lines()
+        .find_map(|line| line.strip_prefix(series)?.trim().parse().ok())
+        .unwrap_or(0.0)
+}
+
+#[tokio::test]
+async fn with_redis_full_of_cached_pages_every_write_still_drops_what_it_changes() {
+    let redis = RedisServer::start(FULL_AT_4MB).await;
+    let (a, b, truth) = cached_instances(&redis).await;
+    let filler = a.signed_in_user("filler").await.token;
+    for n in 0..20 {
+        mutate(
+            &a,
+            &filler,
+            "mutation($input: CreateArticleInput!) { createArticle(input: $input) { errors { code } } }",
+            json!({ "title": format!("Long {n}"), "description": "d", "body": "x".repeat(8000), "tagList": [] }),
+        )
+        .await;
+    }
+    let jake = a.signed_in_user("jake").await.token;
+    let ann = a.signed_in_user("ann").await.token;
+    let article = a.create_article(&jake, "The page", &["rust"]).await;
+    let page = json!({ "slug": article["slug"] });
+    read(&a, ARTICLE, &page).await;
+    assert!(read(&b, ARTICLE, &page).await.1, "kept in Redis");
+
+    // Distinct public queries, each about 160 kB, until Redis is full:
+    // then a response is served but not kept.
+    let long = |n: usize| {
+        format!(
+            "{{ long{n}: articles(first: 20, author: \"filler\") {{ nodes {{ slug body }} }} }}"
+        )
+    };
+    let mut kept = None;
+    for n in 0.. {
+        assert!(n < 200, "Redis never refused an entry");
+        read(&a, &long(n), &json!({})).await;
+        if read(&a, &long(n), &json!({})).await.1 {
+            kept = Some(n);
+        } else {
+            break;
+        }
+    }
+    let kept = long(kept.expect("some entries were kept before Redis was full"));
+    redis.fill().await;
+
+    // A comment: the page changes on the instance that wrote at once, on
+    // the other within a second; what it does not change stays cached.
+    mutate(
+        &a,
+        &ann,
+        "mutation($input: AddCommentInput!) { addComment(input: $input) { errors { code } } }",
+        json!({ "articleId": article["id"], "body": "Still fresh" }),
+    )
+    .await;
+    let (expected, _) = read(&truth, ARTICLE, &page).await;
+    assert_eq!(read(&a, ARTICLE, &page).await.0, expected);
+    agrees_within_a_second(&b, &truth, ARTICLE, &page).await;
+    for app in [&a, &b] {
+        assert!(
+            read(app, &kept, &json!({})).await.1,
+            "an entry the write does not touch is still served from Redis"
+        );
+    }
+
+    // A new body, written on the other instance.
+    mutate(
+        &b,
+        &jake,
+        "mutation($input: UpdateArticleInput!) { updateArticle(input: $input) { errors { code } } }",
+        json!({ "id": article["id"], "body": "Rewritten" }),
+    )
+    .await;
+    let (expected, _) = read(&truth, ARTICLE, &page).await;
+    assert_eq!(expected["data"]["article"]["body"], "Rewritten");
+    assert_eq!(read(&b, ARTICLE, &page).await.0, expected);
+    agrees_within_a_second(&a, &truth, ARTICLE, &page).await;
+    assert!(
+        counter(&a, "response_cache_requests_total{outcome=\"full\"}").await >= 1.0,
+        "an entry Redis had no room for is counted"
+    );
+}
+
+#[tokio::test]
+async fn a_response_read_before_redis_was_emptied_and_a_write_is_not_kept() {
+    let redis = RedisServer::start(&[]).await;
+    let (a, _b, truth) = cached_instances(&redis).await;
+    let jake = a.signed_in_user("jake").await.token;
+    let article = a.create_article(&jake, "Before", &["rust"]).await;
+    for title in ["One", "Two", "Three"] {
+        a.create_article(&jake, title, &[]).await;
+    }
+    let page = json!({ "slug": article["slug"] });
+
+    // The page's query reads the article, then waits for its comments,
+    // held up by a lock; meanwhile Redis loses every key and the article
+    // is rewritten. The answer shows the old body: it must not be kept.
+    let mut lock = AsyncPgConnection::establish(&a.db.url).await.unwrap();
+    lock.batch_execute("BEGIN; LOCK TABLE comments IN ACCESS EXCLUSIVE MODE")
+        .await
+        .unwrap();
+    let in_flight = read(&a, ARTICLE, &page);
+    let meanwhile = async {
+        let waiting = format!(
+            "SELECT count(*) FROM pg_stat_activity WHERE datname = '{}' AND wait_event_type = 'Lock'",
+            a.db.name
+        );
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while a.db.count(&waiting).await == 0 {
+            assert!(Instant::now() < deadline, "the query waits for the lock");
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        redis.run(&["FLUSHALL"]).await;
+        mutate(
+            &a,
+            &jake,
+            "mutation($input: UpdateArticleInput!) { updateArticle(input: $input) { errors { code } } }",
+            json!({ "id": article["id"], "body": "After" }),
+        )
+        .await;
+        lock.batch_execute("ROLLBACK").await.unwrap();
+    };
+    let ((old, _), ()) = tokio::join!(in_flight, meanwhile);
+    assert_eq!(
+        old["data"]["article"]["body"], "The body of Before.",
+        "read before the write"
+    );
+
+    let (expected, _) = read(&truth, ARTICLE, &page).await;
+    assert_eq!(expected["data"]["article"]["body"], "After");
+    assert_eq!(read(&a, ARTICLE, &page).await.0, expected);
+    // And the cache works on: the page is kept again, fresh.
+    let (again, cached) = read(&a, ARTICLE, &page).await;
+    assert_eq!(again, expected);
+    assert!(cached, "kept again after the flush");
 }

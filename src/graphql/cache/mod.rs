@@ -21,7 +21,8 @@
 //!   the last one applied here and applies them before it answers, so the
 //!   next request here sees the write.
 //! - **Bounds.** Entries are kept within `RESPONSE_CACHE_MAX_BYTES`, the
-//!   least recently used out first.
+//!   least recently used out first; in Redis within its `maxmemory`, a
+//!   full Redis keeping no new entry until others expire.
 //! - **Where.** In this instance's memory (`RESPONSE_CACHE=memory`), or in
 //!   Redis, shared by every instance (`redis`, see [`redis`]).
 
@@ -42,7 +43,7 @@ use async_graphql::{CacheControl, Response};
 use bytes::Bytes;
 use sha2::{Digest, Sha256};
 
-use self::redis::Shared;
+use self::redis::{Put, Shared};
 use crate::{
     config::{ResponseCacheConfig, ResponseCacheStore},
     telemetry::metrics_export,
@@ -170,7 +171,13 @@ struct Store {
 /// Taken when a response starts: what has been invalidated since is
 /// checked before it is stored.
 #[derive(Debug, Clone, Copy)]
-pub struct Ticket(u64);
+pub struct Ticket {
+    /// Invalidations so far.
+    generation: u64,
+    /// In Redis, the lifetime of the keys the store is checked against
+    /// (see [`redis`]); 0 in memory.
+    incarnation: u64,
+}
 
 impl ResponseCache {
     /// `redis` is the process's Redis connection, present whenever the
@@ -281,8 +288,11 @@ impl ResponseCache {
     pub async fn ticket(&self) -> Option<Ticket> {
         let inner = self.0.as_ref()?;
         match &inner.shared {
-            Some(shared) => shared.generation().await.ok().map(Ticket),
-            None => Some(Ticket(Self::store(inner).generation)),
+            Some(shared) => shared.ticket().await.ok(),
+            None => Some(Ticket {
+                generation: Self::store(inner).generation,
+                incarnation: 0,
+            }),
         }
     }
 
@@ -320,11 +330,13 @@ impl ResponseCache {
         };
         if let Some(shared) = &inner.shared {
             let kept = shared
-                .put(&hex(&key), &stored.encode(), &stored.tags, ticket.0)
+                .put(&hex(&key), &stored.encode(), &stored.tags, ticket)
                 .await;
             match kept {
-                Ok(true) => {}
-                Ok(false) => metrics_export::record_response_cache("stale_refused"),
+                Ok(Put::Kept) => {}
+                Ok(Put::Stale) => metrics_export::record_response_cache("stale_refused"),
+                // Served all the same; Redis has room again as entries expire.
+                Ok(Put::Full) => metrics_export::record_response_cache("full"),
                 Err(e) => tracing::warn!(error = format!("{e:#}"), "response not cached"),
             }
             return Ok(stored);
@@ -522,21 +534,22 @@ impl Store {
     }
 
     fn invalidated_since(&self, ticket: Ticket, tags: &[Tag]) -> bool {
-        if ticket.0 == self.generation {
+        let start = ticket.generation;
+        if start == self.generation {
             return false;
         }
         // Invalidations the check can no longer see: assume the worst.
-        if self.recent_cleared > ticket.0
+        if self.recent_cleared > start
             || self
                 .recent
                 .front()
-                .is_none_or(|(first, _)| *first > ticket.0 + 1)
+                .is_none_or(|(first, _)| *first > start + 1)
         {
             return true;
         }
         self.recent
             .iter()
-            .filter(|(generation, _)| *generation > ticket.0)
+            .filter(|(generation, _)| *generation > start)
             .any(|(_, invalidated)| invalidated.iter().any(|t| tags.contains(t)))
     }
 }

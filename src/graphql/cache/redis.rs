@@ -9,28 +9,58 @@
 //!   the response started at (it may predate the write), or the cache was
 //!   cleared since;
 //! - a clear moves everything to a new epoch; the old keys expire.
+//!
+//! The marks are only worth anything while Redis keeps them, so:
+//! - **Full** (`maxmemory` under `noeviction`, the one policy start-up
+//!   accepts): a store is refused whole and the response is served
+//!   uncached; invalidations and clears run past the limit
+//!   (`allow-oom`), since one refused would leave a stale entry.
+//! - **Emptied** (a flush, a restart without persistence): a random
+//!   `incarnation`, kept without expiry, names the keys' lifetime. A
+//!   response's ticket reads it with the number it starts at, and its
+//!   store is refused if it changed or is gone: the marks the store would
+//!   be checked against may be lost. Found missing, the cache is cleared
+//!   and a new incarnation begins; reads meanwhile miss.
 
 use std::time::Duration;
 
 use anyhow::Context;
 use redis::{Script, aio::ConnectionManager};
 
-const GET: &str = r"
-local epoch = redis.call('GET', ARGV[1] .. 'epoch') or '0'
-return redis.call('GET', ARGV[1] .. 'e:' .. epoch .. ':' .. ARGV[2])
+use super::Ticket;
+
+const GET: &str = r"#!lua flags=no-writes
+local p = ARGV[1]
+local found = redis.call('MGET', p .. 'incarnation', p .. 'epoch')
+if not found[1] then return false end
+return redis.call('GET', p .. 'e:' .. (found[2] or '0') .. ':' .. ARGV[2])
 ";
 
-const PUT: &str = r"
+const TICKET: &str = r"#!lua flags=allow-oom
+local p = ARGV[1]
+local incarnation = redis.call('GET', p .. 'incarnation')
+if not incarnation then
+    incarnation = ARGV[2]
+    local gen = redis.call('INCR', p .. 'gen')
+    redis.call('SET', p .. 'cleared', gen)
+    redis.call('INCR', p .. 'epoch')
+    redis.call('SET', p .. 'incarnation', incarnation)
+end
+return {redis.call('GET', p .. 'gen') or '0', incarnation}
+";
+
+const PUT: &str = r"#!lua
 local p, start = ARGV[1], tonumber(ARGV[5])
+if redis.call('GET', p .. 'incarnation') ~= ARGV[6] then return 0 end
 if tonumber(redis.call('GET', p .. 'cleared') or '0') > start then return 0 end
-for i = 6, #ARGV do
+for i = 7, #ARGV do
     local marked = redis.call('GET', p .. 'v:' .. ARGV[i])
     if marked and tonumber(marked) > start then return 0 end
 end
 local epoch = redis.call('GET', p .. 'epoch') or '0'
 local entry = p .. 'e:' .. epoch .. ':' .. ARGV[2]
 redis.call('SET', entry, ARGV[3], 'PX', ARGV[4])
-for i = 6, #ARGV do
+for i = 7, #ARGV do
     local tag = p .. 't:' .. epoch .. ':' .. ARGV[i]
     redis.call('SADD', tag, entry)
     redis.call('PEXPIRE', tag, ARGV[4])
@@ -38,7 +68,7 @@ end
 return 1
 ";
 
-const INVALIDATE: &str = r"
+const INVALIDATE: &str = r"#!lua flags=allow-oom
 local p = ARGV[1]
 local gen = redis.call('INCR', p .. 'gen')
 local epoch = redis.call('GET', p .. 'epoch') or '0'
@@ -54,18 +84,29 @@ end
 return dropped
 ";
 
-const CLEAR: &str = r"
+const CLEAR: &str = r"#!lua flags=allow-oom
 local gen = redis.call('INCR', ARGV[1] .. 'gen')
 redis.call('SET', ARGV[1] .. 'cleared', gen)
 redis.call('INCR', ARGV[1] .. 'epoch')
 return gen
 ";
 
+/// What became of a response offered to Redis.
+pub enum Put {
+    Kept,
+    /// One of its tags was invalidated since it started, or the keys it
+    /// would be checked against were lost.
+    Stale,
+    /// Redis is at `maxmemory`.
+    Full,
+}
+
 pub struct Shared {
     connection: ConnectionManager,
     prefix: String,
     ttl: Duration,
     get: Script,
+    ticket: Script,
     put: Script,
     invalidate: Script,
     clear: Script,
@@ -78,6 +119,7 @@ impl Shared {
             prefix: prefix.to_owned(),
             ttl,
             get: Script::new(GET),
+            ticket: Script::new(TICKET),
             put: Script::new(PUT),
             invalidate: Script::new(INVALIDATE),
             clear: Script::new(CLEAR),
@@ -99,26 +141,36 @@ impl Shared {
             .context("response cache read failed in Redis")
     }
 
-    /// The number of the last invalidation: what a response starts at.
-    pub async fn generation(&self) -> anyhow::Result<u64> {
+    /// The number of the last invalidation, which a response starts at,
+    /// and the incarnation of the keys it is checked against.
+    pub async fn ticket(&self) -> anyhow::Result<Ticket> {
         let mut connection = self.connection.clone();
-        let generation: Option<u64> = redis::cmd("GET")
-            .arg(format!("{}gen", self.prefix))
-            .query_async(&mut connection)
+        // The incarnation to begin if the keys were lost, drawn afresh
+        // each time: one drawn per process would come back after a second
+        // loss, and a response from before it would pass for current.
+        let fresh = rand::random::<u64>().max(1);
+        let (generation, incarnation) = self
+            .ticket
+            .arg(&self.prefix)
+            .arg(fresh)
+            .invoke_async(&mut connection)
             .await
             .context("response cache read failed in Redis")?;
-        Ok(generation.unwrap_or_default())
+        Ok(Ticket {
+            generation,
+            incarnation,
+        })
     }
 
     /// Stores `value` under `key` with `tags`, unless one of them was
-    /// invalidated after `start`; whether it was stored.
+    /// invalidated since `ticket` or the keys' incarnation changed.
     pub async fn put(
         &self,
         key: &str,
         value: &[u8],
         tags: &[super::Tag],
-        start: u64,
-    ) -> anyhow::Result<bool> {
+        ticket: Ticket,
+    ) -> anyhow::Result<Put> {
         let mut connection = self.connection.clone();
         let mut invocation = self.put.prepare_invoke();
         invocation
@@ -126,15 +178,17 @@ impl Shared {
             .arg(key)
             .arg(value)
             .arg(self.ttl_ms())
-            .arg(start);
+            .arg(ticket.generation)
+            .arg(ticket.incarnation);
         for tag in tags {
             invocation.arg(tag.as_ref());
         }
-        let stored: i64 = invocation
-            .invoke_async(&mut connection)
-            .await
-            .context("response cache write failed in Redis")?;
-        Ok(stored == 1)
+        match invocation.invoke_async::<i64>(&mut connection).await {
+            Ok(1) => Ok(Put::Kept),
+            Ok(_) => Ok(Put::Stale),
+            Err(e) if e.code() == Some("OOM") => Ok(Put::Full),
+            Err(e) => Err(e).context("response cache write failed in Redis"),
+        }
     }
 
     /// Drops the entries tagged with `tags`; how many.

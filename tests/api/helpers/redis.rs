@@ -81,6 +81,36 @@ impl RedisServer {
         }
         cmd.query_async(&mut self.connection().await).await.unwrap()
     }
+
+    /// Takes all the memory left under `maxmemory` with keys of the
+    /// test's, until Redis refuses a write for lack of memory, and then
+    /// 1 MB more (a script may go past the limit), so that what frees
+    /// memory on its own (a connection's buffers) does not bring it under.
+    pub async fn fill(&self) {
+        let mut connection = self.connection().await;
+        let chunk = "x".repeat(16 * 1024);
+        for n in 0.. {
+            assert!(n < 10_000, "Redis took 160 MB without refusing a write");
+            let set: redis::RedisResult<()> = redis::cmd("SET")
+                .arg(format!("test:filler:{n}"))
+                .arg(&chunk)
+                .query_async(&mut connection)
+                .await;
+            match set {
+                Ok(()) => {}
+                Err(e) if e.code() == Some("OOM") => break,
+                Err(e) => panic!("filling Redis: {e}"),
+            }
+        }
+        let _: () = redis::cmd("EVAL")
+            .arg("#!lua flags=allow-oom\nredis.call('SET', KEYS[1], ARGV[1])")
+            .arg(1)
+            .arg("test:filler:over")
+            .arg("x".repeat(1024 * 1024))
+            .query_async(&mut connection)
+            .await
+            .unwrap();
+    }
 }
 
 impl Drop for RedisServer {
