@@ -9,7 +9,10 @@
 //! Read your writes: after a mutation, the primary's WAL position is
 //! remembered for the viewer (in Redis when instances share it, so the
 //! next read on any instance knows), and a replica serves that viewer only
-//! once it has replayed that far.
+//! once it has replayed that far. A Redis that lost its keys (a flush, a
+//! restart without persistence) cannot tell "no recent write" from "a
+//! write it forgot": until a position would have expired anyway, a viewer
+//! it knows nothing of reads from the primary.
 
 use std::{
     collections::{HashMap, VecDeque},
@@ -157,6 +160,7 @@ impl ReadRouter {
             Some(conn) => WritePositions::Redis {
                 conn,
                 raise: Script::new(RAISE_POSITION),
+                read: Script::new(READ_POSITION),
                 ttl,
             },
             None => WritePositions::Memory {
@@ -242,7 +246,9 @@ impl Router {
             return Ok(fit[0]);
         };
         let needed = match self.positions.get(reader).await {
-            Ok(needed) => needed,
+            Ok(LastWrite::At(position)) => Some(position),
+            Ok(LastWrite::None) => None,
+            Ok(LastWrite::Forgotten) => return Err("positions_reset"),
             Err(e) => {
                 tracing::warn!(error = %e, "could not read a viewer's last write position");
                 return Err("position_unknown");
@@ -370,13 +376,27 @@ enum WritePositions {
     Redis {
         conn: ConnectionManager,
         raise: Script,
+        read: Script,
         ttl: Duration,
     },
 }
 
+/// What is known of a viewer's last write.
+enum LastWrite {
+    /// None recent enough to matter.
+    None,
+    At(Lsn),
+    /// The store may have lost it.
+    Forgotten,
+}
+
 /// Raises a viewer's position, never lowers it (two writes finishing out
-/// of order), and keeps it `ARGV[2]` ms.
-const RAISE_POSITION: &str = r"
+/// of order), and keeps it `ARGV[2]` ms; notes when the positions started
+/// being kept (`KEYS[2]`, in seconds), if no one has. It may go past
+/// `maxmemory`: a position refused would send the viewer to a replica
+/// without their write.
+const RAISE_POSITION: &str = r"#!lua flags=allow-oom
+redis.call('SET', KEYS[2], redis.call('TIME')[1], 'NX')
 local current = tonumber(redis.call('GET', KEYS[1]) or '0')
 if tonumber(ARGV[1]) > current then
   redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
@@ -386,27 +406,57 @@ end
 return 1
 ";
 
+/// A viewer's position; with none, `forgotten` while the positions have
+/// been kept for less than `ARGV[1]` seconds (a position's lifetime), as
+/// one lost with the others may still matter. Positions found never kept
+/// (the keys were lost) start being kept now.
+const READ_POSITION: &str = r"#!lua flags=allow-oom
+local position = redis.call('GET', KEYS[1])
+if position then return position end
+local now = redis.call('TIME')[1]
+local since = redis.call('GET', KEYS[2])
+if not since then
+  redis.call('SET', KEYS[2], now)
+  return 'forgotten'
+end
+if tonumber(now) - tonumber(since) < tonumber(ARGV[1]) then return 'forgotten' end
+return 'none'
+";
+
 const POSITION_KEY: &str = "conduit:wal:";
+/// When the positions in Redis started being kept.
+const POSITIONS_SINCE_KEY: &str = "conduit:wal:since";
 
 /// Entries past which the memory store sweeps out expired ones.
 const MEMORY_SWEEP_AT: usize = 10_000;
 
 impl WritePositions {
-    async fn get(&self, user: Uuid) -> anyhow::Result<Option<Lsn>> {
+    async fn get(&self, user: Uuid) -> anyhow::Result<LastWrite> {
         match self {
             Self::Memory { map, ttl } => Ok(map
                 .lock()
                 .expect("positions lock")
                 .get(&user)
                 .filter(|(_, at)| at.elapsed() < *ttl)
-                .map(|(position, _)| *position)),
-            Self::Redis { conn, .. } => {
-                let value: Option<u64> = redis::cmd("GET")
-                    .arg(format!("{POSITION_KEY}{user}"))
-                    .query_async(&mut conn.clone())
+                .map_or(LastWrite::None, |(position, _)| LastWrite::At(*position))),
+            Self::Redis {
+                conn, read, ttl, ..
+            } => {
+                let known: String = read
+                    .key(format!("{POSITION_KEY}{user}"))
+                    .key(POSITIONS_SINCE_KEY)
+                    // Both ends in whole seconds, rounded down: a second more.
+                    .arg(ttl.as_secs_f64().ceil() as u64 + 1)
+                    .invoke_async(&mut conn.clone())
                     .await
-                    .context("GET in Redis")?;
-                Ok(value.map(Lsn))
+                    .context("reading a write position in Redis")?;
+                Ok(match known.as_str() {
+                    "none" => LastWrite::None,
+                    "forgotten" => LastWrite::Forgotten,
+                    position => LastWrite::At(Lsn(position
+                        .parse()
+                        .context("a write position in Redis")?)),
+                })
             }
         }
     }
@@ -424,10 +474,13 @@ impl WritePositions {
                 }
                 Ok(())
             }
-            Self::Redis { conn, raise, ttl } => {
+            Self::Redis {
+                conn, raise, ttl, ..
+            } => {
                 for user in users {
                     let _: i64 = raise
                         .key(format!("{POSITION_KEY}{user}"))
+                        .key(POSITIONS_SINCE_KEY)
                         .arg(position.0)
                         .arg(u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX))
                         .invoke_async(&mut conn.clone())

@@ -10,8 +10,11 @@ use redis::{Script, aio::ConnectionManager};
 use super::RateLimitStore;
 
 /// Adds the cost; the first charge of a window sets its expiry. Returns
-/// the total and the milliseconds until the window closes.
-const CHARGE: &str = r"
+/// the total and the milliseconds until the window closes. A counter is a
+/// few bytes for one window, so it may go past `maxmemory`: refused, it
+/// would close sign-in to everyone while Redis is full (of cached pages,
+/// which yield instead).
+const CHARGE: &str = r"#!lua flags=allow-oom
 local used = redis.call('INCRBY', KEYS[1], ARGV[1])
 if used == tonumber(ARGV[1]) then
     redis.call('PEXPIRE', KEYS[1], ARGV[2])

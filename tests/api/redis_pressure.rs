@@ -1,19 +1,21 @@
 //! Redis as the instances' shared store, at its memory limit and after it
 //! lost its keys, on a Redis server of the test's own: a Redis that would
 //! evict keys stops start-up; full, it refuses new cache entries but every
-//! write still drops what it changes; emptied under a running server (a
-//! flush, a restart without persistence), no stale response is kept.
+//! write still drops what it changes, every write position is kept and
+//! sign-in works; emptied under a running server (a flush, a restart
+//! without persistence), no stale response is kept and a viewer still
+//! reads their own writes.
 
 use std::time::{Duration, Instant};
 
 use conduit::{
-    config::{Config, PersistedQueryStore, RateLimitStoreKind, ResponseCacheStore},
+    config::{Config, List, PersistedQueryStore, RateLimitStoreKind, ResponseCacheStore},
     startup::Application,
 };
 use diesel_async::{AsyncConnection, AsyncPgConnection, SimpleAsyncConnection};
 use serde_json::{Value, json};
 
-use crate::helpers::{RedisServer, TestApp, TestDatabase, test_config};
+use crate::helpers::{RedisServer, Replication, TestApp, TestDatabase, test_config};
 
 /// A Redis that may hold 4 MB and then refuses writes.
 const FULL_AT_4MB: &[&str] = &["--maxmemory", "4mb", "--maxmemory-policy", "noeviction"];
@@ -272,4 +274,103 @@ async fn a_response_read_before_redis_was_emptied_and_a_write_is_not_kept() {
     let (again, cached) = read(&a, ARTICLE, &page).await;
     assert_eq!(again, expected);
     assert!(cached, "kept again after the flush");
+}
+
+#[tokio::test]
+async fn with_redis_full_signing_in_still_counts_against_its_budget() {
+    let redis = RedisServer::start(FULL_AT_4MB).await;
+    let app = TestApp::spawn_with(|c| {
+        c.jobs.workers = 0;
+        c.rate_limits.store = RateLimitStoreKind::Redis;
+        c.rate_limits.redis_url = redis.url.clone();
+    })
+    .await;
+    app.signed_in_user("before").await;
+    redis.fill().await;
+    // Refused for lack of memory, a charge would close sign-in to all.
+    let session = app.signed_in_user("after").await;
+    let viewer = app.viewer_username(&session.token).await;
+    assert_eq!(viewer.body["data"]["viewer"]["user"]["username"], "after");
+    let remaining = |r: &crate::helpers::GraphQLResponse| -> u64 {
+        r.header("x-ratelimit-remaining").unwrap().parse().unwrap()
+    };
+    let next = app.viewer_username(&session.token).await;
+    assert!(remaining(&next) < remaining(&viewer), "still counted");
+}
+
+const TITLES: &str = "{ articles(first: 50) { edges { node { title } } } }";
+
+async fn titles(app: &TestApp, token: &str) -> Vec<String> {
+    let response = app.query_as(token, TITLES, json!({})).await;
+    assert!(response.body["errors"].is_null(), "{:?}", response.body);
+    response.body["data"]["articles"]["edges"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|edge| edge["node"]["title"].as_str().unwrap().to_owned())
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_writer_reads_their_write_after_redis_lost_its_positions_or_filled_up() {
+    let replication = Replication::start().await;
+    let redis = RedisServer::start(FULL_AT_4MB).await;
+    let db = replication.database().await;
+    let replica = replication.replica_url(&db);
+    let app = TestApp::spawn_on(db, |c| {
+        c.replicas.urls = List(vec![replica]);
+        c.replicas.max_lag = Duration::from_secs(2);
+        c.replicas.poll_every = Duration::from_millis(20);
+        c.jobs.workers = 0;
+        c.response_cache.store = ResponseCacheStore::Off;
+        // Write positions are kept in Redis whenever a store is.
+        c.persisted_queries = PersistedQueryStore::Redis;
+        c.rate_limits.redis_url = redis.url.clone();
+    })
+    .await;
+    let writer = app.signed_in_user("writer").await;
+    let other = app.signed_in_user("other").await;
+    app.create_article(&writer.token, "Before", &[]).await;
+    replication.caught_up().await;
+
+    // Redis loses every key between a write and the writer's next read:
+    // not knowing the writer's position, the read goes to the primary.
+    replication.pause_replay().await;
+    app.create_article(&writer.token, "Written before the flush", &[])
+        .await;
+    redis.run(&["FLUSHALL"]).await;
+    let seen = titles(&app, &writer.token).await;
+    replication.resume_replay().await;
+    assert!(
+        seen.contains(&"Written before the flush".to_owned()),
+        "{seen:?}"
+    );
+    replication.caught_up().await;
+
+    // Once no lost position can matter any more (a replica within the
+    // lag bound has every write that old), signed-in reads go back to the
+    // replica.
+    let unsure = "db_replica_fallbacks_total{reason=\"positions_reset\"}";
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let before = counter(&app, unsure).await;
+        titles(&app, &other.token).await;
+        if counter(&app, unsure).await == before {
+            break;
+        }
+        assert!(Instant::now() < deadline, "reads stay on the primary");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+
+    // Redis full: a write's position is kept all the same.
+    redis.fill().await;
+    replication.pause_replay().await;
+    app.create_article(&writer.token, "Written while Redis is full", &[])
+        .await;
+    let seen = titles(&app, &writer.token).await;
+    replication.resume_replay().await;
+    assert!(
+        seen.contains(&"Written while Redis is full".to_owned()),
+        "{seen:?}"
+    );
 }
