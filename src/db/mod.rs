@@ -204,9 +204,15 @@ impl Database {
     }
 
     async fn checkout(&self) -> AppResult<PooledConn<'_>> {
+        // A wait for a connection that outlasted an outage (the database
+        // went, and maybe came back while the pool reconnected) is the
+        // database's fault, not a busy pool's.
+        let outages = self.reachability.outages();
         let mut conn = match self.pool.get_owned().await {
             Ok(conn) => conn,
-            Err(bb8::RunError::TimedOut) if !self.reachability.reachable() => {
+            Err(bb8::RunError::TimedOut)
+                if !self.reachability.reachable() || self.reachability.outages() != outages =>
+            {
                 return Err(AppError::Unavailable(DATABASE_UNAVAILABLE));
             }
             Err(e) => return Err(e.into()),

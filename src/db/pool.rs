@@ -14,7 +14,7 @@ use std::{
     ops::{Deref, DerefMut},
     sync::{
         Arc,
-        atomic::{AtomicBool, Ordering},
+        atomic::{AtomicBool, AtomicU64, Ordering},
     },
     time::{Duration, Instant},
 };
@@ -44,26 +44,33 @@ impl DerefMut for TrackedConnection {
     }
 }
 
-/// Whether the database could be reached at the last attempt to connect.
+/// Whether the database could be reached at the last attempt to connect,
+/// and how many times it could not be since start-up.
 #[derive(Debug, Clone)]
-pub struct Reachability(Arc<AtomicBool>);
+pub struct Reachability(Arc<(AtomicBool, AtomicU64)>);
 
 impl Reachability {
     fn new() -> Self {
-        Self(Arc::new(AtomicBool::new(true)))
+        Self(Arc::new((AtomicBool::new(true), AtomicU64::new(0))))
     }
 
     /// False from a failed attempt to connect until the next one succeeds.
     pub fn reachable(&self) -> bool {
-        self.0.load(Ordering::Relaxed)
+        self.0.0.load(Ordering::Relaxed)
+    }
+
+    /// Outages so far: a wait that saw this change saw the database go.
+    pub fn outages(&self) -> u64 {
+        self.0.1.load(Ordering::Relaxed)
     }
 
     fn record(&self, reachable: bool) {
-        let was = self.0.swap(reachable, Ordering::Relaxed);
+        let was = self.0.0.swap(reachable, Ordering::Relaxed);
         if was != reachable {
             if reachable {
                 tracing::info!("the database is reachable again");
             } else {
+                self.0.1.fetch_add(1, Ordering::Relaxed);
                 tracing::warn!("the database cannot be reached");
             }
         }
