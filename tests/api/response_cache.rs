@@ -64,6 +64,24 @@ async fn page(app: &TestApp, slug: &str) -> (Value, u64) {
     (response.body, app.statements() - before)
 }
 
+/// Waits until every instance's bus has applied every event recorded so
+/// far (it runs a notification and a read behind a write): an
+/// invalidation that lands while a page is read refuses to keep that page.
+async fn heard_everything(apps: &[&TestApp]) {
+    let last = apps[0]
+        .db
+        .count("SELECT coalesce(max(id), 0) FROM events")
+        .await;
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while apps
+        .iter()
+        .any(|app| app.response_cache.applied_id() < last)
+    {
+        assert!(Instant::now() < deadline, "a bus is 5 s behind the writes");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
 /// Makes `app` keep the page, proven by a second read that costs no
 /// statement; returns it.
 async fn warm(app: &TestApp, slug: &str) -> Value {
@@ -99,6 +117,7 @@ async fn every_kind_of_write_changes_the_page(store: ResponseCacheStore) {
             .as_str()
             .unwrap()
             .to_owned();
+        heard_everything(&[&a, &b]).await;
         let on_a = warm(&a, &slug).await;
         let (on_b, statements) = page(&b, &slug).await;
         assert_eq!(on_b, on_a);
@@ -185,6 +204,7 @@ async fn every_kind_of_write_changes_the_page(store: ResponseCacheStore) {
 
     let mut seen_by_b = Vec::new();
     for (name, who, document, input) in writes {
+        heard_everything(&[&a, &b]).await;
         let before_a = warm(&a, &slug).await;
         let before_b = warm(&b, &slug).await;
         assert_eq!(before_a, before_b);

@@ -95,7 +95,15 @@ pub fn follow(bus: &EventBus, cache: ResponseCache) {
         loop {
             match batches.recv().await {
                 Ok(batch) => {
-                    let tags: Vec<Tag> = batch.iter().flat_map(tags_of).collect();
+                    // What a mutation here already applied (its catch-up)
+                    // is not applied again: it would change nothing, and in
+                    // Redis it would refuse the responses being computed.
+                    let applied = cache.applied_id();
+                    let tags: Vec<Tag> = batch
+                        .iter()
+                        .filter(|e| e.id > applied)
+                        .flat_map(tags_of)
+                        .collect();
                     let last = batch.last().map_or(0, |e| e.id);
                     cache.invalidate(&tags, last).await;
                 }
