@@ -1,5 +1,5 @@
 //! Cost: a field costs 1 plus what it selects, except the fields in
-//! [`PRICED`], whose children count once per row they can return: a page
+//! [`PRICED`](super::pricing::PRICED), whose children count once per row they can return: a page
 //! costs its size times its children (see [`page_cost`]), so
 //! `articles(first: 100) { comments { author } }` is priced as the 10,000
 //! rows it can touch, not as three fields. Only the operation that runs is
@@ -7,8 +7,11 @@
 
 use async_graphql::Value;
 
-use super::visitor::{Check, Visit};
-use crate::config::{Pagination, schema_lists::MAX_PLAIN_COMMENTS};
+use super::{
+    pricing::Pricing,
+    visitor::{Check, Visit},
+};
+use crate::config::Pagination;
 
 /// The cost of a paginated field: the page it asks for times what each
 /// item costs. An out-of-range size is priced at the maximum page; the
@@ -30,38 +33,6 @@ pub fn page_cost(
 pub fn list_cost(len: usize, child_complexity: usize) -> usize {
     len.max(1).saturating_mul(child_complexity.max(1))
 }
-
-/// How a field's children are counted.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(super) enum Pricing {
-    /// 1 plus its children.
-    Single,
-    /// A page (`first` / `last`): its size times its children.
-    Page,
-    /// A list of at most this many rows.
-    AtMost(usize),
-    /// One row per item of this list argument.
-    PerItem(&'static str),
-}
-
-/// The fields that return many rows, by parent type and name. A test
-/// checks that every connection of the schema is here.
-pub(super) const PRICED: &[(&str, &str, Pricing)] = &[
-    ("Query", "articles", Pricing::Page),
-    ("Query", "nodes", Pricing::PerItem("ids")),
-    ("User", "articles", Pricing::Page),
-    ("User", "favoriteArticles", Pricing::Page),
-    ("User", "followers", Pricing::Page),
-    ("Viewer", "feed", Pricing::Page),
-    ("Viewer", "webhookEndpoints", Pricing::Page),
-    ("WebhookEndpoint", "deliveries", Pricing::Page),
-    ("Article", "commentsConnection", Pricing::Page),
-    (
-        "Article",
-        "comments",
-        Pricing::AtMost(MAX_PLAIN_COMMENTS as usize),
-    ),
-];
 
 /// Sums costs bottom-up: each open field has the running cost of what it
 /// selects.

@@ -20,6 +20,7 @@ mod aliases;
 mod cost;
 mod depth;
 mod directives;
+mod pricing;
 mod root_fields;
 mod text;
 mod visitor;
@@ -237,7 +238,7 @@ mod tests {
     #[test]
     fn every_connection_is_priced_by_its_page() {
         let schema = SchemaFields::of_schema();
-        for (parent, field, pricing) in cost::PRICED {
+        for (parent, field, pricing) in pricing::PRICED {
             assert_eq!(
                 schema.field(parent, field).map(|f| f.pricing),
                 Some(*pricing),
@@ -255,7 +256,7 @@ mod tests {
                     connections += 1;
                     assert_eq!(
                         schema.field(name, &field.name).map(|f| f.pricing),
-                        Some(cost::Pricing::Page),
+                        Some(pricing::Pricing::Page),
                         "{name}.{} is a connection priced by its page",
                         field.name
                     );

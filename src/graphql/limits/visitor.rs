@@ -14,7 +14,7 @@ use async_graphql::{
     registry::{MetaType, MetaTypeName, Registry},
 };
 
-use super::cost::{PRICED, Pricing};
+use super::pricing::{PRICED, Pricing};
 use crate::graphql::{mutation::MutationRoot, query::QueryRoot, subscription::SubscriptionRoot};
 
 /// A check over the walk. Every hook does nothing by default.
