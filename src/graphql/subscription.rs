@@ -159,7 +159,7 @@ impl SubscriptionRoot {
         let viewer = *ctx.signed_in();
         let (watch, live) = app.events.subscribe_feed(&viewer);
         let start = after.unwrap_or_else(|| app.events.delivered());
-        let missed = events::replay_feed(&app, &viewer, start).await?;
+        let missed = events::replay_feed(&app.db, &viewer, start).await?;
         // What was replayed is by authors the viewer follows already (the
         // replay reads only theirs).
         let replayed = missed.last().map_or(i64::MIN, |d| d.event.id);
@@ -177,7 +177,7 @@ impl SubscriptionRoot {
                 };
                 // Whether the viewer follows the author now, answered for
                 // every feed subscriber of the instance at once.
-                match events::reaches_feed_of(&app, &delivery, &viewer).await {
+                match events::reaches_feed_of(&app.db, &app.events, &delivery, &viewer).await {
                     Ok(true) => Some(Ok(delivery)),
                     Ok(false) => None,
                     Err(e) => Some(Err(e)),
@@ -219,7 +219,7 @@ async fn article_deliveries(
         return Err(AppError::NotFound("article").into());
     }
     let start = after.unwrap_or_else(|| app.events.delivered());
-    let missed = events::replay_article(&app, id, start).await?;
+    let missed = events::replay_article(&app.db, id, start).await?;
     let wanted = move |d: &Delivery| {
         d.event.article_id == Some(id) && kinds.contains(&d.event.kind.as_str())
     };

@@ -40,7 +40,6 @@ use crate::{
         },
     },
     error::AppResult,
-    state::AppState,
 };
 
 const CHANNEL: &str = "conduit_events";
@@ -323,22 +322,18 @@ pub async fn load(conn: &mut AsyncPgConnection, events: Vec<Event>) -> AppResult
 /// One article's events after `after` (an event id), with their rows,
 /// oldest first: what a subscriber missed.
 pub async fn replay_article(
-    state: &AppState,
+    db: &Database,
     article_id: Uuid,
     after: i64,
 ) -> AppResult<Vec<Delivery>> {
-    let mut conn = state.db.conn().await?;
+    let mut conn = db.conn().await?;
     let events = event::of_article_after(&mut conn, article_id, after, BATCH).await?;
     load(&mut conn, events).await
 }
 
 /// Articles published after `after` by authors the viewer follows.
-pub async fn replay_feed(
-    state: &AppState,
-    viewer: &Viewer,
-    after: i64,
-) -> AppResult<Vec<Delivery>> {
-    let mut conn = state.db.conn().await?;
+pub async fn replay_feed(db: &Database, viewer: &Viewer, after: i64) -> AppResult<Vec<Delivery>> {
+    let mut conn = db.conn().await?;
     let events =
         event::published_for_follower_after(&mut conn, viewer.user_id, after, BATCH).await?;
     load(&mut conn, events).await
@@ -350,7 +345,8 @@ pub async fn replay_feed(
 /// answer: a thousand feeds cost one query per publication, not a
 /// thousand.
 pub async fn reaches_feed_of(
-    state: &AppState,
+    db: &Database,
+    bus: &EventBus,
     delivery: &Delivery,
     viewer: &Viewer,
 ) -> AppResult<bool> {
@@ -360,15 +356,14 @@ pub async fn reaches_feed_of(
     let followers = delivery
         .feed_followers
         .get_or_try_init(|| async {
-            let viewers: Vec<Uuid> = state
-                .events
+            let viewers: Vec<Uuid> = bus
                 .feed_viewers
                 .lock()
                 .unwrap_or_else(|e| e.into_inner())
                 .keys()
                 .copied()
                 .collect();
-            let mut conn = state.db.conn().await?;
+            let mut conn = db.conn().await?;
             let followers = follow::followers_among(&mut conn, author, &viewers).await?;
             AppResult::Ok(followers.into_iter().collect())
         })
