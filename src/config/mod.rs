@@ -515,13 +515,14 @@ mod tests {
         }
     }
 
-    /// The README's table of variables: each row's name and default cell.
-    fn readme_variables() -> Vec<(String, String)> {
-        let readme = include_str!("../../README.md");
-        let start = readme
+    /// The operations guide's table of variables: each row's name and
+    /// default cell.
+    fn documented_variables() -> Vec<(String, String)> {
+        let guide = include_str!("../../docs/operations.md");
+        let start = guide
             .find("| variable | default | meaning |")
-            .expect("the README has a table of variables");
-        readme[start..]
+            .expect("docs/operations.md has a table of variables");
+        guide[start..]
             .lines()
             .skip(2)
             .take_while(|line| line.starts_with('|'))
@@ -533,26 +534,26 @@ mod tests {
     }
 
     #[test]
-    fn the_readme_lists_every_variable_with_its_default() {
-        let readme = readme_variables();
+    fn the_operations_guide_lists_every_variable_with_its_default() {
+        let documented = documented_variables();
         let known = variables();
         for (name, default) in &known {
-            let row = readme.iter().find(|(n, _)| n == name);
+            let row = documented.iter().find(|(n, _)| n == name);
             let Some((_, cell)) = row else {
-                panic!("{name} is missing from the README's table");
+                panic!("{name} is missing from the table in docs/operations.md");
             };
             match default.as_deref() {
                 Some("") | None => {}
                 Some(default) => assert!(
                     cell.starts_with(&format!("`{default}`")),
-                    "{name}: the README says {cell}, the default is `{default}`"
+                    "{name}: docs/operations.md says {cell}, the default is `{default}`"
                 ),
             }
         }
-        for (name, _) in &readme {
+        for (name, _) in &documented {
             assert!(
                 known.iter().any(|(n, _)| n == name),
-                "the README lists {name}, which is not a variable"
+                "docs/operations.md lists {name}, which is not a variable"
             );
         }
     }
