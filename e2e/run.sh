@@ -23,7 +23,7 @@ set -euo pipefail
 
 # ---------------------------------------------------------------------------
 # Server environment. Keep these names in line with the server's
-# configuration (src/config.rs, README.md).
+# configuration (src/config/, docs/operations.md).
 #
 # Every instance: development mode (GraphiQL served), no query budget and
 # sign-in / sign-up limits high enough for repeated runs from one address.
