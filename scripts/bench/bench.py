@@ -283,7 +283,9 @@ def until_lock_waiters(pg: Postgres, database: str, n: int, timeout: float = 30)
              "AND wait_event_type = 'Lock'")
     while int(pg.sql(query)) < n:
         if time.monotonic() > deadline:
-            raise RuntimeError(f"no query of the server waited for the lock within {timeout:.0f} s")
+            sessions = pg.sql(f"SELECT wait_event_type, state, left(query, 80) FROM pg_stat_activity "
+                              f"WHERE datname = '{database}'")
+            raise RuntimeError(f"no query of the server waited for the lock within {timeout:.0f} s:\n{sessions}")
         time.sleep(0.01)
 
 
@@ -302,7 +304,9 @@ def timeouts_run(pg: Postgres, database: str, port: int, samples: int) -> dict:
 
     # A saturated pool: the one connection waits for a lock; the next
     # request waits for it until DATABASE_ACQUIRE_TIMEOUT_MS.
-    server = Server(url, port, 1, {"DATABASE_ACQUIRE_TIMEOUT_MS": "300"})
+    # (No job workers: they would take the one connection now and then.
+    # No response cache: every sample must reach the database.)
+    server = Server(url, port, 1, {"DATABASE_ACQUIRE_TIMEOUT_MS": "300", "JOB_WORKERS": "0", "RESPONSE_CACHE": "off"})
     try:
         waited = []
         for _ in range(samples):
@@ -325,8 +329,8 @@ def timeouts_run(pg: Postgres, database: str, port: int, samples: int) -> dict:
     # A statement past DATABASE_STATEMENT_TIMEOUT_MS, and a request past
     # REQUEST_TIMEOUT_SECS.
     for name, env, limit_ms in (
-        ("statement", {"DATABASE_STATEMENT_TIMEOUT_MS": "300"}, 300),
-        ("request", {"REQUEST_TIMEOUT_SECS": "1"}, 1000),
+        ("statement", {"DATABASE_STATEMENT_TIMEOUT_MS": "300", "RESPONSE_CACHE": "off"}, 300),
+        ("request", {"REQUEST_TIMEOUT_SECS": "1", "RESPONSE_CACHE": "off"}, 1000),
     ):
         server = Server(url, port, 4, env)
         try:
