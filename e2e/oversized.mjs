@@ -11,13 +11,26 @@ if (!url) {
 }
 const rounds = 20;
 const big = JSON.stringify({ query: '{ tags }', variables: { padding: 'a'.repeat(10 * 1024 * 1024) } });
-const post = (body) => fetch(url, { method: 'POST', headers: { 'content-type': 'application/json' }, body });
+// Each request, body included, fails its round after this long.
+const REQUEST_TIMEOUT_MS = 30_000;
+const post = (body) =>
+  fetch(url, {
+    method: 'POST',
+    headers: { 'content-type': 'application/json' },
+    body,
+    signal: AbortSignal.timeout(REQUEST_TIMEOUT_MS),
+  });
 
 const failures = [];
 for (let round = 0; round < rounds; round++) {
-  const small = await post(JSON.stringify({ query: '{ tags }' }));
-  if (small.status !== 200) failures.push(`round ${round}: a small request got ${small.status}`);
-  await small.arrayBuffer();
+  try {
+    const small = await post(JSON.stringify({ query: '{ tags }' }));
+    if (small.status !== 200) failures.push(`round ${round}: a small request got ${small.status}`);
+    await small.arrayBuffer();
+  } catch (error) {
+    failures.push(`round ${round}: a small request: ${error.name === 'TimeoutError' ? `no answer within ${REQUEST_TIMEOUT_MS} ms` : error.message}`);
+    continue;
+  }
   try {
     const response = await post(big);
     const body = await response.json();
@@ -26,7 +39,8 @@ for (let round = 0; round < rounds; round++) {
       failures.push(`round ${round}: got ${response.status} ${code}`);
     }
   } catch (error) {
-    failures.push(`round ${round}: ${error.cause?.code ?? ''} ${error.message}`);
+    const what = error.name === 'TimeoutError' ? `no answer within ${REQUEST_TIMEOUT_MS} ms` : error.message;
+    failures.push(`round ${round}: ${error.cause?.code ?? ''} ${what}`);
   }
 }
 if (failures.length > 0) {

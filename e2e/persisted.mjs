@@ -47,8 +47,21 @@ function expect(condition, message, answer) {
   }
 }
 
+// How long one request, body included, may take before its check fails.
+const REQUEST_TIMEOUT_MS = 15_000;
+
+// `fetch`, failing with the URL and the wait once REQUEST_TIMEOUT_MS pass.
+async function fetchWithin(url, init = {}) {
+  try {
+    return await fetch(url, { ...init, signal: AbortSignal.timeout(REQUEST_TIMEOUT_MS) });
+  } catch (error) {
+    if (error.name === 'TimeoutError') throw new Error(`no answer from ${url} within ${REQUEST_TIMEOUT_MS} ms`);
+    throw error;
+  }
+}
+
 async function post(endpoint, body, accept = 'application/json') {
-  const response = await fetch(endpoint, {
+  const response = await fetchWithin(endpoint, {
     method: 'POST',
     headers: { 'content-type': 'application/json', accept },
     body: JSON.stringify(body),
@@ -61,7 +74,7 @@ async function get(endpoint, params, accept = 'application/json') {
   for (const [name, value] of Object.entries(params)) {
     url.searchParams.set(name, typeof value === 'string' ? value : JSON.stringify(value));
   }
-  return answerOf(await fetch(url, { headers: { accept } }));
+  return answerOf(await fetchWithin(url, { headers: { accept } }));
 }
 
 async function answerOf(response) {

@@ -45,9 +45,18 @@ stop() {
     rm -rf "$DIR"
 }
 trap stop EXIT
-for _ in $(seq 1 50); do
-    psql "postgres://postgres@127.0.0.1:$PORT/postgres" -tAc 'SELECT 1' >/dev/null 2>&1 && break
+ready=
+for _ in $(seq 1 100); do
+    if PGCONNECT_TIMEOUT=2 psql "postgres://postgres@127.0.0.1:$PORT/postgres" -tAc 'SELECT 1' >/dev/null 2>&1; then
+        ready=1
+        break
+    fi
     sleep 0.1
 done
+if [ -z "$ready" ]; then
+    echo "PgBouncer did not answer on 127.0.0.1:$PORT within 10 s" >&2
+    tail -n 20 "$DIR/pgbouncer.log" >&2 || true
+    exit 1
+fi
 echo "PgBouncer (transaction pooling) on 127.0.0.1:$PORT"
 TEST_DATABASE_POOLER_URL="postgres://postgres@127.0.0.1:$PORT/postgres" "$@"

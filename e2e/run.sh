@@ -51,6 +51,11 @@ WEBHOOKS_ENV=(
 )
 # C: only the documents of the typed client's manifest run.
 TRUSTED_DOCUMENTS_VAR=TRUSTED_DOCUMENTS
+# How long one check may run before it fails, and how long a server may take
+# to become ready or to stop after SIGTERM.
+CHECK_TIMEOUT_SECS=${E2E_CHECK_TIMEOUT_SECS:-600}
+READY_TIMEOUT_SECS=${E2E_READY_TIMEOUT_SECS:-90}
+STOP_TIMEOUT_SECS=${E2E_STOP_TIMEOUT_SECS:-30}
 # Ports of A, B and C.
 PORT_A=${E2E_PORT_A:-18281}
 PORT_B=${E2E_PORT_B:-18282}
@@ -93,6 +98,16 @@ stop_server() {
     local name=$1 pid="${PIDS[$1]:-}"
     [ -n "$pid" ] || return 0
     kill -TERM "$pid" 2>/dev/null || true
+    local deadline=$((SECONDS + STOP_TIMEOUT_SECS))
+    while kill -0 "$pid" 2>/dev/null; do
+        if [ "$SECONDS" -ge "$deadline" ]; then
+            echo "server $name still running ${STOP_TIMEOUT_SECS} s after SIGTERM: killed" >&2
+            FAILED+=("server $name stops on SIGTERM within ${STOP_TIMEOUT_SECS} s")
+            kill -KILL "$pid" 2>/dev/null || true
+            break
+        fi
+        sleep 0.2
+    done
     wait "$pid" 2>/dev/null || true
     unset "PIDS[$name]"
 }
@@ -127,8 +142,9 @@ start_server() {
         REDIS_URL="$REDIS_URL" JWT_SECRET="$JWT_SECRET" \
         "$BINARY" >"$ARTIFACTS/server-$name.log" 2>&1 &
     PIDS[$name]=$!
-    for _ in $(seq 1 90); do
-        if curl -fsS "http://127.0.0.1:$port/readyz" >/dev/null 2>&1; then
+    local deadline=$((SECONDS + READY_TIMEOUT_SECS))
+    while [ "$SECONDS" -lt "$deadline" ]; do
+        if curl -fsS --max-time 5 "http://127.0.0.1:$port/readyz" >/dev/null 2>&1; then
             echo "server $name ready on port $port"
             return 0
         fi
@@ -139,27 +155,34 @@ start_server() {
             tail -n 40 "$ARTIFACTS/server-$name.log" >&2
             return 1
         fi
-        sleep 1
+        sleep 0.2
     done
-    echo "server $name not ready on port $port after 90 s" >&2
+    echo "server $name not ready on port $port after ${READY_TIMEOUT_SECS} s" >&2
     tail -n 40 "$ARTIFACTS/server-$name.log" >&2
     return 1
 }
 
-# check NAME COMMAND...: runs a check, records the outcome, goes on.
+# check NAME COMMAND...: runs a check, records the outcome, goes on. A check
+# still running after CHECK_TIMEOUT_SECS is stopped and fails.
 check() {
-    local name=$1
+    local name=$1 status=0
     shift
     step "$name"
-    if "$@"; then
+    timeout --kill-after=10 "$CHECK_TIMEOUT_SECS" "$@" || status=$?
+    if [ "$status" -eq 0 ]; then
         PASSED+=("$name")
+    elif [ "$status" -eq 124 ] || [ "$status" -eq 137 ]; then
+        FAILED+=("$name (timed out after ${CHECK_TIMEOUT_SECS} s)")
+        echo "FAILED: $name: still running after ${CHECK_TIMEOUT_SECS} s"
     else
         FAILED+=("$name")
         echo "FAILED: $name"
     fi
 }
 
-in_client() { (cd "$ROOT/clients/typescript" && "$@"); }
+# Runs a command in the typed client's folder (an external command, so a
+# check's timeout can stop it).
+CLIENT_DIR="$ROOT/clients/typescript"
 
 step "prerequisites"
 if [ ! -x "${CHROMIUM_PATH:-/usr/bin/chromium}" ]; then
@@ -192,13 +215,13 @@ if start_server A "$PORT_A" "$SERVER_DB" "${APQ_ENV[@]}" "${WEBHOOKS_ENV[@]}" \
     check "GraphQL over HTTP audit (A)" node e2e/graphql-http-audit.mjs "$A/graphql"
     check "oversized bodies read their 413 on kept-alive connections (A)" node e2e/oversized.mjs "$A/graphql"
     check "GraphiQL in Chromium (A)" node e2e/graphiql.mjs "$A"
-    check "typed client: codegen and type check" in_client npm run build
-    check "typed client: an invalid operation fails codegen" in_client node check-invalid.mjs
-    check "typed journey (A)" in_client env CONDUIT_JWT_SECRET="$JWT_SECRET" CONDUIT_URL="$A/graphql" npm run journey
+    check "typed client: codegen and type check" env -C "$CLIENT_DIR" npm run build
+    check "typed client: an invalid operation fails codegen" env -C "$CLIENT_DIR" node check-invalid.mjs
+    check "typed journey (A)" env -C "$CLIENT_DIR" CONDUIT_JWT_SECRET="$JWT_SECRET" CONDUIT_URL="$A/graphql" npm run journey
     check "typed journey registering documents (A, CONDUIT_PERSISTED=apq)" \
-        in_client env CONDUIT_JWT_SECRET="$JWT_SECRET" CONDUIT_URL="$A/graphql" CONDUIT_PERSISTED=apq npm run journey
+        env -C "$CLIENT_DIR" CONDUIT_JWT_SECRET="$JWT_SECRET" CONDUIT_URL="$A/graphql" CONDUIT_PERSISTED=apq npm run journey
     check "typed journey by hash only on the other instance (B, CONDUIT_PERSISTED=1)" \
-        in_client env CONDUIT_JWT_SECRET="$JWT_SECRET" CONDUIT_URL="$B/graphql" CONDUIT_PERSISTED=1 npm run journey
+        env -C "$CLIENT_DIR" CONDUIT_JWT_SECRET="$JWT_SECRET" CONDUIT_URL="$B/graphql" CONDUIT_PERSISTED=1 npm run journey
     check "automatic persisted queries (A and B)" node e2e/persisted.mjs --apq "$A" "$B"
     check "webhook signatures verified by the Standard Webhooks libraries (npm and PyPI)" \
         node e2e/webhooks.mjs "$A/graphql"
@@ -216,7 +239,7 @@ elif start_server C "$PORT_C" "$SERVER_DB" "$TRUSTED_DOCUMENTS_VAR=$MANIFEST"; t
     C="http://127.0.0.1:$PORT_C"
     check "trusted documents (C)" node e2e/persisted.mjs --trusted "$C" "$MANIFEST"
     check "typed journey by hash only (C, CONDUIT_PERSISTED=1)" \
-        in_client env CONDUIT_JWT_SECRET="$JWT_SECRET" CONDUIT_URL="$C/graphql" CONDUIT_PERSISTED=1 npm run journey
+        env -C "$CLIENT_DIR" CONDUIT_JWT_SECRET="$JWT_SECRET" CONDUIT_URL="$C/graphql" CONDUIT_PERSISTED=1 npm run journey
 else
     FAILED+=("start server C")
 fi

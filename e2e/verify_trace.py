@@ -120,18 +120,26 @@ def check(port: int, balancer: str) -> int:
     assert not body.get("errors"), body
     assert body["data"]["articles"]["edges"], "the home page lists articles"
 
+    # Spans arrive in batches: read them again until the trace is whole
+    # (the request, its operation, a loader, three statements, and every
+    # parent named present), or fail after 15 s.
+    def whole(spans: list[dict]) -> bool:
+        names = [s["name"] for s in spans]
+        ids = {s["span_id"] for s in spans} | {caller}
+        return ("POST /graphql" in names and "query HomePage" in names
+                and "loader UserById" in names
+                and sum(n.startswith("sql ") for n in names) >= 3
+                and all(s["parent_span_id"] in ids for s in spans if s["parent_span_id"]))
+
     deadline = time.monotonic() + 15
     spans: list[dict] = []
-    while time.monotonic() < deadline:
+    while True:
         with urllib.request.urlopen(f"http://127.0.0.1:{port}/spans?trace={trace_id}", timeout=5) as r:
             spans = json.loads(r.read())
-        if any(s["name"] == "POST /graphql" for s in spans):
-            # The batch that holds the request span holds its children
-            # (they end first); a moment more for a second batch.
-            time.sleep(1)
-            with urllib.request.urlopen(f"http://127.0.0.1:{port}/spans?trace={trace_id}", timeout=5) as r:
-                spans = json.loads(r.read())
+        if whole(spans):
             break
+        assert time.monotonic() < deadline, \
+            f"trace {trace_id} still incomplete after 15 s: {[s['name'] for s in spans]}"
         time.sleep(0.2)
     names = [s["name"] for s in spans]
 

@@ -92,7 +92,18 @@ function typeOf(request) {
 async function graphql(query, variables = {}, token) {
   const headers = { 'content-type': 'application/json', accept: 'application/json' };
   if (token) headers.authorization = `Token ${token}`;
-  const response = await fetch(endpoint, { method: 'POST', headers, body: JSON.stringify({ query, variables }) });
+  let response;
+  try {
+    response = await fetch(endpoint, {
+      method: 'POST',
+      headers,
+      body: JSON.stringify({ query, variables }),
+      signal: AbortSignal.timeout(WAIT_MS),
+    });
+  } catch (error) {
+    if (error.name === 'TimeoutError') fail(`no answer from ${endpoint} within ${WAIT_MS / 1000} s`);
+    throw error;
+  }
   const text = await response.text();
   let body;
   try {
@@ -305,8 +316,9 @@ async function main() {
   await mkdir(dirname(recordPath), { recursive: true });
   await writeFile(recordPath, `${JSON.stringify({ graphql: endpoint, receiver: hookUrl, requests }, null, 2)}\n`);
   console.log(`     saved the requests to ${recordPath}; verifying them with ${python} e2e/verify_webhooks.py`);
-  const py = spawnSync(python, [join(here, 'verify_webhooks.py'), recordPath], { stdio: 'inherit' });
-  if (py.error) failures.push(`could not run ${python}: ${py.error.message}`);
+  const py = spawnSync(python, [join(here, 'verify_webhooks.py'), recordPath], { stdio: 'inherit', timeout: 60_000 });
+  if (py.error?.code === 'ETIMEDOUT') failures.push('verify_webhooks.py did not finish within 60 s');
+  else if (py.error) failures.push(`could not run ${python}: ${py.error.message}`);
   else if (py.status !== 0) failures.push(`verify_webhooks.py (PyPI standardwebhooks) exited with ${py.status ?? py.signal}`);
 
   // What the server recorded about the deliveries.

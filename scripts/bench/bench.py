@@ -227,6 +227,157 @@ class Server:
         raise RuntimeError("no VmHWM")
 
 
+# --- how soon limits and other instances answer ------------------------------
+#
+# The contract tests check what a saturated pool, a statement past its
+# timeout, a request past its time and another instance's response cache
+# answer; how soon they answer is measured here, where a loaded machine
+# does not make a test fail.
+
+
+class TableLock:
+    """`ACCESS EXCLUSIVE` on a table, held by a psql session until released,
+    so the server's queries on it wait."""
+
+    def __init__(self, url: str, table: str):
+        self.process = subprocess.Popen(
+            ["psql", url, "-v", "ON_ERROR_STOP=1", "-qAt"],
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        )
+        self.process.stdin.write(f"BEGIN; LOCK TABLE {table} IN ACCESS EXCLUSIVE MODE; SELECT 'locked';\n")
+        self.process.stdin.flush()
+        line = self.process.stdout.readline().strip()
+        if line != "locked":
+            raise RuntimeError(f"could not lock {table}: {line} {self.process.stderr.read()}")
+
+    def release(self) -> None:
+        self.process.stdin.write("ROLLBACK;\n\\q\n")
+        self.process.stdin.flush()
+        try:
+            self.process.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            raise RuntimeError("psql holding a lock did not exit")
+
+
+def timed_post(base: str, query: str, timeout: float = 60) -> tuple[float, int, str | None]:
+    """Seconds until `query` was answered, the status, and the first error code."""
+    request = urllib.request.Request(
+        f"{base}/graphql", data=json.dumps({"query": query}).encode(),
+        headers={"Content-Type": "application/json"},
+    )
+    started = time.monotonic()
+    try:
+        with urllib.request.urlopen(request, timeout=timeout) as r:
+            status, payload = r.status, json.loads(r.read())
+    except urllib.error.HTTPError as e:
+        status, payload = e.code, json.loads(e.read() or b"{}")
+    took = time.monotonic() - started
+    errors = payload.get("errors") or [{}]
+    return took, status, errors[0].get("extensions", {}).get("code")
+
+
+def until_lock_waiters(pg: Postgres, database: str, n: int, timeout: float = 30) -> None:
+    deadline = time.monotonic() + timeout
+    query = (f"SELECT count(*) FROM pg_stat_activity WHERE datname = '{database}' "
+             "AND wait_event_type = 'Lock'")
+    while int(pg.sql(query)) < n:
+        if time.monotonic() > deadline:
+            sessions = pg.sql(f"SELECT wait_event_type, state, left(query, 80) FROM pg_stat_activity "
+                              f"WHERE datname = '{database}'")
+            raise RuntimeError(f"no query of the server waited for the lock within {timeout:.0f} s:\n{sessions}")
+        time.sleep(0.01)
+
+
+def timeouts_run(pg: Postgres, database: str, port: int, samples: int) -> dict:
+    """How soon each limit answers `TIMEOUT` (the seconds past the limit
+    are the cost of noticing), and how soon another instance serves a page
+    that changed: `samples` of each; p50 and max in milliseconds."""
+    url = pg.url(database)
+    read = "{ user(username: \"bench-timeouts\") { username } }"
+    figures: dict = {}
+
+    def summary(values: list[float], limit_ms: float) -> dict:
+        ms_values = sorted(v * 1000 for v in values)
+        return {"limit_ms": limit_ms, "samples": len(ms_values),
+                "p50_ms": statistics.median(ms_values), "max_ms": ms_values[-1]}
+
+    # A saturated pool: the one connection waits for a lock; the next
+    # request waits for it until DATABASE_ACQUIRE_TIMEOUT_MS.
+    # (No job workers: they would take the one connection now and then.
+    # No response cache: every sample must reach the database.)
+    server = Server(url, port, 1, {"DATABASE_ACQUIRE_TIMEOUT_MS": "300", "JOB_WORKERS": "0", "RESPONSE_CACHE": "off"})
+    try:
+        waited = []
+        for _ in range(samples):
+            lock = TableLock(url, "users")
+            blocked = threading.Thread(target=lambda: timed_post(server.base, read))
+            blocked.start()
+            try:
+                until_lock_waiters(pg, database, 1)
+                took, status, code = timed_post(server.base, read)
+                if code != "TIMEOUT":
+                    raise RuntimeError(f"a saturated pool answered {status} {code}, not TIMEOUT")
+                waited.append(took)
+            finally:
+                lock.release()
+                blocked.join()
+        figures["pool_acquire"] = summary(waited, 300)
+    finally:
+        server.stop()
+
+    # A statement past DATABASE_STATEMENT_TIMEOUT_MS, and a request past
+    # REQUEST_TIMEOUT_SECS.
+    for name, env, limit_ms in (
+        ("statement", {"DATABASE_STATEMENT_TIMEOUT_MS": "300", "RESPONSE_CACHE": "off"}, 300),
+        ("request", {"REQUEST_TIMEOUT_SECS": "1", "RESPONSE_CACHE": "off"}, 1000),
+    ):
+        server = Server(url, port, 4, env)
+        try:
+            answered = []
+            for _ in range(samples):
+                lock = TableLock(url, "users")
+                try:
+                    took, status, code = timed_post(server.base, read)
+                finally:
+                    lock.release()
+                if code != "TIMEOUT":
+                    raise RuntimeError(f"a {name} past its timeout answered {status} {code}, not TIMEOUT")
+                answered.append(took)
+            figures[f"{name}_timeout"] = summary(answered, limit_ms)
+        finally:
+            server.stop()
+
+    # Another instance's response cache: a page both instances keep, then
+    # a write (as an operator's SQL, heard through the events like any
+    # other); how long until the other instance serves the new page.
+    slug = pg.sql("SELECT slug FROM articles WHERE deleted_at IS NULL ORDER BY created_at LIMIT 1", database=database)
+    page = f'{{ article(slug: "{slug}") {{ title description }} }}'
+    servers = [Server(url, port, 4), Server(url, port + 1, 4)]
+    try:
+        stale = []
+        for i in range(samples):
+            for s in servers:
+                s.graphql(page)
+                s.graphql(page)
+            description = f"bench {secrets.token_hex(4)} {i}"
+            pg.sql(f"UPDATE articles SET description = '{description}' WHERE slug = '{slug}'", database=database)
+            written = time.monotonic()
+            deadline = written + 30
+            while servers[1].graphql(page)["article"]["description"] != description:
+                if time.monotonic() > deadline:
+                    raise RuntimeError("another instance still served the old page 30 s after the write")
+                time.sleep(0.002)
+            stale.append(time.monotonic() - written)
+        figures["other_instance"] = summary(stale, 0)
+    finally:
+        for s in servers:
+            s.stop()
+    for name, f in figures.items():
+        log(f"timeouts: {name}: p50 {f['p50_ms']:.0f} ms, max {f['max_ms']:.0f} ms ({f['samples']} samples)")
+    return figures
+
+
 # --- request sets ------------------------------------------------------------
 
 
@@ -599,6 +750,8 @@ def main() -> int:
     parser.add_argument("--webhook-drain", type=int, default=10_000, help="deliveries in the queue-throughput drain")
     parser.add_argument("--retention", type=int, default=0,
                         help="soft-deleted articles purged while the home page is under load; 0 skips it")
+    parser.add_argument("--timeouts", type=int, default=5,
+                        help="samples of how soon each timeout answers and another instance serves a write; 0 skips it")
     parser.add_argument("--port", type=int, default=18400)
     parser.add_argument("--output", default=str(ROOT / "BENCHMARKS.md"))
     parser.add_argument("--json", default=str(WORK / "results.json"))
@@ -708,6 +861,8 @@ def main() -> int:
     finally:
         server.stop()
 
+    if args.timeouts:
+        results["timeouts"] = timeouts_run(pg, database, args.port + 3, args.timeouts)
     if args.subscriptions:
         results["subscriptions"] = subscription_run(pg, database, args)
     if args.webhooks or args.retention:
@@ -1000,6 +1155,21 @@ def write_report(r: dict, path: pathlib.Path) -> None:
           f"the flood completed {fl['sign_in']['rps']:,.0f} sign-ins/s, and "
           f"{fl['sign_in'].get('errors_timeout', 0):,} of its sign-ins waited past wrk's 10 s timeout "
           "(password hashing runs at a lower priority than reads, by design).\n")
+    if r.get("timeouts"):
+        names = {
+            "pool_acquire": "a request waiting for a saturated pool (`DATABASE_ACQUIRE_TIMEOUT_MS`), `TIMEOUT`",
+            "statement_timeout": "a statement past `DATABASE_STATEMENT_TIMEOUT_MS`, `TIMEOUT`",
+            "request_timeout": "a request past `REQUEST_TIMEOUT_SECS`, 503 `TIMEOUT`",
+            "other_instance": "another instance serving a page changed by a write (its response cache hears it)",
+        }
+        w("## How soon limits answer\n")
+        w("Measured here rather than asserted in the tests, where a loaded machine would fail them:\n")
+        w("| | set to ms | p50 ms | max ms | samples |")
+        w("|---|---:|---:|---:|---:|")
+        for key, f in r["timeouts"].items():
+            limit = f"{f['limit_ms']:.0f}" if f["limit_ms"] else "-"
+            w(f"| {names[key]} | {limit} | {f['p50_ms']:.0f} | {f['max_ms']:.0f} | {f['samples']} |")
+        w("")
     old = path.read_text() if path.exists() else ""
     for key, start, end, section in (
         ("soak", SOAK_START, SOAK_END, soak_section),

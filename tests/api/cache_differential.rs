@@ -33,8 +33,10 @@ const WRITES: usize = 100;
 const DOCUMENTS: usize = 48;
 /// Documents read after each write.
 const READS_PER_WRITE: usize = 10;
-/// How long another instance may take to hear of a write.
-const OTHER_INSTANCE_DELAY: Duration = Duration::from_secs(1);
+/// How long another instance's answer is retried before it counts as a
+/// difference: a bound for a bus that never hears the write, not the delay
+/// promised (scripts/bench/bench.py measures that).
+const OTHER_INSTANCE_DELAY: Duration = Duration::from_secs(10);
 
 #[tokio::test]
 async fn cached_answers_equal_the_uncached_ones_through_random_writes() {

@@ -61,6 +61,47 @@ async fn send(app: &TestApp, body: Value, token: Option<&str>) -> Outcome {
     }
 }
 
+/// Whether at least `reads` reads and two acknowledged writes that
+/// started after `since` were answered.
+fn served_since(outcomes: &[Outcome], since: Instant, reads: usize) -> bool {
+    let after = || outcomes.iter().filter(|o| o.started >= since);
+    let writes = after().filter(|o| o.acknowledged.is_some()).count();
+    let ok = after()
+        .filter(|o| o.status == 200 && o.code.is_none())
+        .count();
+    writes >= 2 && ok >= reads + writes
+}
+
+/// Waits until the outcomes so far satisfy `done`; panics naming `what`
+/// after 60 seconds.
+async fn until(outcomes: &Mutex<Vec<Outcome>>, what: &str, done: impl Fn(&[Outcome]) -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !done(&outcomes.lock().unwrap()) {
+        assert!(
+            Instant::now() < deadline,
+            "after 60s the load had still not shown {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+/// The first `/readyz` answer with `status`; panics after 30 seconds.
+async fn until_readyz(app: &TestApp, status: u16) -> reqwest::Response {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let response = app.client.get(app.url("/readyz")).send().await.unwrap();
+        if response.status() == status {
+            return response;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "after 30s /readyz still answered {} rather than {status}",
+            response.status()
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_postgresql_restart_under_load_fails_nothing_it_should_not() {
     let dir = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!(
@@ -121,17 +162,32 @@ async fn a_postgresql_restart_under_load_fails_nothing_it_should_not() {
         }));
     }
 
-    tokio::time::sleep(Duration::from_millis(1500)).await;
+    // Each phase lasts until the load has shown it: reads and
+    // acknowledged writes before the stop, refusals during the outage, and
+    // both again once PostgreSQL is back.
+    let start = Instant::now();
+    until(&outcomes, "reads and writes before the stop", |o| {
+        served_since(o, start, 20)
+    })
+    .await;
     postgres.stop().await.unwrap();
     let down_at = Instant::now();
-    tokio::time::sleep(Duration::from_millis(500)).await;
-    let ready_while_down = app.client.get(app.url("/readyz")).send().await.unwrap();
-    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let ready_while_down = until_readyz(&app, 503).await;
+    until(&outcomes, "refusals during the outage", |o| {
+        o.iter()
+            .filter(|o| o.started >= down_at && o.status != 200)
+            .count()
+            >= 10
+    })
+    .await;
     let postgres = EmbeddedPostgres::start(&dir, port)
         .await
         .expect("PostgreSQL starts again on the same files");
     let back_at = Instant::now();
-    tokio::time::sleep(Duration::from_millis(2000)).await;
+    until(&outcomes, "reads and writes after the restart", |o| {
+        served_since(o, back_at, 20)
+    })
+    .await;
     stop.store(true, Ordering::Relaxed);
     for task in load {
         task.await.unwrap();

@@ -118,8 +118,9 @@ async fn mutate(app: &TestApp, token: &str, document: &str, input: Value) -> Val
     response.body["data"].clone()
 }
 
-/// Waits up to a second for `app` to answer what `truth` does.
-async fn agrees_within_a_second(app: &TestApp, truth: &TestApp, document: &str, variables: &Value) {
+/// Waits until `app` answers what `truth` does; panics after 30 seconds
+/// (a bound for a broken bus: how soon is the benchmark's to measure).
+async fn agrees_eventually(app: &TestApp, truth: &TestApp, document: &str, variables: &Value) {
     let (expected, _) = read(truth, document, variables).await;
     let started = Instant::now();
     loop {
@@ -128,8 +129,8 @@ async fn agrees_within_a_second(app: &TestApp, truth: &TestApp, document: &str, 
             return;
         }
         assert!(
-            started.elapsed() < Duration::from_secs(1),
-            "still {answer} a second later, not {expected}"
+            started.elapsed() < Duration::from_secs(30),
+            "still {answer} 30 s later, not {expected}"
         );
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
@@ -196,7 +197,7 @@ async fn with_redis_full_of_cached_pages_every_write_still_drops_what_it_changes
     .await;
     let (expected, _) = read(&truth, ARTICLE, &page).await;
     assert_eq!(read(&a, ARTICLE, &page).await.0, expected);
-    agrees_within_a_second(&b, &truth, ARTICLE, &page).await;
+    agrees_eventually(&b, &truth, ARTICLE, &page).await;
     for app in [&a, &b] {
         assert!(
             read(app, &kept, &json!({})).await.1,
@@ -215,7 +216,7 @@ async fn with_redis_full_of_cached_pages_every_write_still_drops_what_it_changes
     let (expected, _) = read(&truth, ARTICLE, &page).await;
     assert_eq!(expected["data"]["article"]["body"], "Rewritten");
     assert_eq!(read(&b, ARTICLE, &page).await.0, expected);
-    agrees_within_a_second(&a, &truth, ARTICLE, &page).await;
+    agrees_eventually(&a, &truth, ARTICLE, &page).await;
     assert!(
         counter(&a, "response_cache_requests_total{outcome=\"full\"}").await >= 1.0,
         "an entry Redis had no room for is counted"
@@ -373,4 +374,63 @@ async fn a_writer_reads_their_write_after_redis_lost_its_positions_or_filled_up(
         seen.contains(&"Written while Redis is full".to_owned()),
         "{seen:?}"
     );
+}
+
+/// Redis really down under a running server (its `redis-server` killed,
+/// then started again on the same port, empty): meanwhile queries are
+/// admitted and answered, and sign-in is refused with a retryable 503
+/// `SERVICE_UNAVAILABLE` and no session written; once Redis is back,
+/// sign-in works again without restarting the server.
+#[tokio::test]
+async fn a_redis_outage_refuses_sign_in_retryably_admits_queries_and_recovers() {
+    let mut redis = RedisServer::start(&[]).await;
+    let app = TestApp::spawn_with(|c| {
+        c.jobs.workers = 0;
+        c.rate_limits.store = RateLimitStoreKind::Redis;
+        c.rate_limits.redis_url = redis.url.clone();
+        c.rate_limits.points = 1000;
+    })
+    .await;
+    app.signed_in_user("jake").await;
+    let sessions = || app.db.count("SELECT count(*) FROM sessions");
+    assert_eq!(sessions().await, 1);
+
+    redis.stop();
+    let refused = app
+        .sign_in("jake@example.com", crate::helpers::PASSWORD)
+        .await;
+    assert_eq!(refused.status, 503, "{:?}", refused.body);
+    assert_eq!(refused.error_code(), Some("SERVICE_UNAVAILABLE"));
+    assert_eq!(refused.header("retry-after"), Some("1"));
+    assert!(refused.body["data"]["signInUser"].is_null());
+    assert_eq!(sessions().await, 1, "a refused sign-in writes no session");
+    let read = app.query("{ tags }", json!({})).await;
+    assert_eq!(read.status, 200, "{:?}", read.body);
+    assert_eq!(read.body, json!({ "data": { "tags": [] } }));
+
+    redis.restart().await;
+    // The server reconnects on its own: sign-in is refused, retryably,
+    // until it has, then works.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let answer = app
+            .sign_in("jake@example.com", crate::helpers::PASSWORD)
+            .await;
+        if answer.status == 200 && answer.body["data"]["signInUser"]["token"].is_string() {
+            break;
+        }
+        assert_eq!(
+            answer.error_code(),
+            Some("SERVICE_UNAVAILABLE"),
+            "{:?}",
+            answer.body
+        );
+        assert!(
+            Instant::now() < deadline,
+            "sign-in still refused 30 s after Redis came back: {:?}",
+            answer.body
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(sessions().await, 2);
 }

@@ -8,6 +8,9 @@
 
 use std::time::Duration;
 
+use base64::{Engine as _, engine::general_purpose::URL_SAFE_NO_PAD};
+use tokio::time::Instant;
+
 use conduit::config::List;
 use serde_json::{Value, json};
 
@@ -38,6 +41,9 @@ async fn spawn(replication: &Replication, max_lag: Duration) -> TestApp {
         c.replicas.max_lag = max_lag;
         c.replicas.poll_every = Duration::from_millis(20);
         c.jobs.workers = 0;
+        // Reads are retried until they see what they wait for: no budget
+        // may run out meanwhile.
+        c.rate_limits.points = 0;
         // Where a read was served is what these tests see: no answer may
         // come from the response cache instead.
         c.response_cache.store = conduit::config::ResponseCacheStore::Off;
@@ -45,9 +51,59 @@ async fn spawn(replication: &Replication, max_lag: Duration) -> TestApp {
     .await
 }
 
-/// Long enough for the poller to have seen the replica's latest position.
-async fn a_few_polls() {
-    tokio::time::sleep(Duration::from_millis(150)).await;
+/// How long a test waits for what the poller is to see.
+const WAIT: Duration = Duration::from_secs(30);
+
+/// Waits until the instance's router sends `reader`'s reads (a viewer's,
+/// by username, or anonymous ones for `None`) to the replica: its poller
+/// has seen the replica up, within the lag bound and, for a viewer, past
+/// their last write. (Asking the router counts a read target, or a
+/// fallback while it is not there yet, in the process's metrics.)
+async fn until_reads_go_to_the_replica(app: &TestApp, reader: Option<&str>) {
+    let reader = match reader {
+        Some(username) => {
+            let global = app.user_id(username).await;
+            let raw = URL_SAFE_NO_PAD.decode(global).unwrap();
+            let text = String::from_utf8(raw).unwrap();
+            Some(text["User:".len()..].parse::<uuid::Uuid>().unwrap())
+        }
+        None => None,
+    };
+    let deadline = Instant::now() + WAIT;
+    while app.state.reads.replica_for(reader).await.is_none() {
+        assert!(
+            Instant::now() < deadline,
+            "after {WAIT:?} the poller had still not found the replica fit for {reader:?}'s reads"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+/// The titles anonymous reads see once they see `title`, retried until
+/// then; panics with the last answer after [`WAIT`].
+async fn until_anonymous_reads_see(app: &TestApp, title: &str) -> Vec<String> {
+    let deadline = Instant::now() + WAIT;
+    loop {
+        let response = app.query(TITLES, json!({})).await;
+        let seen: Vec<String> = response.body["data"]["articles"]["edges"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|edge| edge["node"]["title"].as_str().map(str::to_owned))
+            .collect();
+        if response.status == 200
+            && response.body["errors"].is_null()
+            && seen.iter().any(|t| t == title)
+        {
+            return seen;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "after {WAIT:?} anonymous reads still did not see {title:?}: {:?}",
+            response.body
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -59,7 +115,7 @@ async fn queries_read_from_the_replica_and_a_writer_reads_their_own_writes() {
     app.create_article(&writer.token, "Before the pause", &[])
         .await;
     replication.caught_up().await;
-    a_few_polls().await;
+    until_reads_go_to_the_replica(&app, Some("writer")).await;
 
     replication.pause_replay().await;
     app.create_article(&writer.token, "Written while the replica waits", &[])
@@ -80,7 +136,7 @@ async fn queries_read_from_the_replica_and_a_writer_reads_their_own_writes() {
 
     replication.resume_replay().await;
     replication.caught_up().await;
-    a_few_polls().await;
+    until_reads_go_to_the_replica(&app, Some("writer")).await;
     assert!(
         titles(&app, None)
             .await
@@ -105,7 +161,7 @@ async fn queries_read_from_the_replica_and_a_writer_reads_their_own_writes() {
 async fn a_new_account_reads_itself_at_once() {
     let replication = Replication::start().await;
     let app = spawn(&replication, Duration::from_secs(60)).await;
-    a_few_polls().await;
+    until_reads_go_to_the_replica(&app, None).await;
     replication.pause_replay().await;
     // Signed up and in while the replica lags: the new account's first
     // read must find it.
@@ -122,10 +178,12 @@ async fn a_new_account_reads_itself_at_once() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_replica_past_the_lag_bound_is_skipped_until_it_catches_up() {
     let replication = Replication::start().await;
-    let app = spawn(&replication, Duration::from_millis(300)).await;
+    // Long enough that the reads just after the write come within it on a
+    // busy machine.
+    let app = spawn(&replication, Duration::from_secs(3)).await;
     let writer = app.signed_in_user("writer").await;
     replication.caught_up().await;
-    a_few_polls().await;
+    until_reads_go_to_the_replica(&app, None).await;
 
     replication.pause_replay().await;
     app.create_article(&writer.token, "Late on the replica", &[])
@@ -137,12 +195,7 @@ async fn a_replica_past_the_lag_bound_is_skipped_until_it_catches_up() {
             .contains(&"Late on the replica".to_owned())
     );
     // ...past it, the primary answers them.
-    tokio::time::sleep(Duration::from_millis(600)).await;
-    assert!(
-        titles(&app, None)
-            .await
-            .contains(&"Late on the replica".to_owned())
-    );
+    until_anonymous_reads_see(&app, "Late on the replica").await;
     assert!(app.metrics().await.contains("reason=\"replica_lagging\""));
     replication.resume_replay().await;
 }
@@ -154,14 +207,14 @@ async fn a_replica_that_is_down_is_skipped_and_the_primary_answers() {
     let writer = app.signed_in_user("writer").await;
     app.create_article(&writer.token, "Still here", &[]).await;
     replication.caught_up().await;
-    a_few_polls().await;
+    until_reads_go_to_the_replica(&app, Some("writer")).await;
     assert!(titles(&app, None).await.contains(&"Still here".to_owned()));
 
     replication.kill_replica();
     // A read in flight on the replica as it dies fails, retryably; once
     // the poller has seen it gone (or a checkout found it unreachable),
     // reads go to the primary.
-    a_few_polls().await;
+    until_anonymous_reads_see(&app, "Still here").await;
     for _ in 0..20 {
         assert!(titles(&app, None).await.contains(&"Still here".to_owned()));
         assert!(

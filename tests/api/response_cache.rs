@@ -57,6 +57,11 @@ pub async fn instances_with(
 }
 
 /// The page as `app` answers it, and the statements that cost.
+/// How long a test waits for another instance's bus to hear a write
+/// before it fails: a bound for a broken bus, not the delay promised (the
+/// benchmark measures that).
+const CONVERGED_WITHIN: Duration = Duration::from_secs(30);
+
 async fn page(app: &TestApp, slug: &str) -> (Value, u64) {
     let before = app.statements();
     let response = app.query(PAGE, json!({ "slug": slug })).await;
@@ -72,12 +77,15 @@ async fn heard_everything(apps: &[&TestApp]) {
         .db
         .count("SELECT coalesce(max(id), 0) FROM events")
         .await;
-    let deadline = Instant::now() + Duration::from_secs(5);
+    let deadline = Instant::now() + CONVERGED_WITHIN;
     while apps
         .iter()
         .any(|app| app.response_cache.applied_id() < last)
     {
-        assert!(Instant::now() < deadline, "a bus is 5 s behind the writes");
+        assert!(
+            Instant::now() < deadline,
+            "a bus is {CONVERGED_WITHIN:?} behind the writes"
+        );
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
 }
@@ -232,7 +240,9 @@ async fn every_kind_of_write_changes_the_page(store: ResponseCacheStore) {
         let (after_a, _) = page(&a, &slug).await;
         assert_eq!(after_a, expected, "{name}: the next request here");
 
-        // Another instance: through the bus, within a second.
+        // Another instance: once its bus has heard the write. (How soon
+        // is measured by scripts/bench/bench.py's `timeouts` figures, not
+        // here.)
         let started = Instant::now();
         loop {
             let (after_b, _) = page(&b, &slug).await;
@@ -240,8 +250,8 @@ async fn every_kind_of_write_changes_the_page(store: ResponseCacheStore) {
                 break;
             }
             assert!(
-                started.elapsed() < Duration::from_secs(1),
-                "{name}: instance B still answers {after_b} a second later"
+                started.elapsed() < CONVERGED_WITHIN,
+                "{name}: instance B still answers {after_b} after {CONVERGED_WITHIN:?}"
             );
             tokio::time::sleep(Duration::from_millis(10)).await;
         }
@@ -318,10 +328,10 @@ async fn no_viewer_gets_another_viewers_data(store: ResponseCacheStore) {
     assert!(hits > 20, "only {hits} answers came from the cache");
 }
 
-/// Waits until `app` answers `query` as `truth` does, for at most a
-/// second (the bus's delay); panics with both answers past it.
+/// Waits until `app` answers `query` as `truth` does; panics with both
+/// answers past [`CONVERGED_WITHIN`].
 async fn converges(app: &TestApp, truth: &TestApp, query: &str, variables: Value) {
-    let deadline = Instant::now() + Duration::from_secs(1);
+    let deadline = Instant::now() + CONVERGED_WITHIN;
     loop {
         let expected = truth.query(query, variables.clone()).await.body;
         let got = app.query(query, variables.clone()).await.body;
@@ -330,7 +340,7 @@ async fn converges(app: &TestApp, truth: &TestApp, query: &str, variables: Value
         }
         assert!(
             Instant::now() < deadline,
-            "still stale after 1 s:\n got {got}\n expected {expected}"
+            "still stale after {CONVERGED_WITHIN:?}:\n got {got}\n expected {expected}"
         );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }

@@ -57,6 +57,22 @@ function noUserErrors(errors: readonly UserErrorFieldsFragment[] | undefined, wh
   check(errors && errors.length === 0, `${what} returned user errors`, errors);
 }
 
+// How long the journey waits for anything the server pushes.
+const WAIT_MS = 15_000;
+
+// `promise`, or a failed check naming `what` once `ms` have passed.
+async function within<T>(promise: Promise<T>, what: string, ms = WAIT_MS): Promise<T> {
+  let timer: NodeJS.Timeout | undefined;
+  const expired = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => reject(new Mismatch(`${what}: nothing after ${ms} ms`)), ms);
+  });
+  try {
+    return await Promise.race([promise, expired]);
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
 function present<T>(value: T | null | undefined, what: string): T {
   check(value !== null && value !== undefined, `${what} is missing`);
   return value;
@@ -278,23 +294,42 @@ async function journey(): Promise<void> {
     // shows the one comment it expects.
     const watched = present(extras[0], 'an extra article');
     const live = author.client.subscribe(CommentEventsDocument, { articleId: watched });
-    // The subscription is open once the server acknowledged it; a comment
-    // written after this point arrives.
-    await new Promise((resolve) => setTimeout(resolve, 300));
-    const first = `Live ${run}`;
-    await reader.client.request(AddCommentDocument, { articleId: watched, body: first });
-    const arrived = present((await live.next()).value, 'commentEvents').commentEvents;
-    check(arrived.change === 'ADDED' && arrived.comment?.body === first, 'the new comment arrives', arrived);
+    // Without a cursor the subscription starts when the server has set it
+    // up, which the client is not told: a comment is written, and written
+    // again each second, until one arrives.
+    const written: string[] = [];
+    const next = live.next();
+    let event: Awaited<typeof next> | undefined;
+    const deadline = Date.now() + WAIT_MS;
+    while (event === undefined) {
+      check(Date.now() < deadline, `no comment arrived live within ${WAIT_MS} ms of subscribing`, written);
+      const body = `Live ${run} #${written.length}`;
+      written.push(body);
+      await reader.client.request(AddCommentDocument, { articleId: watched, body });
+      event = await Promise.race([next, new Promise<undefined>((resolve) => setTimeout(resolve, 1_000, undefined))]);
+    }
+    const arrived = present(event.value, 'commentEvents').commentEvents;
+    const first = written.indexOf(arrived.comment?.body ?? '');
+    check(arrived.change === 'ADDED' && first >= 0, 'the new comment arrives', arrived);
     check(arrived.comment?.author?.username === reader.username, 'with its author', arrived.comment);
-    await live.return?.();
+    await within(Promise.resolve(live.return?.()), 'closing the subscription');
 
-    const missed = [`Missed one ${run}`, `Missed two ${run}`];
+    // Those written after the one that arrived were missed too.
+    const missed = [...written.slice(first + 1), `Missed one ${run}`, `Missed two ${run}`];
     for (const text of missed) await reader.client.request(AddCommentDocument, { articleId: watched, body: text });
     const resumed = author.client.subscribe(CommentEventsDocument, { articleId: watched, after: arrived.cursor });
     const replayed: string[] = [];
-    for (const _ of missed) replayed.push(present((await resumed.next()).value, 'commentEvents').commentEvents.comment?.body ?? '');
+    for (const _ of missed) {
+      const replay = await within(resumed.next(), 'a comment written while away');
+      replayed.push(present(replay.value, 'commentEvents').commentEvents.comment?.body ?? '');
+    }
     check(JSON.stringify(replayed) === JSON.stringify(missed), 'the comments written while away arrive once, in order', replayed);
-    await resumed.return?.();
+    // Nothing more was replayed: the next event is a comment written now.
+    const marker = `After the replay ${run}`;
+    await reader.client.request(AddCommentDocument, { articleId: watched, body: marker });
+    const after = present((await within(resumed.next(), 'the comment written after the replay')).value, 'commentEvents');
+    check(after.commentEvents.comment?.body === marker, 'nothing is replayed twice', after.commentEvents);
+    await within(Promise.resolve(resumed.return?.()), 'closing the subscription');
   }
   done();
 

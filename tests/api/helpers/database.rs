@@ -286,6 +286,30 @@ impl TestDatabase {
             .unwrap()
     }
 
+    /// Waits until `n` sessions on this database are waiting for a lock:
+    /// the statements a test holds up have reached the lock it holds.
+    /// Panics after ten seconds.
+    pub async fn until_waiting_for_locks(&self, n: i64) {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        loop {
+            let waiting = self
+                .count(&format!(
+                    "SELECT count(*) FROM pg_stat_activity
+                     WHERE datname = '{}' AND wait_event_type = 'Lock'",
+                    self.name
+                ))
+                .await;
+            if waiting >= n {
+                return;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "after 10s {waiting} of {n} statements were waiting for a lock"
+            );
+            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+        }
+    }
+
     /// Drops the database now, disconnecting everyone.
     pub async fn drop_now(&self) {
         let mut admin = AsyncPgConnection::establish(&self.admin_url).await.unwrap();

@@ -13,8 +13,11 @@ use redis::aio::MultiplexedConnection;
 use super::free_port;
 
 pub struct RedisServer {
-    child: Child,
+    /// None while stopped.
+    child: Option<Child>,
     pub url: String,
+    port: u16,
+    args: Vec<String>,
     dir: PathBuf,
 }
 
@@ -26,23 +29,48 @@ impl RedisServer {
             .join(format!("redis-{}", uuid::Uuid::new_v4().simple()));
         std::fs::create_dir_all(&dir).unwrap();
         let port = free_port();
-        let log = std::fs::File::create(dir.join("redis.log")).unwrap();
+        let mut server = Self {
+            child: None,
+            url: format!("redis://127.0.0.1:{port}"),
+            port,
+            args: args.iter().map(|a| (*a).to_owned()).collect(),
+            dir,
+        };
+        server.restart().await;
+        server
+    }
+
+    /// Kills the server at once, as a crash would: its clients' connections
+    /// break and new ones are refused.
+    pub fn stop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// Starts the server again on its port, empty (it keeps nothing on
+    /// disk); answers once it is ready.
+    pub async fn restart(&mut self) {
+        self.stop();
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.dir.join("redis.log"))
+            .unwrap();
         let child = Command::new("redis-server")
-            .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
+            .args(["--port", &self.port.to_string(), "--bind", "127.0.0.1"])
             .args(["--save", "", "--appendonly", "no"])
             .arg("--dir")
-            .arg(&dir)
-            .args(args)
+            .arg(&self.dir)
+            .args(&self.args)
             .stdin(Stdio::null())
             .stdout(log.try_clone().unwrap())
             .stderr(log)
             .spawn()
             .expect("redis-server is installed");
-        let server = Self {
-            child,
-            url: format!("redis://127.0.0.1:{port}"),
-            dir,
-        };
+        self.child = Some(child);
+        let server = &*self;
         let deadline = Instant::now() + Duration::from_secs(10);
         loop {
             if let Ok(mut connection) = server.try_connect().await
@@ -51,7 +79,7 @@ impl RedisServer {
                     .await
                     .is_ok()
             {
-                return server;
+                return;
             }
             assert!(
                 Instant::now() < deadline,
@@ -115,8 +143,7 @@ impl RedisServer {
 
 impl Drop for RedisServer {
     fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        self.stop();
         let _ = std::fs::remove_dir_all(&self.dir);
     }
 }

@@ -161,25 +161,6 @@ impl Socket {
         }
     }
 
-    /// Whether nothing but pings arrives for `wait`.
-    pub async fn is_quiet(&mut self, wait: Duration) -> bool {
-        let deadline = tokio::time::Instant::now() + wait;
-        loop {
-            match tokio::time::timeout_at(deadline, self.stream.next()).await {
-                Err(_) => return true,
-                Ok(Some(Ok(Message::Text(text)))) => {
-                    let message: Value = serde_json::from_str(&text).unwrap();
-                    if message["type"] != "ping" {
-                        eprintln!("unexpected: {message}");
-                        return false;
-                    }
-                }
-                Ok(Some(Ok(_))) => {}
-                Ok(_) => return false,
-            }
-        }
-    }
-
     /// The code and reason the server closes with, skipping what it sends
     /// before.
     pub async fn closed(&mut self) -> (u16, String) {
