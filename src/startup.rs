@@ -12,6 +12,7 @@ use crate::{
     config::Config,
     config::{DatabasePooler, PersistedQueryStore, RateLimitStoreKind, ResponseCacheStore},
     db::{self, Database, PoolSettings, embedded::EmbeddedPostgres, replicas::ReadRouter},
+    events::EventBus,
     graphql,
     graphql::{cache::ResponseCache, executor::Executor, persisted::PersistedDocuments},
     http,
@@ -19,9 +20,8 @@ use crate::{
     rate_limit::{
         Budget, Budgets, RateLimitStore, RateLimiter, memory::MemoryStore, redis::RedisStore,
     },
-    services::events::EventBus,
     state::AppState,
-    webhooks::Webhooks,
+    webhook_transport::WebhookTransport,
 };
 
 pub struct Application {
@@ -233,13 +233,17 @@ async fn app_state(
         pagination: config.pagination,
         limiter,
         events,
-        webhooks: Webhooks::new(config.jobs.webhooks.clone(), config.is_production())?,
+        webhooks: WebhookTransport::new(config.jobs.webhooks.clone(), config.is_production())?,
     };
     Ok((state, redis))
 }
 
 /// Job workers with a pool of their own, sized to what they run at once.
-async fn workers(config: &Config, url: &str, webhooks: Webhooks) -> anyhow::Result<Workers> {
+async fn workers(
+    config: &Config,
+    url: &str,
+    webhooks: WebhookTransport,
+) -> anyhow::Result<Workers> {
     let size = u32::try_from(config.jobs.workers)
         .unwrap_or(u32::MAX)
         .saturating_add(2);
@@ -269,7 +273,7 @@ pub async fn run_workers(
     let (url, embedded) = resolve_database(config).await?;
     let direct = config.database_direct_url.as_deref().unwrap_or(&url);
     db::run_migrations(direct).await?;
-    let webhooks = Webhooks::new(config.jobs.webhooks.clone(), config.is_production())?;
+    let webhooks = WebhookTransport::new(config.jobs.webhooks.clone(), config.is_production())?;
     workers(config, direct, webhooks).await?.run(shutdown).await;
     if let Some(embedded) = embedded {
         embedded.stop().await?;

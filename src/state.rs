@@ -6,9 +6,9 @@ use crate::{
     auth::{jwt::JwtKeys, password::PasswordHasher},
     config::Pagination,
     db::{Database, replicas::ReadRouter},
+    events::EventBus,
     rate_limit::RateLimiter,
-    services::events::EventBus,
-    webhooks::Webhooks,
+    webhook_transport::WebhookTransport,
 };
 
 #[derive(Clone)]
@@ -22,7 +22,7 @@ pub struct AppState {
     pub pagination: Pagination,
     pub limiter: RateLimiter,
     pub events: EventBus,
-    pub webhooks: Webhooks,
+    pub webhooks: WebhookTransport,
 }
 
 impl AppState {

@@ -209,7 +209,7 @@ impl Executor {
     }
 
     /// The instance's event bus, for transports that push.
-    pub fn events(&self) -> &crate::services::events::EventBus {
+    pub fn events(&self) -> &crate::events::EventBus {
         &self.app.events
     }
 

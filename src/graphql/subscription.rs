@@ -7,7 +7,7 @@
 //! replayed is skipped). Without `after` it starts now.
 //!
 //! The rows an event names are loaded once for every subscriber of the
-//! instance (see `services::events`); each event is resolved with the
+//! instance (see `crate::events`); each event is resolved with the
 //! subscriber's loaders cleared and primed with them, so nothing stale
 //! from an earlier event is served and shared rows cost no query.
 
@@ -25,9 +25,9 @@ use super::{
     types::{article::Article, comment::Comment, global_id},
 };
 use crate::{
-    db::models::event::kind,
+    db::models::event::EventKind,
     error::AppError,
-    services::events::{self, Delivery},
+    events::{self, Delivery},
     telemetry::metrics_export,
 };
 
@@ -37,6 +37,40 @@ const MAX_REPLAY: usize = 500;
 
 #[derive(Default)]
 pub struct SubscriptionRoot;
+
+/// Which subscription hears of an event, and as what: each kind of event
+/// is heard by one subscription at most.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Heard {
+    Comment(CommentChange),
+    Article(ArticleChange),
+    /// A publication, for the feeds of its author's followers.
+    Feed,
+    Nowhere,
+}
+
+impl Heard {
+    fn of(kind: EventKind) -> Self {
+        match kind {
+            EventKind::CommentAdded => Self::Comment(CommentChange::Added),
+            EventKind::CommentDeleted => Self::Comment(CommentChange::Deleted),
+            EventKind::ArticleUpdated | EventKind::ArticleFavoritesChanged => {
+                Self::Article(ArticleChange::Updated)
+            }
+            EventKind::ArticleDeleted => Self::Article(ArticleChange::Deleted),
+            EventKind::ArticlePublished => Self::Feed,
+            // For the response cache and webhooks only (a favorite shows
+            // on an article as its new count).
+            EventKind::ArticleFavorited
+            | EventKind::ArticleUnfavorited
+            | EventKind::UserCreated
+            | EventKind::UserUpdated
+            | EventKind::UserFollowed
+            | EventKind::UserUnfollowed
+            | EventKind::SessionRevoked => Self::Nowhere,
+        }
+    }
+}
 
 /// What happened to a comment.
 #[derive(Enum, Copy, Clone, Eq, PartialEq)]
@@ -94,11 +128,11 @@ impl SubscriptionRoot {
         after: Option<String>,
     ) -> async_graphql::Result<impl Stream<Item = async_graphql::Result<CommentEvent>> + use<>>
     {
-        let kinds = &[kind::COMMENT_ADDED, kind::COMMENT_DELETED];
-        let (_, deliveries) = article_deliveries(ctx, &article_id, after, kinds).await?;
+        let wanted = |heard| matches!(heard, Heard::Comment(_));
+        let (_, deliveries) = article_deliveries(ctx, &article_id, after, wanted).await?;
         Ok(deliveries.map(|delivery| {
             let delivery = delivery?;
-            let added = delivery.event.kind == kind::COMMENT_ADDED;
+            let added = Heard::of(delivery.event.kind) == Heard::Comment(CommentChange::Added);
             Ok(CommentEvent {
                 cursor: encode_cursor(delivery.event.id),
                 change: if added {
@@ -120,15 +154,11 @@ impl SubscriptionRoot {
         after: Option<String>,
     ) -> async_graphql::Result<impl Stream<Item = async_graphql::Result<ArticleEvent>> + use<>>
     {
-        let kinds = &[
-            kind::ARTICLE_UPDATED,
-            kind::ARTICLE_FAVORITES_CHANGED,
-            kind::ARTICLE_DELETED,
-        ];
-        let (id, deliveries) = article_deliveries(ctx, &article_id, after, kinds).await?;
+        let wanted = |heard| matches!(heard, Heard::Article(_));
+        let (id, deliveries) = article_deliveries(ctx, &article_id, after, wanted).await?;
         Ok(deliveries.map(move |delivery| {
             let delivery = delivery?;
-            let deleted = delivery.event.kind == kind::ARTICLE_DELETED;
+            let deleted = Heard::of(delivery.event.kind) == Heard::Article(ArticleChange::Deleted);
             Ok(ArticleEvent {
                 cursor: encode_cursor(delivery.event.id),
                 change: if deleted {
@@ -163,7 +193,7 @@ impl SubscriptionRoot {
         // What was replayed is by authors the viewer follows already (the
         // replay reads only theirs).
         let replayed = missed.last().map_or(i64::MIN, |d| d.event.id);
-        let wanted = |d: &Delivery| d.event.kind == kind::ARTICLE_PUBLISHED && d.article.is_some();
+        let wanted = |d: &Delivery| Heard::of(d.event.kind) == Heard::Feed && d.article.is_some();
         let followed = replay_then_live(missed, start, live, wanted)?.filter_map(move |delivery| {
             // The viewer counts among the feed subscribers while the
             // stream lives.
@@ -198,14 +228,14 @@ impl SubscriptionRoot {
     }
 }
 
-/// One article's events of `kinds`, replayed from `after` and then live,
+/// One article's events a subscription `wanted`, replayed from `after` and then live,
 /// each with the loaders primed for it. `NOT_FOUND` for an article that is
 /// not live now.
 async fn article_deliveries(
     ctx: &Context<'_>,
     article_id: &ID,
     after: Option<String>,
-    kinds: &'static [&'static str],
+    wanted: fn(Heard) -> bool,
 ) -> async_graphql::Result<(
     uuid::Uuid,
     impl Stream<Item = async_graphql::Result<Arc<Delivery>>> + use<>,
@@ -220,9 +250,8 @@ async fn article_deliveries(
     }
     let start = after.unwrap_or_else(|| app.events.delivered());
     let missed = events::replay_article(&app.db, id, start).await?;
-    let wanted = move |d: &Delivery| {
-        d.event.article_id == Some(id) && kinds.contains(&d.event.kind.as_str())
-    };
+    let wanted =
+        move |d: &Delivery| d.event.article_id == Some(id) && wanted(Heard::of(d.event.kind));
     let deliveries = replay_then_live(missed, start, live, wanted)?;
     Ok((id, primed(ctx, deliveries)))
 }

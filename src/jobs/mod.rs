@@ -32,30 +32,22 @@ use uuid::Uuid;
 use crate::{
     config::Jobs as Settings,
     db::Database,
-    db::models::job::{self, Job},
-    services::{retention, webhooks},
+    db::models::job::{self, Job, JobKind},
+    services::{
+        retention,
+        webhooks::{self, DeliveryOutcome},
+    },
     telemetry::metrics_export,
-    webhooks::Webhooks,
+    webhook_transport::WebhookTransport,
 };
-
-/// The kinds of job, as stored.
-pub mod kind {
-    /// Make the deliveries of one event (payload `event_id`).
-    pub const FAN_OUT_WEBHOOKS: &str = "webhooks.fan_out";
-    /// One attempt at one delivery (payload `delivery_id`).
-    pub const DELIVER_WEBHOOK: &str = "webhooks.deliver";
-    pub const PURGE_SESSIONS: &str = "retention.sessions";
-    pub const PURGE_SOFT_DELETED: &str = "retention.soft_deleted";
-    pub const PURGE_RECORDS: &str = "retention.records";
-}
 
 /// Attempts of a recurring job's run (the next period brings another).
 const SCHEDULED_ATTEMPTS: i32 = 3;
 /// Recurring jobs and their period.
-const SCHEDULES: [(&str, Duration); 3] = [
-    (kind::PURGE_SESSIONS, Duration::from_secs(3600)),
-    (kind::PURGE_SOFT_DELETED, Duration::from_secs(3600)),
-    (kind::PURGE_RECORDS, Duration::from_secs(3600)),
+const SCHEDULES: [(JobKind, Duration); 3] = [
+    (JobKind::PurgeSessions, Duration::from_secs(3600)),
+    (JobKind::PurgeSoftDeleted, Duration::from_secs(3600)),
+    (JobKind::PurgeRecords, Duration::from_secs(3600)),
 ];
 const CHANNEL: &str = "conduit_jobs";
 /// The listening connection's `application_name`.
@@ -76,7 +68,7 @@ const LONGEST_BACKOFF: Duration = Duration::from_secs(3600);
 
 /// How a job's attempt ended, as the job sees it.
 #[derive(Debug)]
-pub enum Outcome {
+enum Outcome {
     Done,
     /// Try again after `after` (the job knows when: a receiver's
     /// `Retry-After`, a webhook schedule).
@@ -111,7 +103,7 @@ pub struct Workers {
     /// A pool of the workers' own: jobs and requests never wait for each
     /// other's connections.
     db: Database,
-    webhooks: Webhooks,
+    webhooks: WebhookTransport,
     url: String,
     settings: Settings,
     /// Names this process's claims in the queue.
@@ -120,7 +112,7 @@ pub struct Workers {
 
 impl Workers {
     /// Workers on `db` that listen on `url`.
-    pub fn new(db: Database, webhooks: Webhooks, url: &str, settings: Settings) -> Self {
+    pub fn new(db: Database, webhooks: WebhookTransport, url: &str, settings: Settings) -> Self {
         let id = format!(
             "{}:{}",
             std::process::id(),
@@ -308,8 +300,11 @@ impl Workers {
         let settings = &self.settings;
         let (db, hooks) = (&self.db, &self.webhooks);
         let batch = settings.retention_batch_size;
-        match job.kind.as_str() {
-            kind::FAN_OUT_WEBHOOKS => {
+        let Some(kind) = job.kind() else {
+            anyhow::bail!("no worker knows the job kind `{}`", job.kind);
+        };
+        match kind {
+            JobKind::FanOutWebhooks => {
                 let event_id = field(job, "event_id")?
                     .as_i64()
                     .ok_or_else(|| anyhow::anyhow!("event_id is not a number"))?;
@@ -318,27 +313,31 @@ impl Workers {
                 tracing::debug!(event_id, deliveries = made, "webhooks fanned out");
                 Ok(Outcome::Done)
             }
-            kind::DELIVER_WEBHOOK => {
+            JobKind::DeliverWebhook => {
                 let id: Uuid = serde_json::from_value(field(job, "delivery_id")?.clone())?;
-                Ok(webhooks::deliver(db, hooks, id).await?)
+                Ok(match webhooks::deliver(db, hooks, id).await? {
+                    DeliveryOutcome::Finished => Outcome::Done,
+                    DeliveryOutcome::RetryAfter { after, reason } => {
+                        Outcome::Retry { after, reason }
+                    }
+                })
             }
-            kind::PURGE_SESSIONS => {
+            JobKind::PurgeSessions => {
                 let purged = retention::sessions(db, batch).await?;
                 tracing::info!(?purged, "purged ended sessions");
                 Ok(Outcome::Done)
             }
-            kind::PURGE_SOFT_DELETED => {
+            JobKind::PurgeSoftDeleted => {
                 let days = settings.soft_delete_retention_days;
                 let purged = retention::soft_deleted(db, days, batch).await?;
                 tracing::info!(?purged, "purged soft-deleted rows");
                 Ok(Outcome::Done)
             }
-            kind::PURGE_RECORDS => {
+            JobKind::PurgeRecords => {
                 let purged = retention::records(db, settings.event_retention_days, batch).await?;
                 tracing::info!(?purged, "purged old events, failed jobs and deliveries");
                 Ok(Outcome::Done)
             }
-            other => anyhow::bail!("no worker knows the job kind `{other}`"),
         }
     }
 

@@ -4,7 +4,6 @@
 pub mod accounts;
 pub mod articles;
 pub mod comments;
-pub mod events;
 pub mod favorites;
 pub mod profiles;
 pub mod retention;

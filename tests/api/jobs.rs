@@ -77,7 +77,7 @@ async fn a_rolled_back_write_enqueues_nothing() {
             job::enqueue(
                 conn,
                 &[NewJob {
-                    kind: "retention.sessions",
+                    kind: job::JobKind::PurgeSessions,
                     payload: json!({}),
                     run_at: None,
                     max_attempts: 1,

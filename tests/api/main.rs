@@ -3,6 +3,7 @@
 mod accounts;
 mod articles;
 mod cache_differential;
+mod closed_sets;
 mod comments;
 mod database_restart;
 mod executor;

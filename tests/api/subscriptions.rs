@@ -566,7 +566,7 @@ async fn across_instances_lost_listeners_and_restarts_every_event_arrives_once_i
                 .execute(&format!(
                     "SELECT pg_terminate_backend(pid) FROM pg_stat_activity
                      WHERE application_name = '{}'",
-                    conduit::services::events::LISTENER_NAME
+                    conduit::events::LISTENER_NAME
                 ))
                 .await;
             killed = true;

@@ -4,7 +4,7 @@
 
 use std::time::Duration;
 
-use conduit::webhooks::signature;
+use conduit::webhook_transport::signature;
 use serde_json::{Value, json};
 
 use crate::helpers::{Receiver, TestApp};

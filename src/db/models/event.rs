@@ -1,19 +1,57 @@
 //! What happened, in commit order (see the events migration): the rows
-//! subscriptions replay and go live from.
+//! subscriptions replay and go live from, and the closed set of their
+//! kinds.
+//!
+//! Events of a kind this build does not know (a newer migration's, while
+//! instances of two versions run side by side) are not read: no query
+//! here returns them, so what follows the events skips them rather than
+//! stopping at them.
 
 use chrono::{DateTime, Utc};
 use diesel::prelude::*;
 use diesel_async::{AsyncPgConnection, RunQueryDsl};
 use uuid::Uuid;
 
+use super::text_enum::text_enum;
 use crate::db::schema::{events, follows};
+
+text_enum! {
+    /// What an event records, as the triggers write it (`events.kind`;
+    /// the `events_kind_known` constraint lists the same names, and a test
+    /// compares the two).
+    pub enum EventKind {
+        CommentAdded = "comment_added",
+        /// Soft-deleted or removed for good.
+        CommentDeleted = "comment_deleted",
+        ArticlePublished = "article_published",
+        /// An edit: its title, slug, description, body or tags.
+        ArticleUpdated = "article_updated",
+        /// Soft-deleted or removed for good.
+        ArticleDeleted = "article_deleted",
+        /// A new favorite (`actor_id` favorited it).
+        ArticleFavorited = "article_favorited",
+        /// A removed favorite (`actor_id` had favorited it).
+        ArticleUnfavorited = "article_unfavorited",
+        /// A new favorites count, nothing else.
+        ArticleFavoritesChanged = "article_favorites_changed",
+        UserCreated = "user_created",
+        /// Username, bio, image, or deletion.
+        UserUpdated = "user_updated",
+        /// `actor_id` followed `user_id`.
+        UserFollowed = "user_followed",
+        /// `actor_id` no longer follows `user_id`.
+        UserUnfollowed = "user_unfollowed",
+        /// A session signed out (`session_id`).
+        SessionRevoked = "session_revoked",
+    }
+}
 
 /// One recorded event. Which ids are set depends on `kind`.
 #[derive(Debug, Clone, Queryable, Selectable)]
 #[diesel(table_name = events, check_for_backend(diesel::pg::Pg))]
 pub struct Event {
     pub id: i64,
-    pub kind: String,
+    pub kind: EventKind,
     pub article_id: Option<Uuid>,
     pub comment_id: Option<Uuid>,
     pub user_id: Option<Uuid>,
@@ -23,26 +61,10 @@ pub struct Event {
     pub actor_id: Option<Uuid>,
 }
 
-/// The event kinds, as the triggers write them.
-pub mod kind {
-    pub const COMMENT_ADDED: &str = "comment_added";
-    pub const COMMENT_DELETED: &str = "comment_deleted";
-    pub const ARTICLE_PUBLISHED: &str = "article_published";
-    pub const ARTICLE_UPDATED: &str = "article_updated";
-    pub const ARTICLE_DELETED: &str = "article_deleted";
-    pub const SESSION_REVOKED: &str = "session_revoked";
-    pub const ARTICLE_FAVORITED: &str = "article_favorited";
-    pub const USER_FOLLOWED: &str = "user_followed";
-    pub const USER_UNFOLLOWED: &str = "user_unfollowed";
-    pub const USER_CREATED: &str = "user_created";
-    pub const USER_UPDATED: &str = "user_updated";
-    pub const ARTICLE_UNFAVORITED: &str = "article_unfavorited";
-    pub const ARTICLE_FAVORITES_CHANGED: &str = "article_favorites_changed";
-}
-
 pub async fn find(conn: &mut AsyncPgConnection, id: i64) -> QueryResult<Option<Event>> {
     events::table
         .find(id)
+        .filter(events::kind.eq_any(EventKind::ALL))
         .select(Event::as_select())
         .first(conn)
         .await
@@ -73,6 +95,7 @@ pub async fn after(
 ) -> QueryResult<Vec<Event>> {
     events::table
         .filter(events::id.gt(after))
+        .filter(events::kind.eq_any(EventKind::ALL))
         .order(events::id.asc())
         .limit(limit)
         .select(Event::as_select())
@@ -99,6 +122,7 @@ pub async fn of_article_after(
     events::table
         .filter(events::article_id.eq(article_id))
         .filter(events::id.gt(after))
+        .filter(events::kind.eq_any(EventKind::ALL))
         .order(events::id.asc())
         .limit(limit)
         .select(Event::as_select())
@@ -118,7 +142,7 @@ pub async fn published_for_follower_after(
         .filter(follows::follower_id.eq(follower_id))
         .select(follows::followee_id.nullable());
     events::table
-        .filter(events::kind.eq(kind::ARTICLE_PUBLISHED))
+        .filter(events::kind.eq(EventKind::ArticlePublished))
         .filter(events::user_id.eq_any(followed))
         .filter(events::id.gt(after))
         .order(events::id.asc())

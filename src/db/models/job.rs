@@ -1,6 +1,6 @@
-//! The job queue's rows (see the jobs migration): enqueueing in the
-//! caller's transaction, claiming with `FOR UPDATE SKIP LOCKED`, and the
-//! outcomes of a run.
+//! The job queue's rows (see the jobs migration): the kinds of job,
+//! enqueueing in the caller's transaction, claiming with `FOR UPDATE SKIP
+//! LOCKED`, and the outcomes of a run.
 
 use std::time::Duration;
 
@@ -11,13 +11,30 @@ use diesel::{
 };
 use diesel_async::{AsyncPgConnection, RunQueryDsl};
 
+use super::text_enum::text_enum;
 use crate::db::schema::jobs;
+
+text_enum! {
+    /// What a job does, as stored in `jobs.kind` (and as `record_event`
+    /// writes its fan-out jobs).
+    pub enum JobKind {
+        /// Make the deliveries of one event (payload `event_id`).
+        FanOutWebhooks = "webhooks.fan_out",
+        /// One attempt at one delivery (payload `delivery_id`).
+        DeliverWebhook = "webhooks.deliver",
+        PurgeSessions = "retention.sessions",
+        PurgeSoftDeleted = "retention.soft_deleted",
+        PurgeRecords = "retention.records",
+    }
+}
 
 /// A claimed job: what a worker needs to run it.
 #[derive(Debug, Clone, Queryable, Selectable, QueryableByName)]
 #[diesel(table_name = jobs, check_for_backend(diesel::pg::Pg))]
 pub struct Job {
     pub id: i64,
+    /// As stored: a kind this build does not know is claimed too, and
+    /// fails visibly (see [`Job::kind`]).
     pub kind: String,
     pub payload: serde_json::Value,
     /// Attempts so far, this one included.
@@ -29,10 +46,17 @@ pub struct Job {
     pub created_at: DateTime<Utc>,
 }
 
+impl Job {
+    /// The job's kind, `None` when this build knows no such kind.
+    pub fn kind(&self) -> Option<JobKind> {
+        JobKind::from_name(&self.kind)
+    }
+}
+
 #[derive(Debug, Clone, Insertable)]
 #[diesel(table_name = jobs)]
 pub struct NewJob<'a> {
-    pub kind: &'a str,
+    pub kind: JobKind,
     pub payload: serde_json::Value,
     /// `None`: now.
     pub run_at: Option<DateTime<Utc>>,
@@ -208,11 +232,11 @@ pub async fn purge_failed_before(
 /// the insert decide. Returns how many jobs were enqueued.
 pub async fn enqueue_due(
     conn: &mut AsyncPgConnection,
-    schedules: &[(&str, Duration)],
+    schedules: &[(JobKind, Duration)],
     max_attempts: i32,
 ) -> QueryResult<usize> {
     use diesel::sql_types::{Array, Integer};
-    let names: Vec<&str> = schedules.iter().map(|(name, _)| *name).collect();
+    let names: Vec<&str> = schedules.iter().map(|(kind, _)| kind.as_str()).collect();
     let periods: Vec<i64> = schedules.iter().map(|(_, every)| millis(*every)).collect();
     diesel::sql_query(
         "WITH wanted AS ( \

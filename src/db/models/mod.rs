@@ -12,6 +12,7 @@ pub mod page;
 pub mod retention;
 pub mod session;
 pub mod tag;
+mod text_enum;
 pub mod user;
 pub mod webhook;
 

@@ -5,7 +5,10 @@ use diesel::prelude::*;
 use diesel_async::{AsyncPgConnection, RunQueryDsl};
 use uuid::Uuid;
 
-use super::page::{Page, PageRequest};
+use super::{
+    job::JobKind,
+    page::{Page, PageRequest},
+};
 use crate::{
     db::schema::{follows, users, webhook_deliveries, webhook_endpoints},
     paginate,
@@ -292,17 +295,16 @@ pub async fn insert_deliveries(
     .bind::<BigInt, _>(event_id)
     .bind::<Text, _>(event_type)
     .bind::<Jsonb, _>(payload)
-    .bind::<Text, _>(job.kind)
+    .bind::<Text, _>(JobKind::DeliverWebhook)
     .bind::<Integer, _>(job.max_attempts)
     .bind::<Nullable<Text>, _>(job.request_id)
     .execute(conn)
     .await
 }
 
-/// The job each new delivery gets.
+/// The job (a [`JobKind::DeliverWebhook`]) each new delivery gets.
 #[derive(Debug, Clone, Copy)]
 pub struct DeliveryJob<'a> {
-    pub kind: &'a str,
     pub max_attempts: i32,
     pub request_id: Option<&'a str>,
 }

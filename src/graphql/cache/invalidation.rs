@@ -10,9 +10,9 @@ use super::{
     tags::{self, Tag},
 };
 use crate::{
-    db::models::event::{self, Event, kind},
-    graphql::types::global_id,
-    services::events::EventBus,
+    db::models::event::{self, Event, EventKind},
+    events::EventBus,
+    global_id,
     state::AppState,
 };
 
@@ -24,17 +24,17 @@ const CATCH_UP_BATCHES: usize = 4;
 
 /// The tags an event makes stale.
 pub fn tags_of(event: &Event) -> Vec<Tag> {
-    let id = |ty: &str, id: Option<uuid::Uuid>| id.map(|id| Tag::from(global_id::encode(ty, id).0));
+    let id = |ty: &str, id: Option<uuid::Uuid>| id.map(|id| Tag::from(global_id::encode(ty, id)));
     let article = id("Article", event.article_id);
     let user = id("User", event.user_id);
     let actor = id("User", event.actor_id);
     let rel = |entity: &Option<Tag>, relation| entity.as_ref().map(|e| tags::relation(e, relation));
     let list = |tag: &str| Some(Tag::from(tag));
-    let tags: Vec<Option<Tag>> = match event.kind.as_str() {
-        kind::COMMENT_ADDED | kind::COMMENT_DELETED => {
+    let tags: Vec<Option<Tag>> = match event.kind {
+        EventKind::CommentAdded | EventKind::CommentDeleted => {
             vec![rel(&article, "comments"), id("Comment", event.comment_id)]
         }
-        kind::ARTICLE_PUBLISHED => vec![
+        EventKind::ArticlePublished => vec![
             list(tags::ARTICLES),
             list(tags::ARTICLES_BY_TAG),
             list(tags::ARTICLES_BY_AUTHOR),
@@ -43,17 +43,17 @@ pub fn tags_of(event: &Event) -> Vec<Tag> {
             rel(&user, "articles"),
         ],
         // An edit: its title, slug, body or tags.
-        kind::ARTICLE_UPDATED => vec![
+        EventKind::ArticleUpdated => vec![
             article,
             list(tags::ARTICLES_BY_TAG),
             list(tags::TAGS),
             list(tags::ARTICLE_LOOKUP),
         ],
-        kind::ARTICLE_FAVORITES_CHANGED => vec![article],
+        EventKind::ArticleFavoritesChanged => vec![article],
         // Every list it was in, even where a page shows no article of the
         // list (only its `pageInfo`): the favorites lists of whoever
         // favorited it are not named by the event.
-        kind::ARTICLE_DELETED => vec![
+        EventKind::ArticleDeleted => vec![
             article,
             list(tags::ARTICLES),
             list(tags::ARTICLES_BY_TAG),
@@ -64,19 +64,19 @@ pub fn tags_of(event: &Event) -> Vec<Tag> {
             Some(tags::every_relation("favorites")),
         ],
         // Its count changes with an `article_favorites_changed` of its own.
-        kind::ARTICLE_FAVORITED | kind::ARTICLE_UNFAVORITED => {
+        EventKind::ArticleFavorited | EventKind::ArticleUnfavorited => {
             vec![rel(&actor, "favorites"), list(tags::ARTICLES_BY_FAVORITER)]
         }
-        kind::USER_FOLLOWED | kind::USER_UNFOLLOWED => vec![rel(&user, "followers")],
-        kind::USER_CREATED => vec![list(tags::USER_LOOKUP)],
-        kind::USER_UPDATED => vec![
+        EventKind::UserFollowed | EventKind::UserUnfollowed => vec![rel(&user, "followers")],
+        EventKind::UserCreated => vec![list(tags::USER_LOOKUP)],
+        EventKind::UserUpdated => vec![
             user,
             list(tags::USER_LOOKUP),
             list(tags::ARTICLES_BY_AUTHOR),
             list(tags::ARTICLES_BY_FAVORITER),
         ],
-        kind::SESSION_REVOKED => Vec::new(),
-        _ => Vec::new(),
+        // A signed-out session shows on no page.
+        EventKind::SessionRevoked => Vec::new(),
     };
     tags.into_iter().flatten().collect()
 }

@@ -1,9 +1,8 @@
-//! Opaque Relay global IDs: base64url of `<Type>:<uuid>`. Clients must treat
-//! them as opaque; the type prefix lets `node(id:)` route and lets every
-//! mutation refuse an id of the wrong type.
+//! Relay global IDs as the schema's `ID`s (the encoding is
+//! [`crate::global_id`]'s): the type prefix lets `node(id:)` route and
+//! lets every mutation refuse an id of the wrong type.
 
 use async_graphql::{ID, OutputType};
-use base64::{Engine as _, engine::general_purpose::URL_SAFE_NO_PAD};
 use uuid::Uuid;
 
 use crate::error::AppError;
@@ -23,31 +22,15 @@ pub fn names<T: OutputType>(type_name: &str) -> bool {
     type_name == T::type_name()
 }
 
-/// The global id of the object of type `type_name` with database id `id`
-/// (for payloads built outside the schema, such as webhooks').
+/// The global id of the object of type `type_name` with database id `id`.
 pub fn encode(type_name: &str, id: Uuid) -> ID {
-    // Every article and user in a page has one: no formatting machinery.
-    let mut raw = Vec::with_capacity(type_name.len() + 1 + 36);
-    raw.extend_from_slice(type_name.as_bytes());
-    raw.push(b':');
-    raw.extend_from_slice(
-        id.hyphenated()
-            .encode_lower(&mut Uuid::encode_buffer())
-            .as_bytes(),
-    );
-    ID(URL_SAFE_NO_PAD.encode(raw))
+    ID(crate::global_id::encode(type_name, id))
 }
 
 /// The type name and UUID inside a global id.
 pub fn decode_any(id: &ID) -> Result<(String, Uuid), AppError> {
-    let malformed = || AppError::BadUserInput(format!("`{}` is not a valid id", id.0));
-    let raw = URL_SAFE_NO_PAD
-        .decode(id.0.as_bytes())
-        .map_err(|_| malformed())?;
-    let text = String::from_utf8(raw).map_err(|_| malformed())?;
-    let (kind, uuid) = text.split_once(':').ok_or_else(malformed)?;
-    let uuid = Uuid::parse_str(uuid).map_err(|_| malformed())?;
-    Ok((kind.to_owned(), uuid))
+    crate::global_id::decode(&id.0)
+        .ok_or_else(|| AppError::BadUserInput(format!("`{}` is not a valid id", id.0)))
 }
 
 fn decode(id: &ID, type_name: &str) -> Result<Uuid, AppError> {
@@ -62,6 +45,8 @@ fn decode(id: &ID, type_name: &str) -> Result<Uuid, AppError> {
 
 #[cfg(test)]
 mod tests {
+    use base64::{Engine as _, engine::general_purpose::URL_SAFE_NO_PAD};
+
     use super::*;
 
     #[test]

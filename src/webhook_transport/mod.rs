@@ -1,6 +1,8 @@
-//! Sending webhooks: the HTTP client every delivery goes through, with the
-//! address guard and the Standard Webhooks headers. What is sent to whom
-//! is decided in `services::webhooks`.
+//! How a webhook reaches its receiver: the HTTP client every delivery
+//! goes through, with the address guard (`address`), the Standard Webhooks
+//! signature and headers (`signature`), and the sealing of the secrets
+//! that sign (`sealing`). What is sent to whom, and what an attempt means
+//! for a delivery, is decided in `services::webhooks`.
 
 pub mod address;
 pub mod sealing;
@@ -14,7 +16,7 @@ use crate::config::Webhooks as Settings;
 
 /// The client and the settings deliveries share. Cheap to clone.
 #[derive(Clone)]
-pub struct Webhooks {
+pub struct WebhookTransport {
     pub settings: Settings,
     pub policy: Policy,
     /// Seals and opens the secrets endpoints store.
@@ -43,7 +45,7 @@ pub struct Message<'a> {
     pub secrets: &'a [&'a str],
 }
 
-impl Webhooks {
+impl WebhookTransport {
     pub fn new(settings: Settings, production: bool) -> anyhow::Result<Self> {
         let policy = Policy {
             allow_private: settings.allow_private_addresses,
