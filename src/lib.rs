@@ -10,6 +10,7 @@ pub mod graphql;
 pub mod http;
 pub mod jobs;
 pub mod rate_limit;
+pub mod redis;
 pub mod services;
 pub mod startup;
 pub mod state;

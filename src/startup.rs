@@ -17,9 +17,8 @@ use crate::{
     graphql::{cache::ResponseCache, executor::Executor, persisted::PersistedDocuments},
     http,
     jobs::Workers,
-    rate_limit::{
-        Budget, Budgets, RateLimitStore, RateLimiter, memory::MemoryStore, redis::RedisStore,
-    },
+    rate_limit::{Budget, Budgets, RateLimiter},
+    redis::Backend,
     state::AppState,
     webhook_transport::WebhookTransport,
 };
@@ -73,12 +72,14 @@ impl Application {
             None
         };
         let schema = graphql::build_schema(Some(state.clone()), config);
-        let documents = PersistedDocuments::from_config(
-            config.persisted_queries,
-            redis.as_ref(),
+        let documents = PersistedDocuments::new(
+            persisted_documents_backend(config, redis.as_ref())?.as_ref(),
             config.trusted_documents.as_deref(),
         )?;
-        let cache = ResponseCache::new(&config.response_cache, redis.as_ref())?;
+        let cache = ResponseCache::new(
+            response_cache_backend(config, redis.as_ref())?.as_ref(),
+            &config.response_cache,
+        );
         let executor = Executor::new(state.clone(), schema, documents, cache.clone(), config);
         let (draining, shutdown) = tokio::sync::watch::channel(http::ws::Shutdown::Running);
         let sockets = Arc::new(http::ws::Sockets::new(
@@ -203,15 +204,15 @@ async fn app_state(
     };
     let db = Database::connect(url, &pool).await?;
     // One Redis connection for whatever keeps its state there.
-    let redis = if config.rate_limits.store == RateLimitStoreKind::Redis
-        || config.persisted_queries == PersistedQueryStore::Redis
-        || config.response_cache.store == ResponseCacheStore::Redis
-    {
-        Some(crate::rate_limit::redis::connect(&config.rate_limits.redis_url).await?)
+    let redis = if config.uses_redis() {
+        Some(crate::redis::connect(&config.redis.url).await?)
     } else {
         None
     };
-    let reads = ReadRouter::start(&db, &config.replicas, &pool, redis.clone()).await?;
+    // Write positions go wherever another store shares state: in Redis
+    // whenever the process has the connection.
+    let positions = redis.clone().map_or(Backend::Memory, Backend::Redis);
+    let reads = ReadRouter::start(&db, &config.replicas, &pool, &positions).await?;
     if reads.is_enabled() && redis.is_none() && config.is_production() {
         tracing::warn!(
             "replicas without a shared store (RATE_LIMIT_STORE=redis): a viewer's reads see their own writes only on the instance that made them"
@@ -281,23 +282,45 @@ pub async fn run_workers(
     Ok(())
 }
 
+/// Where automatic persisted queries are kept; `None` when they are off.
+fn persisted_documents_backend(
+    config: &Config,
+    redis: Option<&redis::aio::ConnectionManager>,
+) -> anyhow::Result<Option<Backend>> {
+    if config.persisted_queries == PersistedQueryStore::Off {
+        return Ok(None);
+    }
+    let redis_kept = config.persisted_queries == PersistedQueryStore::Redis;
+    Backend::pick(redis_kept, redis, "PERSISTED_QUERIES").map(Some)
+}
+
+/// Where responses are cached; `None` when the cache is off.
+fn response_cache_backend(
+    config: &Config,
+    redis: Option<&redis::aio::ConnectionManager>,
+) -> anyhow::Result<Option<Backend>> {
+    let store = config.response_cache.store;
+    if store == ResponseCacheStore::Off {
+        return Ok(None);
+    }
+    let redis_kept = store == ResponseCacheStore::Redis;
+    Backend::pick(redis_kept, redis, "RESPONSE_CACHE").map(Some)
+}
+
 fn rate_limiter(
     config: &Config,
     redis: Option<&redis::aio::ConnectionManager>,
 ) -> anyhow::Result<RateLimiter> {
     let limits = &config.rate_limits;
-    let store: Arc<dyn RateLimitStore> = match limits.store {
-        RateLimitStoreKind::Memory => Arc::new(MemoryStore::default()),
-        RateLimitStoreKind::Redis => Arc::new(RedisStore::new(
-            redis
-                .context("RATE_LIMIT_STORE=redis needs a Redis connection")?
-                .clone(),
-            &limits.redis_key_prefix,
-        )),
-    };
+    let backend = Backend::pick(
+        limits.store == RateLimitStoreKind::Redis,
+        redis,
+        "RATE_LIMIT_STORE",
+    )?;
     let budget = |limit, window| Budget { limit, window };
     Ok(RateLimiter::new(
-        store,
+        &backend,
+        &limits.redis_key_prefix,
         Budgets {
             queries: budget(limits.points, limits.window),
             sign_in_per_account: budget(limits.sign_in_per_account, limits.sign_in_window),

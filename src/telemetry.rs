@@ -5,9 +5,17 @@ use std::io::IsTerminal as _;
 
 use tracing_subscriber::{EnvFilter, fmt, prelude::*};
 
-use crate::config::LogFormat;
-
 pub mod traces;
+
+/// How log lines are written (`LOG_FORMAT`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum LogFormat {
+    /// Human-readable lines for a terminal.
+    #[value(alias = "text")]
+    Pretty,
+    /// One JSON object per line for log collectors.
+    Json,
+}
 
 tokio::task_local! {
     /// The request being served, for what it causes beyond itself (the

@@ -1,15 +1,19 @@
 //! Typed configuration: every variable is declared once, below, with its
 //! default and its documentation, and clap reads it from the environment
 //! (or the matching `--flag`). `conduit serve --help` lists them all, and a
-//! test holds the README's table to the same list.
+//! test holds the table in docs/operations.md to the same list.
 //!
 //! A value that does not parse stops start-up with a message naming the
 //! variable; nothing falls back silently. A blank variable counts as unset.
 
 mod cache;
+mod checks;
+mod database;
+mod environment;
 mod jobs;
 mod limits;
 mod rate_limits;
+mod redis;
 mod replicas;
 mod subscriptions;
 mod values;
@@ -17,21 +21,22 @@ mod values;
 use std::{net::IpAddr, path::PathBuf, time::Duration};
 
 use anyhow::bail;
-use clap::{Args, CommandFactory, FromArgMatches};
+use clap::{CommandFactory, FromArgMatches};
 
 use self::values::{millis, secs};
 pub use self::{
     cache::{ResponseCacheConfig, ResponseCacheStore},
+    database::EmbeddedDatabase,
+    environment::{reading_environment, variables},
     jobs::{Jobs, Webhooks},
     limits::{Limits, Pagination, schema_lists},
     rate_limits::RateLimits,
+    redis::RedisConfig,
     replicas::Replicas,
     subscriptions::Subscriptions,
-    values::{
-        AppEnv, CorsOrigins, DatabasePooler, List, LogFormat, PersistedQueryStore,
-        RateLimitStoreKind,
-    },
+    values::{AppEnv, CorsOrigins, DatabasePooler, List, PersistedQueryStore, RateLimitStoreKind},
 };
+pub use crate::telemetry::LogFormat;
 
 #[derive(Debug, Clone, clap::Parser)]
 #[command(name = "conduit")]
@@ -143,6 +148,8 @@ pub struct Config {
     #[arg(long, env = "CORS_ALLOWED_ORIGINS")]
     pub cors_allowed_origins: Option<CorsOrigins>,
     #[command(flatten)]
+    pub redis: RedisConfig,
+    #[command(flatten)]
     pub rate_limits: RateLimits,
     #[command(flatten)]
     pub subscriptions: Subscriptions,
@@ -169,29 +176,6 @@ pub struct Config {
     pub graphiql: Option<bool>,
 }
 
-/// The PostgreSQL started when `DATABASE_URL` is unset.
-#[derive(Debug, Clone, Args)]
-pub struct EmbeddedDatabase {
-    /// Where the embedded PostgreSQL keeps its files.
-    #[arg(
-        id = "embedded_database_dir",
-        long = "embedded-database-dir",
-        env = "EMBEDDED_DATABASE_DIR",
-        default_value = "data"
-    )]
-    pub dir: PathBuf,
-    /// Local port of the embedded PostgreSQL.
-    #[arg(
-        id = "embedded_database_port",
-        long = "embedded-database-port",
-        env = "EMBEDDED_DATABASE_PORT",
-        default_value_t = 54329
-    )]
-    pub port: u16,
-}
-
-const MIN_PRODUCTION_SECRET_BYTES: usize = 32;
-
 impl Config {
     /// Every variable at its default, whatever the environment holds: for
     /// printing the SDL, and for tests, which set fields directly.
@@ -211,66 +195,6 @@ impl Config {
             self.jwt_secret = Some(crate::auth::refresh::generate_token());
         }
         Ok(self)
-    }
-
-    /// What no single value can say: combinations, and production's rules.
-    pub fn check(&self) -> anyhow::Result<()> {
-        match &self.jwt_secret {
-            Some(secret) if self.is_production() && !is_strong_secret(secret) => bail!(
-                "JWT_SECRET is too weak for APP_ENV=production: use at least {MIN_PRODUCTION_SECRET_BYTES} random bytes (for example `openssl rand -base64 48`)"
-            ),
-            None if self.is_production() => bail!("JWT_SECRET must be set when APP_ENV=production"),
-            _ => {}
-        }
-        match &self.jobs.webhooks.secrets_key {
-            Some(key) if self.is_production() && !is_strong_secret(key) => bail!(
-                "WEBHOOK_SECRETS_KEY is too weak for APP_ENV=production: use at least {MIN_PRODUCTION_SECRET_BYTES} random bytes (for example `openssl rand -base64 48`)"
-            ),
-            None if self.is_production() => bail!(
-                "WEBHOOK_SECRETS_KEY must be set when APP_ENV=production: it seals webhook signing secrets in the database (for example `openssl rand -base64 48`)"
-            ),
-            _ => {}
-        }
-        if self.database_pooler == DatabasePooler::Transaction && self.database_direct_url.is_none()
-        {
-            bail!(
-                "DATABASE_POOLER=transaction needs DATABASE_DIRECT_URL: migrations and LISTEN must reach the primary itself"
-            );
-        }
-        if !self.replicas.urls.0.is_empty() && self.database_url.is_none() {
-            bail!(
-                "DATABASE_REPLICA_URLS needs DATABASE_URL: the embedded PostgreSQL has no replicas"
-            );
-        }
-        if self.database_pool_size == 0 {
-            bail!("DATABASE_POOL_SIZE must be at least 1");
-        }
-        if self.access_token_ttl.is_zero() || self.refresh_token_ttl.is_zero() {
-            bail!("ACCESS_TOKEN_TTL_SECS and REFRESH_TOKEN_TTL_SECS must be positive");
-        }
-        if self.access_token_ttl >= self.refresh_token_ttl {
-            bail!("ACCESS_TOKEN_TTL_SECS must be shorter than REFRESH_TOKEN_TTL_SECS");
-        }
-        if self.jobs.lease < Duration::from_secs(1) {
-            bail!("JOB_LEASE_SECS must be at least 1");
-        }
-        if self.jobs.retention_batch_size == 0 {
-            bail!("RETENTION_BATCH_SIZE must be at least 1");
-        }
-        if self.max_concurrent_requests == 0 {
-            bail!("MAX_CONCURRENT_REQUESTS must be at least 1");
-        }
-        if self.request_timeout.is_zero() {
-            bail!("REQUEST_TIMEOUT_SECS must be positive");
-        }
-        let pages = &self.pagination;
-        if !(1..=pages.max_page_size).contains(&pages.default_page_size) {
-            bail!("DEFAULT_PAGE_SIZE must be between 1 and MAX_PAGE_SIZE");
-        }
-        if let Err(e) = tracing_subscriber::EnvFilter::try_new(&self.log_filter) {
-            bail!("invalid value for RUST_LOG: {e}");
-        }
-        Ok(())
     }
 
     pub fn is_production(&self) -> bool {
@@ -323,238 +247,5 @@ impl Config {
     }
 }
 
-/// `command` (and its subcommands) as the process reads its environment:
-/// each value is named by its variable in help and errors, and a variable
-/// that is set but blank counts as unset rather than as an empty value.
-pub fn reading_environment(command: clap::Command) -> clap::Command {
-    let command = command.mut_args(|arg| {
-        let Some(name) = arg.get_env().map(|n| n.to_string_lossy().into_owned()) else {
-            return arg;
-        };
-        let blank =
-            std::env::var_os(&name).is_some_and(|value| value.to_string_lossy().trim().is_empty());
-        let arg = arg.value_name(name);
-        if blank {
-            arg.env(None::<&'static str>)
-        } else {
-            arg
-        }
-    });
-    let names: Vec<String> = command
-        .get_subcommands()
-        .map(|c| c.get_name().to_owned())
-        .collect();
-    names.into_iter().fold(command, |command, name| {
-        command.mut_subcommand(name, reading_environment)
-    })
-}
-
-/// Each variable clap knows: its name and default, if it has one.
-pub fn variables() -> Vec<(String, Option<String>)> {
-    Config::command()
-        .get_arguments()
-        .filter_map(|arg| {
-            let name = arg.get_env()?.to_string_lossy().into_owned();
-            let default = arg
-                .get_default_values()
-                .first()
-                .map(|v| v.to_string_lossy().into_owned());
-            Some((name, default))
-        })
-        .collect()
-}
-
-/// A production secret must be long and not an obvious placeholder.
-fn is_strong_secret(secret: &str) -> bool {
-    const PLACEHOLDERS: [&str; 4] = ["secret", "changeme", "change-me", "jwt_secret"];
-    let lowered = secret.to_ascii_lowercase();
-    let distinct = secret
-        .bytes()
-        .collect::<std::collections::HashSet<_>>()
-        .len();
-    secret.len() >= MIN_PRODUCTION_SECRET_BYTES
-        && distinct >= 10
-        && !PLACEHOLDERS.iter().any(|p| lowered.contains(p))
-}
-
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    /// The configuration `pairs` of variables make, given as the flags
-    /// clap maps those variables to (the process environment is shared by
-    /// every test).
-    fn config(pairs: &[(&str, &str)]) -> anyhow::Result<Config> {
-        let command = Config::command().mut_args(|arg| arg.env(None::<&'static str>));
-        let mut argv = vec!["conduit".to_owned()];
-        for (name, value) in pairs {
-            let arg = Config::command()
-                .get_arguments()
-                .find(|a| a.get_env() == Some(std::ffi::OsStr::new(name)))
-                .map(|a| a.get_long().expect("a long flag").to_owned())
-                .unwrap_or_else(|| panic!("{name} is not a variable"));
-            argv.push(format!("--{arg}={value}"));
-        }
-        let matches = command.try_get_matches_from(argv)?;
-        let config = Config::from_arg_matches(&matches)?;
-        config.check()?;
-        Ok(config)
-    }
-
-    #[test]
-    fn defaults_are_development_on_localhost() {
-        let c = config(&[]).unwrap();
-        assert_eq!(c.app_env, AppEnv::Development);
-        assert_eq!(c.port, 8080);
-        assert_eq!(c.host.to_string(), "127.0.0.1");
-        assert!(c.database_url.is_none());
-        assert_eq!(c.access_token_ttl, Duration::from_secs(900));
-    }
-
-    #[test]
-    fn a_bad_value_names_its_variable() {
-        let err = config(&[("PORT", "eighty")]).unwrap_err();
-        assert!(format!("{err:#}").contains("PORT"), "{err:#}");
-        let err = config(&[("APP_ENV", "staging")]).unwrap_err();
-        assert!(format!("{err:#}").contains("APP_ENV"), "{err:#}");
-    }
-
-    #[test]
-    fn cors_origins_parse_strictly() {
-        assert_eq!("*".parse::<CorsOrigins>().unwrap(), CorsOrigins::Any);
-        assert_eq!(
-            "https://a.example.com, http://localhost:3000/"
-                .parse::<CorsOrigins>()
-                .unwrap(),
-            CorsOrigins::List(vec![
-                "https://a.example.com".into(),
-                "http://localhost:3000".into()
-            ])
-        );
-        assert!("a.example.com".parse::<CorsOrigins>().is_err());
-        assert!("https://a.example.com/path".parse::<CorsOrigins>().is_err());
-        let c = config(&[("CORS_ALLOWED_ORIGINS", "nope")]).unwrap_err();
-        assert!(format!("{c:#}").contains("CORS_ALLOWED_ORIGINS"));
-    }
-
-    #[test]
-    fn production_refuses_missing_or_weak_secret() {
-        assert!(config(&[("APP_ENV", "production")]).is_err());
-        assert!(config(&[("APP_ENV", "production"), ("JWT_SECRET", "secret")]).is_err());
-        assert!(
-            config(&[
-                ("APP_ENV", "production"),
-                ("JWT_SECRET", "changeme-changeme-changeme-changeme")
-            ])
-            .is_err()
-        );
-        let ok = config(&[
-            ("APP_ENV", "production"),
-            ("JWT_SECRET", "q8Vd1kP0x7rT2mN9bW4yZ6cH3jL5sA0eF1gK8uR2"),
-            (
-                "WEBHOOK_SECRETS_KEY",
-                "Wm5Tg8Qa2Lr7Zx0Kc4Vb9Nh1Jd6Fp3Ys-seal",
-            ),
-        ])
-        .unwrap();
-        assert_eq!(ok.log_format(), LogFormat::Json);
-        assert!(!ok.graphiql());
-        assert_eq!(ok.cors_allowed_origins(), CorsOrigins::List(vec![]));
-    }
-
-    #[test]
-    fn production_refuses_a_missing_or_weak_webhook_secrets_key() {
-        let production = [
-            ("APP_ENV", "production"),
-            ("JWT_SECRET", "q8Vd1kP0x7rT2mN9bW4yZ6cH3jL5sA0eF1gK8uR2"),
-        ];
-        let err = config(&production).unwrap_err();
-        assert!(
-            format!("{err:#}").contains("WEBHOOK_SECRETS_KEY"),
-            "{err:#}"
-        );
-        let weak = [
-            production[0],
-            production[1],
-            ("WEBHOOK_SECRETS_KEY", "changeme"),
-        ];
-        let err = config(&weak).unwrap_err();
-        assert!(
-            format!("{err:#}").contains("WEBHOOK_SECRETS_KEY"),
-            "{err:#}"
-        );
-        let strong = [
-            production[0],
-            production[1],
-            (
-                "WEBHOOK_SECRETS_KEY",
-                "Wm5Tg8Qa2Lr7Zx0Kc4Vb9Nh1Jd6Fp3Ys-seal",
-            ),
-        ];
-        assert!(config(&strong).is_ok());
-        // Development stores secrets as they are when no key is set.
-        assert!(config(&[]).unwrap().jobs.webhooks.secrets_key.is_none());
-    }
-
-    #[test]
-    fn defaults_need_no_secret_and_ignore_the_environment() {
-        let defaults = Config::defaults();
-        assert!(defaults.jwt_secret.is_none());
-        assert_eq!(defaults.pagination.max_page_size, 100);
-        let serving = defaults.for_serving().unwrap();
-        assert!(serving.jwt_secret().unwrap().len() >= 32);
-    }
-
-    #[test]
-    fn every_variable_has_a_flag_and_a_description() {
-        for arg in Config::command().get_arguments() {
-            if arg.get_env().is_some() {
-                assert!(arg.get_long().is_some(), "{}", arg.get_id());
-                assert!(arg.get_help().is_some(), "{} is documented", arg.get_id());
-            }
-        }
-    }
-
-    /// The operations guide's table of variables: each row's name and
-    /// default cell.
-    fn documented_variables() -> Vec<(String, String)> {
-        let guide = include_str!("../../docs/operations.md");
-        let start = guide
-            .find("| variable | default | meaning |")
-            .expect("docs/operations.md has a table of variables");
-        guide[start..]
-            .lines()
-            .skip(2)
-            .take_while(|line| line.starts_with('|'))
-            .map(|line| {
-                let cells: Vec<&str> = line.split('|').map(str::trim).collect();
-                (cells[1].trim_matches('`').to_owned(), cells[2].to_owned())
-            })
-            .collect()
-    }
-
-    #[test]
-    fn the_operations_guide_lists_every_variable_with_its_default() {
-        let documented = documented_variables();
-        let known = variables();
-        for (name, default) in &known {
-            let row = documented.iter().find(|(n, _)| n == name);
-            let Some((_, cell)) = row else {
-                panic!("{name} is missing from the table in docs/operations.md");
-            };
-            match default.as_deref() {
-                Some("") | None => {}
-                Some(default) => assert!(
-                    cell.starts_with(&format!("`{default}`")),
-                    "{name}: docs/operations.md says {cell}, the default is `{default}`"
-                ),
-            }
-        }
-        for (name, _) in &documented {
-            assert!(
-                known.iter().any(|(n, _)| n == name),
-                "docs/operations.md lists {name}, which is not a variable"
-            );
-        }
-    }
-}
+mod tests;

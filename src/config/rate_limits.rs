@@ -17,9 +17,6 @@ pub struct RateLimits {
         default_value = "memory"
     )]
     pub store: RateLimitStoreKind,
-    /// Redis, for the rate-limit store and `PERSISTED_QUERIES=redis`.
-    #[arg(long, env = "REDIS_URL", default_value = "redis://127.0.0.1:6379")]
-    pub redis_url: String,
     /// Prefix of the rate-limit keys in Redis.
     #[arg(long, env = "REDIS_KEY_PREFIX", default_value = "conduit:rl:")]
     pub redis_key_prefix: String,

@@ -12,17 +12,6 @@ pub enum AppEnv {
     Production,
 }
 
-/// How log lines are written.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
-pub enum LogFormat {
-    /// Human-readable lines for a terminal.
-    #[value(alias = "text")]
-    Pretty,
-    /// One JSON object per line for log collectors.
-    Json,
-}
-
-/// Where automatic persisted queries are kept.
 /// What stands between the server and PostgreSQL.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum DatabasePooler {
@@ -32,6 +21,7 @@ pub enum DatabasePooler {
     Transaction,
 }
 
+/// Where automatic persisted queries are kept.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum PersistedQueryStore {
     Off,

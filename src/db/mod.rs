@@ -7,6 +7,7 @@ pub mod pool;
 pub mod replicas;
 pub mod schema;
 pub mod seed;
+pub mod write_positions;
 
 use std::{
     sync::{

@@ -7,17 +7,13 @@
 //! position read a moment ago is a safe lower bound for routing.
 //!
 //! Read your writes: after a mutation, the primary's WAL position is
-//! remembered for the viewer (in Redis when instances share it, so the
-//! next read on any instance knows), and a replica serves that viewer only
-//! once it has replayed that far. A Redis that lost its keys (a flush, a
-//! restart without persistence) cannot tell "no recent write" from "a
-//! write it forgot": until a position would have expired anyway, a viewer
-//! it knows nothing of reads from the primary.
+//! remembered for the viewer (see [`super::write_positions`]), and a
+//! replica serves that viewer only once it has replayed that far.
 
 use std::{
-    collections::{HashMap, VecDeque},
+    collections::VecDeque,
     sync::{
-        Arc, Mutex, Weak,
+        Arc, Weak,
         atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering},
     },
     time::{Duration, Instant},
@@ -25,30 +21,13 @@ use std::{
 
 use anyhow::Context as _;
 use diesel::{dsl::sql, sql_types::Nullable, sql_types::Text};
-use redis::{Script, aio::ConnectionManager};
 use uuid::Uuid;
 
-use super::{Database, PoolSettings};
-use crate::{config::Replicas, error::AppResult, telemetry::metrics_export};
-
-/// A position in the write-ahead log, as a number (`16/B374D848` is
-/// `0x16_B374D848`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
-pub struct Lsn(pub u64);
-
-impl std::str::FromStr for Lsn {
-    type Err = anyhow::Error;
-
-    fn from_str(s: &str) -> anyhow::Result<Self> {
-        let (high, low) = s
-            .split_once('/')
-            .with_context(|| format!("`{s}` is not a WAL position"))?;
-        let high =
-            u64::from_str_radix(high, 16).with_context(|| format!("`{s}`: bad high half"))?;
-        let low = u64::from_str_radix(low, 16).with_context(|| format!("`{s}`: bad low half"))?;
-        Ok(Self(high << 32 | low))
-    }
-}
+use super::{
+    Database, PoolSettings,
+    write_positions::{self, LastWrite, Lsn, WritePositionStore},
+};
+use crate::{config::Replicas, error::AppResult, redis::Backend, telemetry::metrics_export};
 
 /// Where the requests of this instance read. Cheap to clone; without
 /// replicas every read goes to the primary and nothing is polled.
@@ -58,7 +37,7 @@ pub struct ReadRouter(Option<Arc<Router>>);
 struct Router {
     primary: Database,
     replicas: Vec<Replica>,
-    positions: WritePositions,
+    positions: Arc<dyn WritePositionStore>,
     max_lag: Duration,
     /// Spreads readers over replicas.
     next: AtomicUsize,
@@ -117,12 +96,13 @@ impl Fallback {
 
 impl ReadRouter {
     /// Pools for `settings.urls` (none is contacted yet: a replica down at
-    /// start is skipped until it answers) and the task that polls them.
+    /// start is skipped until it answers) and the task that polls them;
+    /// viewers' write positions are kept in `positions`.
     pub async fn start(
         primary: &Database,
         settings: &Replicas,
         pool: &PoolSettings,
-        redis: Option<ConnectionManager>,
+        positions: &Backend,
     ) -> anyhow::Result<Self> {
         if settings.urls.0.is_empty() {
             return Ok(Self(None));
@@ -156,18 +136,7 @@ impl ReadRouter {
             });
         }
         let ttl = settings.max_lag * 2 + Duration::from_secs(10);
-        let positions = match redis {
-            Some(conn) => WritePositions::Redis {
-                conn,
-                raise: Script::new(RAISE_POSITION),
-                read: Script::new(READ_POSITION),
-                ttl,
-            },
-            None => WritePositions::Memory {
-                map: Mutex::default(),
-                ttl,
-            },
-        };
+        let positions = write_positions::store(positions, ttl);
         let router = Arc::new(Router {
             primary: primary.clone(),
             replicas,
@@ -364,146 +333,9 @@ fn lag(samples: &VecDeque<(Instant, Lsn)>, replayed: Lsn) -> Duration {
     }
 }
 
-/// Each viewer's last write position, for as long as it can matter: a
-/// replica within the lag bound has replayed anything older.
-enum WritePositions {
-    /// One instance's own; read your writes holds on that instance.
-    Memory {
-        map: Mutex<HashMap<Uuid, (Lsn, Instant)>>,
-        ttl: Duration,
-    },
-    /// Shared by every instance.
-    Redis {
-        conn: ConnectionManager,
-        raise: Script,
-        read: Script,
-        ttl: Duration,
-    },
-}
-
-/// What is known of a viewer's last write.
-enum LastWrite {
-    /// None recent enough to matter.
-    None,
-    At(Lsn),
-    /// The store may have lost it.
-    Forgotten,
-}
-
-/// Raises a viewer's position, never lowers it (two writes finishing out
-/// of order), and keeps it `ARGV[2]` ms; notes when the positions started
-/// being kept (`KEYS[2]`, in seconds), if no one has. It may go past
-/// `maxmemory`: a position refused would send the viewer to a replica
-/// without their write.
-const RAISE_POSITION: &str = r"#!lua flags=allow-oom
-redis.call('SET', KEYS[2], redis.call('TIME')[1], 'NX')
-local current = tonumber(redis.call('GET', KEYS[1]) or '0')
-if tonumber(ARGV[1]) > current then
-  redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
-else
-  redis.call('PEXPIRE', KEYS[1], ARGV[2])
-end
-return 1
-";
-
-/// A viewer's position; with none, `forgotten` while the positions have
-/// been kept for less than `ARGV[1]` seconds (a position's lifetime), as
-/// one lost with the others may still matter. Positions found never kept
-/// (the keys were lost) start being kept now.
-const READ_POSITION: &str = r"#!lua flags=allow-oom
-local position = redis.call('GET', KEYS[1])
-if position then return position end
-local now = redis.call('TIME')[1]
-local since = redis.call('GET', KEYS[2])
-if not since then
-  redis.call('SET', KEYS[2], now)
-  return 'forgotten'
-end
-if tonumber(now) - tonumber(since) < tonumber(ARGV[1]) then return 'forgotten' end
-return 'none'
-";
-
-const POSITION_KEY: &str = "conduit:wal:";
-/// When the positions in Redis started being kept.
-const POSITIONS_SINCE_KEY: &str = "conduit:wal:since";
-
-/// Entries past which the memory store sweeps out expired ones.
-const MEMORY_SWEEP_AT: usize = 10_000;
-
-impl WritePositions {
-    async fn get(&self, user: Uuid) -> anyhow::Result<LastWrite> {
-        match self {
-            Self::Memory { map, ttl } => Ok(map
-                .lock()
-                .expect("positions lock")
-                .get(&user)
-                .filter(|(_, at)| at.elapsed() < *ttl)
-                .map_or(LastWrite::None, |(position, _)| LastWrite::At(*position))),
-            Self::Redis {
-                conn, read, ttl, ..
-            } => {
-                let known: String = read
-                    .key(format!("{POSITION_KEY}{user}"))
-                    .key(POSITIONS_SINCE_KEY)
-                    // Both ends in whole seconds, rounded down: a second more.
-                    .arg(ttl.as_secs_f64().ceil() as u64 + 1)
-                    .invoke_async(&mut conn.clone())
-                    .await
-                    .context("reading a write position in Redis")?;
-                Ok(match known.as_str() {
-                    "none" => LastWrite::None,
-                    "forgotten" => LastWrite::Forgotten,
-                    position => LastWrite::At(Lsn(position
-                        .parse()
-                        .context("a write position in Redis")?)),
-                })
-            }
-        }
-    }
-
-    async fn raise(&self, users: &[Uuid], position: Lsn) -> anyhow::Result<()> {
-        match self {
-            Self::Memory { map, ttl } => {
-                let mut map = map.lock().expect("positions lock");
-                if map.len() >= MEMORY_SWEEP_AT {
-                    map.retain(|_, (_, at)| at.elapsed() < *ttl);
-                }
-                for user in users {
-                    let entry = map.entry(*user).or_insert((position, Instant::now()));
-                    *entry = (entry.0.max(position), Instant::now());
-                }
-                Ok(())
-            }
-            Self::Redis {
-                conn, raise, ttl, ..
-            } => {
-                for user in users {
-                    let _: i64 = raise
-                        .key(format!("{POSITION_KEY}{user}"))
-                        .key(POSITIONS_SINCE_KEY)
-                        .arg(position.0)
-                        .arg(u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX))
-                        .invoke_async(&mut conn.clone())
-                        .await
-                        .context("raising a write position in Redis")?;
-                }
-                Ok(())
-            }
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn reads_wal_positions() {
-        assert_eq!("0/0".parse::<Lsn>().unwrap(), Lsn(0));
-        assert_eq!("16/B374D848".parse::<Lsn>().unwrap(), Lsn(0x16_B374_D848));
-        assert!("16B374D848".parse::<Lsn>().is_err());
-        assert!("x/1".parse::<Lsn>().is_err());
-    }
 
     #[test]
     fn lag_is_the_age_of_the_oldest_write_not_replayed() {

@@ -4,7 +4,8 @@
 //!
 //! Windows are fixed: the first charge opens one and it lasts the window's
 //! length. The store is a trait: [`memory::MemoryStore`] for a single
-//! instance, [`redis::RedisStore`] to share budgets across instances.
+//! instance, [`redis::RedisStore`] to share budgets across instances,
+//! picked from the [`Backend`] (`RATE_LIMIT_STORE`) once at start-up.
 
 pub mod memory;
 pub mod redis;
@@ -14,7 +15,10 @@ use std::{net::IpAddr, sync::Arc, time::Duration};
 use chrono::{DateTime, Utc};
 use uuid::Uuid;
 
-use crate::error::{AppError, AppResult};
+use crate::{
+    error::{AppError, AppResult},
+    redis::Backend,
+};
 
 /// Where charges are counted.
 #[async_trait::async_trait]
@@ -79,7 +83,15 @@ pub struct RateLimiter {
 }
 
 impl RateLimiter {
-    pub fn new(store: Arc<dyn RateLimitStore>, budgets: Budgets) -> Self {
+    /// Budgets counted in `backend`; in Redis, under keys beginning with
+    /// `redis_prefix`.
+    pub fn new(backend: &Backend, redis_prefix: &str, budgets: Budgets) -> Self {
+        let store: Arc<dyn RateLimitStore> = match backend {
+            Backend::Memory => Arc::new(memory::MemoryStore::default()),
+            Backend::Redis(connection) => {
+                Arc::new(redis::RedisStore::new(connection.clone(), redis_prefix))
+            }
+        };
         Self { store, budgets }
     }
 

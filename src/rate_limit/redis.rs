@@ -33,57 +33,6 @@ pub struct RedisStore {
     prefix: String,
 }
 
-/// The one Redis connection of a process, shared by every store that
-/// uses Redis (it multiplexes commands). A Redis that may evict keys is
-/// refused (see [`refuse_eviction`]).
-pub async fn connect(url: &str) -> anyhow::Result<ConnectionManager> {
-    let client = redis::Client::open(url).with_context(|| format!("invalid REDIS_URL `{url}`"))?;
-    let mut connection = ConnectionManager::new(client)
-        .await
-        .with_context(|| format!("failed to connect to Redis at {url}"))?;
-    refuse_eviction(&mut connection).await?;
-    Ok(connection)
-}
-
-/// Every store in Redis is right only while Redis drops no key on its
-/// own: an evicted invalidation mark or tag list lets the response cache
-/// keep or serve a stale page, an evicted write position sends a viewer
-/// to a replica without their write, an evicted budget starts afresh.
-/// `noeviction` (Redis's default) refuses growing writes at `maxmemory`
-/// instead, which each store survives; with `maxmemory 0` nothing is
-/// evicted. Read from `INFO`, which managed services keep when they turn
-/// `CONFIG` off.
-async fn refuse_eviction(connection: &mut ConnectionManager) -> anyhow::Result<()> {
-    let info: redis::InfoDict = match redis::cmd("INFO")
-        .arg("memory")
-        .query_async(connection)
-        .await
-    {
-        Ok(info) => info,
-        Err(e) => {
-            tracing::warn!(error = %e, "Redis's eviction policy could not be read (INFO memory); it must be noeviction");
-            return Ok(());
-        }
-    };
-    let limit: Option<u64> = info.get("maxmemory");
-    let policy: Option<String> = info.get("maxmemory_policy");
-    match (limit, policy) {
-        (Some(0), _) => Ok(()),
-        (Some(_), Some(policy)) if policy == "noeviction" => Ok(()),
-        (Some(limit), Some(policy)) => anyhow::bail!(
-            "Redis may evict keys (maxmemory {limit} bytes, maxmemory-policy {policy}); \
-             set maxmemory-policy noeviction, or maxmemory 0: an evicted key would let the \
-             response cache serve stale pages and viewers miss their own writes"
-        ),
-        _ => {
-            tracing::warn!(
-                "Redis does not report maxmemory and maxmemory_policy (INFO memory); the policy must be noeviction"
-            );
-            Ok(())
-        }
-    }
-}
-
 impl RedisStore {
     pub fn new(connection: ConnectionManager, prefix: &str) -> Self {
         Self {

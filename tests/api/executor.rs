@@ -5,13 +5,14 @@
 use async_graphql::{BatchResponse, Request};
 use conduit::{
     auth::TokenRejection,
-    config::{Config, PersistedQueryStore},
+    config::Config,
     graphql::{
         build_schema,
         cache::ResponseCache,
         executor::{Answer, Caller, Executed, Executor, Operations},
         persisted::PersistedDocuments,
     },
+    redis::Backend,
 };
 use serde_json::{Value, json};
 
@@ -22,8 +23,8 @@ fn executor(app: &TestApp, configure: impl FnOnce(&mut Config)) -> Executor {
     Executor::new(
         app.state.clone(),
         build_schema(Some(app.state.clone()), &config),
-        PersistedDocuments::from_config(PersistedQueryStore::Memory, None, None).unwrap(),
-        ResponseCache::new(&config.response_cache, None).unwrap(),
+        PersistedDocuments::new(Some(&Backend::Memory), None).unwrap(),
+        ResponseCache::new(Some(&Backend::Memory), &config.response_cache),
         &config,
     )
 }

@@ -161,7 +161,7 @@ async fn persisted_documents_meet_the_same_limits_and_method_rules() {
 async fn instances_sharing_redis_share_persisted_queries() {
     let settings = |c: &mut Config| {
         c.persisted_queries = PersistedQueryStore::Redis;
-        c.rate_limits.redis_url = redis_url();
+        c.redis.url = redis_url();
     };
     let a = TestApp::spawn_with(settings).await;
     let b = TestApp::spawn_with(settings).await;
@@ -298,9 +298,7 @@ mod tempfile_path {
 
 /// Whether Redis holds the automatic persisted query `hash`.
 async fn kept_in_redis(hash: &str) -> bool {
-    let mut redis = conduit::rate_limit::redis::connect(&redis_url())
-        .await
-        .unwrap();
+    let mut redis = conduit::redis::connect(&redis_url()).await.unwrap();
     redis::cmd("EXISTS")
         .arg(format!("conduit:apq:{hash}"))
         .query_async(&mut redis)
@@ -322,7 +320,7 @@ async fn spawn_keeping_in(
 ) -> TestApp {
     TestApp::spawn_with(|c| {
         c.persisted_queries = store;
-        c.rate_limits.redis_url = redis_url();
+        c.redis.url = redis_url();
         configure(c);
     })
     .await

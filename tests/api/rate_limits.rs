@@ -50,7 +50,7 @@ fn redis_prefix() -> String {
 async fn spawn_on_redis(prefix: &str, configure: impl FnOnce(&mut Config)) -> TestApp {
     TestApp::spawn_with(|c| {
         c.rate_limits.store = RateLimitStoreKind::Redis;
-        c.rate_limits.redis_url = redis_url();
+        c.redis.url = redis_url();
         c.rate_limits.redis_key_prefix = prefix.to_owned();
         configure(c);
     })
@@ -288,9 +288,7 @@ async fn a_failing_store_refuses_sign_in_and_admits_queries() {
     let prefix = redis_prefix();
     let app = spawn_on_redis(&prefix, |c| c.rate_limits.points = 100).await;
     app.sign_up("jake", "jake@example.com").await;
-    let mut redis = conduit::rate_limit::redis::connect(&redis_url())
-        .await
-        .unwrap();
+    let mut redis = conduit::redis::connect(&redis_url()).await.unwrap();
     for key in ["signin:a:jake@example.com", "q:ip:127.0.0.1"] {
         redis::cmd("DEL")
             .arg(format!("{prefix}{key}"))

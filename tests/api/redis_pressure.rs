@@ -33,7 +33,7 @@ fn each_redis_store(db: &TestDatabase, redis: &RedisServer) -> Vec<Config> {
         .map(|store| {
             test_config(&db.url, |c| {
                 c.jobs.workers = 0;
-                c.rate_limits.redis_url = redis.url.clone();
+                c.redis.url = redis.url.clone();
                 store(c);
             })
         })
@@ -85,7 +85,7 @@ async fn cached_instances(redis: &RedisServer) -> (TestApp, TestApp, TestApp) {
     let cached = |c: &mut Config| {
         c.jobs.workers = 0;
         c.response_cache.store = ResponseCacheStore::Redis;
-        c.rate_limits.redis_url = redis.url.clone();
+        c.redis.url = redis.url.clone();
     };
     let a = TestApp::spawn_on(TestDatabase::create().await, cached).await;
     let b = TestApp::spawn_on(a.db.share(), cached).await;
@@ -283,7 +283,7 @@ async fn with_redis_full_signing_in_still_counts_against_its_budget() {
     let app = TestApp::spawn_with(|c| {
         c.jobs.workers = 0;
         c.rate_limits.store = RateLimitStoreKind::Redis;
-        c.rate_limits.redis_url = redis.url.clone();
+        c.redis.url = redis.url.clone();
     })
     .await;
     app.signed_in_user("before").await;
@@ -326,7 +326,7 @@ async fn a_writer_reads_their_write_after_redis_lost_its_positions_or_filled_up(
         c.response_cache.store = ResponseCacheStore::Off;
         // Write positions are kept in Redis whenever a store is.
         c.persisted_queries = PersistedQueryStore::Redis;
-        c.rate_limits.redis_url = redis.url.clone();
+        c.redis.url = redis.url.clone();
     })
     .await;
     let writer = app.signed_in_user("writer").await;

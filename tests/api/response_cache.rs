@@ -42,7 +42,7 @@ pub async fn instances_with(
         c.jobs.workers = 0;
         c.response_cache.store = store;
         c.response_cache.redis_prefix = prefix.clone();
-        c.rate_limits.redis_url =
+        c.redis.url =
             std::env::var("REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".into());
     };
     let a = TestApp::spawn_on(TestDatabase::create().await, cached).await;

@@ -22,12 +22,19 @@
 //!   be checked against may be lost. Found missing, the cache is cleared
 //!   and a new incarnation begins; reads meanwhile miss.
 
-use std::time::Duration;
+use std::{
+    sync::{
+        Arc,
+        atomic::{AtomicBool, Ordering},
+    },
+    time::Duration,
+};
 
 use anyhow::Context;
 use redis::{Script, aio::ConnectionManager};
 
-use super::Ticket;
+use super::{Key, ResponseStore, Stored, Tag, Ticket, hex};
+use crate::telemetry::metrics_export;
 
 const GET: &str = r"#!lua flags=no-writes
 local p = ARGV[1]
@@ -91,8 +98,97 @@ redis.call('INCR', ARGV[1] .. 'epoch')
 return gen
 ";
 
+/// The response cache in Redis, for every instance.
+pub struct RedisResponses {
+    shared: Arc<Shared>,
+    /// Redis missed an invalidation: nothing is read from it until it is
+    /// cleared.
+    suspect: Arc<AtomicBool>,
+}
+
+impl RedisResponses {
+    /// Entries kept `ttl` under keys beginning with `prefix`.
+    pub fn new(connection: ConnectionManager, prefix: &str, ttl: Duration) -> Self {
+        Self {
+            shared: Arc::new(Shared::new(connection, prefix, ttl)),
+            suspect: Arc::new(AtomicBool::new(false)),
+        }
+    }
+
+    /// Redis missed an invalidation: reads stop until a clear succeeds,
+    /// retried in the background.
+    fn distrust(&self) {
+        if self.suspect.swap(true, Ordering::AcqRel) {
+            return;
+        }
+        let shared = self.shared.clone();
+        let suspect = self.suspect.clone();
+        tokio::spawn(async move {
+            while shared.clear().await.is_err() {
+                tokio::time::sleep(Duration::from_millis(500)).await;
+            }
+            suspect.store(false, Ordering::Release);
+            tracing::info!("response cache in Redis cleared after a lost invalidation");
+        });
+    }
+}
+
+#[async_trait::async_trait]
+impl ResponseStore for RedisResponses {
+    async fn get(&self, key: &Key) -> Option<Arc<Stored>> {
+        if self.suspect.load(Ordering::Acquire) {
+            return None;
+        }
+        match self.shared.get(&hex(key)).await {
+            Ok(found) => found.and_then(|bytes| Stored::decode(&bytes)).map(Arc::new),
+            Err(e) => {
+                tracing::warn!(error = format!("{e:#}"), "response cache unavailable");
+                None
+            }
+        }
+    }
+
+    async fn ticket(&self) -> Option<Ticket> {
+        self.shared.ticket().await.ok()
+    }
+
+    async fn put(&self, ticket: Ticket, key: Key, stored: &Arc<Stored>) {
+        let kept = self
+            .shared
+            .put(&hex(&key), &stored.encode(), &stored.tags, ticket)
+            .await;
+        match kept {
+            Ok(Put::Kept) => {}
+            Ok(Put::Stale) => metrics_export::record_response_cache("stale_refused"),
+            // Served all the same; Redis has room again as entries expire.
+            Ok(Put::Full) => metrics_export::record_response_cache("full"),
+            Err(e) => tracing::warn!(error = format!("{e:#}"), "response not cached"),
+        }
+    }
+
+    async fn invalidate(&self, tags: &[Tag]) {
+        if tags.is_empty() {
+            return;
+        }
+        match self.shared.invalidate(tags).await {
+            Ok(dropped) => metrics_export::record_response_cache_invalidations(dropped),
+            Err(e) => {
+                tracing::warn!(error = format!("{e:#}"), "response cache invalidation lost");
+                self.distrust();
+            }
+        }
+    }
+
+    async fn clear(&self) {
+        if let Err(e) = self.shared.clear().await {
+            tracing::warn!(error = format!("{e:#}"), "response cache clear failed");
+            self.distrust();
+        }
+    }
+}
+
 /// What became of a response offered to Redis.
-pub enum Put {
+enum Put {
     Kept,
     /// One of its tags was invalidated since it started, or the keys it
     /// would be checked against were lost.
@@ -101,7 +197,8 @@ pub enum Put {
     Full,
 }
 
-pub struct Shared {
+/// The scripts, over the connection.
+struct Shared {
     connection: ConnectionManager,
     prefix: String,
     ttl: Duration,
@@ -113,7 +210,7 @@ pub struct Shared {
 }
 
 impl Shared {
-    pub fn new(connection: ConnectionManager, prefix: &str, ttl: Duration) -> Self {
+    fn new(connection: ConnectionManager, prefix: &str, ttl: Duration) -> Self {
         Self {
             connection,
             prefix: prefix.to_owned(),
@@ -131,7 +228,7 @@ impl Shared {
     }
 
     /// The stored bytes under `key`.
-    pub async fn get(&self, key: &str) -> anyhow::Result<Option<Vec<u8>>> {
+    async fn get(&self, key: &str) -> anyhow::Result<Option<Vec<u8>>> {
         let mut connection = self.connection.clone();
         self.get
             .arg(&self.prefix)
@@ -143,7 +240,7 @@ impl Shared {
 
     /// The number of the last invalidation, which a response starts at,
     /// and the incarnation of the keys it is checked against.
-    pub async fn ticket(&self) -> anyhow::Result<Ticket> {
+    async fn ticket(&self) -> anyhow::Result<Ticket> {
         let mut connection = self.connection.clone();
         // The incarnation to begin if the keys were lost, drawn afresh
         // each time: one drawn per process would come back after a second
@@ -164,11 +261,11 @@ impl Shared {
 
     /// Stores `value` under `key` with `tags`, unless one of them was
     /// invalidated since `ticket` or the keys' incarnation changed.
-    pub async fn put(
+    async fn put(
         &self,
         key: &str,
         value: &[u8],
-        tags: &[super::Tag],
+        tags: &[Tag],
         ticket: Ticket,
     ) -> anyhow::Result<Put> {
         let mut connection = self.connection.clone();
@@ -192,7 +289,7 @@ impl Shared {
     }
 
     /// Drops the entries tagged with `tags`; how many.
-    pub async fn invalidate(&self, tags: &[super::Tag]) -> anyhow::Result<usize> {
+    async fn invalidate(&self, tags: &[Tag]) -> anyhow::Result<usize> {
         let mut connection = self.connection.clone();
         let mut invocation = self.invalidate.prepare_invoke();
         invocation.arg(&self.prefix).arg(self.ttl_ms());
@@ -206,7 +303,7 @@ impl Shared {
     }
 
     /// Drops everything, for every instance.
-    pub async fn clear(&self) -> anyhow::Result<()> {
+    async fn clear(&self) -> anyhow::Result<()> {
         let mut connection = self.connection.clone();
         let _: u64 = self
             .clear

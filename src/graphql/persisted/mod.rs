@@ -14,33 +14,28 @@
 //!
 //! Either way the text is put back on the request before anything else sees
 //! it, so limits, rate limits and logging treat both forms alike.
+//!
+//! The automatic store is a [`DocumentStore`]: [`memory::MemoryDocuments`]
+//! for one instance, [`redis::RedisDocuments`] for many, picked from the
+//! [`Backend`] (`PERSISTED_QUERIES`) once at start-up.
 
-use std::{
-    collections::HashMap,
-    num::NonZeroUsize,
-    path::Path,
-    sync::{Arc, Mutex},
-    time::Duration,
-};
+pub mod memory;
+pub mod redis;
+
+use std::{collections::HashMap, path::Path, sync::Arc};
 
 use anyhow::Context;
 use async_graphql::Request;
-use redis::aio::ConnectionManager;
 use sha2::{Digest, Sha256};
 
 use crate::{
-    config::PersistedQueryStore,
     error::{ClientError, ErrorCode},
+    redis::Backend,
 };
 
 /// Longest document the automatic cache keeps; longer ones still run, the
 /// client just keeps sending their text.
 const MAX_STORED_BYTES: usize = 16 * 1024;
-/// Documents the in-process cache keeps (at most 16 MiB with the cap above).
-const MEMORY_CAPACITY: usize = 1024;
-/// How long Redis keeps a document nobody asked for.
-const REDIS_TTL: Duration = Duration::from_secs(7 * 24 * 3600);
-const REDIS_PREFIX: &str = "conduit:apq:";
 /// Keeping a document costs one rate-limit point per this many bytes of
 /// it, on top of running it, so what a caller can keep per window is
 /// bounded by its budget (a 16 KiB document, the longest kept, costs 1024).
@@ -103,40 +98,41 @@ impl Registration {
     }
 }
 
+/// Where automatically persisted documents are kept, by hash.
+#[async_trait::async_trait]
+pub trait DocumentStore: Send + Sync {
+    /// The document kept under `hash`. A store that cannot answer finds
+    /// nothing: it costs the client a round trip with the text, not the
+    /// request.
+    async fn get(&self, hash: &str) -> Option<Arc<str>>;
+
+    /// Keeps `document` under `hash`; a store that cannot keep it logs
+    /// why, and the client keeps sending the text.
+    async fn set(&self, hash: String, document: &str);
+}
+
 pub enum PersistedDocuments {
     /// Hash-only requests are refused with `PERSISTED_QUERY_NOT_SUPPORTED`.
     Off,
-    Automatic(Store),
+    Automatic(Arc<dyn DocumentStore>),
     /// Hash → document, from the manifest.
     Trusted(HashMap<String, Arc<str>>),
 }
 
-pub enum Store {
-    Memory(Mutex<lru::LruCache<String, Arc<str>>>),
-    Redis(ConnectionManager),
-}
-
 impl PersistedDocuments {
-    /// `redis` is the process's Redis connection, present whenever `store`
-    /// is `Redis`.
-    pub fn from_config(
-        store: PersistedQueryStore,
-        redis: Option<&ConnectionManager>,
-        trusted: Option<&Path>,
-    ) -> anyhow::Result<Self> {
+    /// Trusted documents when a manifest is given; else automatic
+    /// persisted queries kept in `backend`, or none when that is `None`
+    /// (`PERSISTED_QUERIES=off`).
+    pub fn new(backend: Option<&Backend>, trusted: Option<&Path>) -> anyhow::Result<Self> {
         if let Some(path) = trusted {
             return Self::trusted_from_file(path);
         }
-        Ok(match store {
-            PersistedQueryStore::Off => Self::Off,
-            PersistedQueryStore::Memory => Self::Automatic(Store::Memory(Mutex::new(
-                lru::LruCache::new(NonZeroUsize::new(MEMORY_CAPACITY).expect("non-zero")),
-            ))),
-            PersistedQueryStore::Redis => Self::Automatic(Store::Redis(
-                redis
-                    .context("PERSISTED_QUERIES=redis needs a Redis connection")?
-                    .clone(),
-            )),
+        Ok(match backend {
+            None => Self::Off,
+            Some(Backend::Memory) => Self::Automatic(Arc::new(memory::MemoryDocuments::default())),
+            Some(Backend::Redis(connection)) => {
+                Self::Automatic(Arc::new(redis::RedisDocuments::new(connection.clone())))
+            }
         })
     }
 
@@ -246,57 +242,6 @@ impl PersistedDocuments {
     }
 }
 
-impl Store {
-    async fn get(&self, hash: &str) -> Option<Arc<str>> {
-        match self {
-            Self::Memory(cache) => cache
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .get(hash)
-                .cloned(),
-            Self::Redis(connection) => {
-                let mut connection = connection.clone();
-                let found: redis::RedisResult<Option<String>> = redis::cmd("GETEX")
-                    .arg(format!("{REDIS_PREFIX}{hash}"))
-                    .arg("EX")
-                    .arg(REDIS_TTL.as_secs())
-                    .query_async(&mut connection)
-                    .await;
-                // A Redis outage costs a round trip with the text, not the request.
-                found
-                    .inspect_err(|e| tracing::warn!(error = %e, "persisted query lookup failed"))
-                    .ok()
-                    .flatten()
-                    .map(Arc::from)
-            }
-        }
-    }
-
-    async fn set(&self, hash: String, document: &str) {
-        match self {
-            Self::Memory(cache) => {
-                cache
-                    .lock()
-                    .unwrap_or_else(|e| e.into_inner())
-                    .put(hash, Arc::from(document));
-            }
-            Self::Redis(connection) => {
-                let mut connection = connection.clone();
-                let stored: redis::RedisResult<()> = redis::cmd("SET")
-                    .arg(format!("{REDIS_PREFIX}{hash}"))
-                    .arg(document)
-                    .arg("EX")
-                    .arg(REDIS_TTL.as_secs())
-                    .query_async(&mut connection)
-                    .await;
-                if let Err(e) = stored {
-                    tracing::warn!(error = %e, "failed to store a persisted query");
-                }
-            }
-        }
-    }
-}
-
 /// Removes Apollo's `persistedQuery` extension from `request` and returns
 /// its hash.
 fn take_persisted_query(request: &mut Request) -> Result<Option<String>, PersistedQueryError> {
@@ -349,9 +294,7 @@ mod tests {
     use super::*;
 
     fn automatic() -> PersistedDocuments {
-        PersistedDocuments::Automatic(Store::Memory(Mutex::new(lru::LruCache::new(
-            NonZeroUsize::new(2).unwrap(),
-        ))))
+        PersistedDocuments::Automatic(Arc::new(memory::MemoryDocuments::with_capacity(2)))
     }
 
     fn by_hash(hash: &str) -> Request {
