@@ -23,6 +23,6 @@ mod replication;
 mod socket;
 
 pub use self::{
-    app::*, assertions::*, client::*, config::*, database::*, fixtures::*, metrics::Metrics,
-    process::*, receiver::*, redis::*, relay::*, replication::*, socket::Socket,
+    app::*, assertions::*, client::*, config::*, database::*, fixtures::*, process::*, receiver::*,
+    redis::*, relay::*, replication::*, socket::Socket,
 };
