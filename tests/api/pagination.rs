@@ -38,7 +38,7 @@ fn uuid_of(global_id: &Value) -> uuid::Uuid {
 /// The order lists promise, worked out here from what the test made:
 /// newest first, and among equal times the greater id first.
 fn newest_first(mut rows: Vec<(i64, uuid::Uuid, String)>) -> Vec<String> {
-    rows.sort_by(|a, b| (b.0, b.1).cmp(&(a.0, a.1)));
+    rows.sort_by_key(|row| std::cmp::Reverse((row.0, row.1)));
     rows.into_iter().map(|(_, _, title)| title).collect()
 }
 
