@@ -1,6 +1,6 @@
 // Runs the graphql-http package's server audit (GraphQL over HTTP spec)
-// against a running server. Fails when any MUST fails; reports SHOULD and
-// MAY results.
+// against a running server. Fails when any MUST or SHOULD fails (the README
+// promises every one of both passes); reports MAY results.
 //   node graphql-http-audit.mjs http://127.0.0.1:8080/graphql
 import { serverAudits } from 'graphql-http';
 
@@ -25,4 +25,5 @@ for (const audit of serverAudits({ url })) {
 for (const level of ['MUST', 'SHOULD', 'MAY']) {
   console.log(`graphql-http audit ${level}: ${passed[level]} of ${total[level]} passed`);
 }
-process.exit(passed.MUST === total.MUST ? 0 : 1);
+const kept = ['MUST', 'SHOULD'].every((level) => passed[level] === total[level]);
+process.exit(kept && total.MUST > 0 ? 0 : 1);

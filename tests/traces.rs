@@ -97,13 +97,17 @@ async fn a_home_page_request_is_one_trace_of_request_operation_loader_and_sql_sp
             .await;
     }
 
+    // A value that reaches PostgreSQL only as a bind value: no span may
+    // carry it.
+    let bind_value = format!("nobody-{}", uuid::Uuid::new_v4().simple());
     let response = app
         .client
         .post(app.url("/graphql"))
         .header("traceparent", format!("00-{TRACE_ID}-{CALLER_SPAN}-01"))
         .json(&json!({
-            "query": "query HomePage { articles(first: 10) { edges { node { title tagList author { username } } } } tags }",
+            "query": "query HomePage($who: String!) { articles(first: 10) { edges { node { title tagList author { username } } } } tags user(username: $who) { username } }",
             "operationName": "HomePage",
+            "variables": { "who": bind_value },
         }))
         .send()
         .await
@@ -118,6 +122,7 @@ async fn a_home_page_request_is_one_trace_of_request_operation_loader_and_sql_sp
         body["data"]["articles"]["edges"].as_array().unwrap().len(),
         3
     );
+    assert_eq!(body["data"]["user"], serde_json::Value::Null, "{body}");
 
     // The batch processor sends every 500 ms; wait for the request's spans.
     let deadline = Instant::now() + Duration::from_secs(10);
@@ -195,9 +200,37 @@ async fn a_home_page_request_is_one_trace_of_request_operation_loader_and_sql_sp
         );
         let text = &attributes(&statement.attributes)["db.statement"];
         assert!(text.contains("FROM") || text.contains("SELECT"), "{text}");
-        assert!(!text.contains("binds"), "{text}");
     }
     assert!(under_loaders >= 1, "{names:?}");
+    // The statement that looked the name up is there, with its text...
+    let texts: Vec<String> = statements
+        .iter()
+        .map(|s| attributes(&s.attributes)["db.statement"].clone())
+        .collect();
+    assert!(
+        texts
+            .iter()
+            .any(|t| t.contains("username") && t.contains('$')),
+        "no statement looked the user up: {texts:?}"
+    );
+    // ...and the name itself is nowhere: in no attribute, event or name
+    // of any span exported, nor of their resources.
+    for (resource, span) in received.lock().unwrap().iter() {
+        let mut carried: Vec<String> = attributes(&span.attributes).into_values().collect();
+        carried.extend(resource.values().cloned());
+        carried.push(span.name.clone());
+        for event in &span.events {
+            carried.push(event.name.clone());
+            carried.extend(attributes(&event.attributes).into_values());
+        }
+        for value in carried {
+            assert!(
+                !value.contains(&bind_value),
+                "span {} carries the bind value: {value}",
+                span.name
+            );
+        }
+    }
 
     // Every span has its timing, inside its parent's.
     for span in [request, operation]

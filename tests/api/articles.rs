@@ -250,7 +250,7 @@ async fn unknown_and_malformed_ids_are_not_found_and_bad_input() {
             .await;
         assert_eq!(response.error_code(), Some("BAD_USER_INPUT"), "{bad}");
     }
-    let response = app.favorite(&jake.token, &unknown).await;
+    let response = app.try_favorite(&jake.token, &unknown).await;
     assert_eq!(response.error_code(), Some("NOT_FOUND"));
 }
 
@@ -271,7 +271,8 @@ async fn a_deleted_article_vanishes_from_every_list_and_count() {
         .await;
     app.favorite(&anne.token, gone["id"].as_str().unwrap())
         .await;
-    app.query_as(&anne.token, "mutation($id: ID!) { addComment(input: { articleId: $id, body: \"hi\" }) { errors { code } } }", json!({ "id": gone["id"] })).await;
+    app.comment(&anne.token, gone["id"].as_str().unwrap(), "hi")
+        .await;
 
     let deleted = app
         .query_as(&jake.token, DELETE, json!({ "id": gone["id"] }))
@@ -319,7 +320,7 @@ async fn a_deleted_article_vanishes_from_every_list_and_count() {
         .await;
     assert_eq!(again.error_code(), Some("NOT_FOUND"));
     let favorite = app
-        .favorite(&anne.token, gone["id"].as_str().unwrap())
+        .try_favorite(&anne.token, gone["id"].as_str().unwrap())
         .await;
     assert_eq!(favorite.error_code(), Some("NOT_FOUND"));
 }

@@ -100,29 +100,68 @@ async fn a_rolled_back_write_enqueues_nothing() {
 
 #[tokio::test]
 async fn a_job_that_keeps_failing_is_retried_with_backoff_then_stays_failed() {
+    // A kind no worker knows, and no other test enqueues.
+    const KIND: &str = "no.such.kind";
     let app = TestApp::spawn().await;
+    let before = app.scrape().await;
     app.db
-        .execute("INSERT INTO jobs (kind, max_attempts) VALUES ('no.such.kind', 2)")
+        .execute(&format!(
+            "INSERT INTO jobs (kind, max_attempts) VALUES ('{KIND}', 3)"
+        ))
         .await;
+    // After each failure the job is queued again, due after a wait that
+    // doubles (two seconds, then four), each a random half to all of it:
+    // read off the row while it waits.
+    let mut waits = Vec::new();
+    for attempts in 1..=2 {
+        wait_until(
+            &app.db,
+            &format!(
+                "SELECT count(*) FROM jobs WHERE kind = '{KIND}' AND state = 'queued' AND attempts = {attempts}"
+            ),
+            1,
+            Duration::from_secs(15),
+        )
+        .await;
+        let wait = app
+            .db
+            .count(&format!(
+                "SELECT (extract(epoch FROM run_at - updated_at) * 1000)::bigint FROM jobs WHERE kind = '{KIND}'"
+            ))
+            .await;
+        waits.push(wait);
+    }
+    println!("backoff before attempts 2 and 3: {waits:?} ms");
+    assert!((1000..=2000).contains(&waits[0]), "{waits:?}");
+    assert!((2000..=4000).contains(&waits[1]), "{waits:?}");
     wait_until(
         &app.db,
-        "SELECT count(*) FROM jobs WHERE kind = 'no.such.kind' AND state = 'failed' AND attempts = 2",
+        &format!(
+            "SELECT count(*) FROM jobs WHERE kind = '{KIND}' AND state = 'failed' AND attempts = 3"
+        ),
         1,
         Duration::from_secs(15),
     )
     .await;
     let error = app
         .db
-        .count("SELECT count(*) FROM jobs WHERE kind = 'no.such.kind' AND last_error LIKE '%no worker knows%'")
+        .count(&format!(
+            "SELECT count(*) FROM jobs WHERE kind = '{KIND}' AND last_error LIKE '%no worker knows%'"
+        ))
         .await;
     assert_eq!(error, 1);
-    // The failure and the retry before it are counted.
-    let metrics = app.metrics().await;
-    assert!(
-        metrics.contains("jobs_total{kind=\"no.such.kind\",outcome=\"failed\"}"),
-        "{metrics}"
-    );
-    assert!(metrics.contains("jobs_total{kind=\"no.such.kind\",outcome=\"retried\"}"));
+    // The failure and the retries before it are counted (the kind is this
+    // test's alone).
+    let after = app.scrape().await;
+    for (outcome, times) in [("failed", 1.0), ("retried", 2.0)] {
+        let labels = [("kind", KIND), ("outcome", outcome)];
+        assert_eq!(
+            after.value("jobs_total", &labels) - before.value("jobs_total", &labels),
+            times,
+            "{outcome}: {}",
+            after.text()
+        );
+    }
 }
 
 #[tokio::test]
@@ -291,9 +330,84 @@ async fn no_delivery_is_lost_when_a_server_is_killed_mid_flight() {
     );
     // Every event arrived; deduplicating on the id, each is processed once.
     assert_eq!(processed.len(), EVENTS);
+    // The requests open at the kill (received, never answered) were sent
+    // again after the restart, under the id they had: a retried delivery
+    // keeps its webhook-id, and carries the same message.
+    let resent: Vec<&String> = processed
+        .iter()
+        .filter(|(_, n)| **n > 1)
+        .map(|(id, _)| id)
+        .collect();
+    assert!(
+        !resent.is_empty(),
+        "no webhook-id arrived twice, though requests were open at the kill"
+    );
+    for id in resent {
+        let bodies: std::collections::HashSet<&[u8]> = got
+            .iter()
+            .filter(|r| &r.id == id)
+            .map(|r| r.raw.as_slice())
+            .collect();
+        assert_eq!(bodies.len(), 1, "{id} carried different messages");
+    }
     let bodies: std::collections::HashSet<String> = got
         .iter()
         .map(|r| r.body["data"]["comment"]["id"].to_string())
         .collect();
     assert_eq!(bodies.len(), EVENTS, "one message per comment");
+}
+
+/// A job claimed by an instance that shuts down is handed back at once,
+/// its interrupted attempt not counted, and another instance runs it:
+/// well before the lease would have run out.
+#[tokio::test]
+async fn a_job_running_at_shutdown_is_handed_back_for_another_instance() {
+    let receiver = Receiver::start().await;
+    // The attempt is still open when the shutdown's grace runs out.
+    receiver.slow_down(Duration::from_secs(30));
+    let mut first = TestApp::spawn_with(|c| {
+        c.jobs.webhooks.allow_private_addresses = true;
+        c.jobs.lease = Duration::from_secs(300);
+        c.jobs.shutdown_grace = Duration::from_millis(200);
+    })
+    .await;
+    let alice = first.signed_in_user("alice").await;
+    let bob = first.signed_in_user("bob").await;
+    let created = first.query_as(
+        &alice.token,
+        "mutation($u: String!) { createWebhookEndpoint(input: { url: $u, eventTypes: [USER_FOLLOWED] }) { secret } }",
+        json!({ "u": receiver.url }),
+    )
+    .await;
+    assert!(
+        created.body["data"]["createWebhookEndpoint"]["secret"].is_string(),
+        "{}",
+        created.body
+    );
+    first.follow(&bob.token, "alice").await;
+    let sent = receiver.wait_for(1, Duration::from_secs(10)).await;
+    let delivering =
+        "SELECT count(*) FROM jobs WHERE kind = 'webhooks.deliver' AND state = 'running'";
+    assert_eq!(first.db.count(delivering).await, 1);
+
+    first.shut_down().await;
+    let handed_back =
+        "SELECT count(*) FROM jobs WHERE kind = 'webhooks.deliver' AND state = 'queued'
+        AND locked_by IS NULL AND attempts = 0 AND last_error = 'interrupted by a shutdown'";
+    assert_eq!(first.db.count(handed_back).await, 1);
+
+    receiver.slow_down(Duration::ZERO);
+    let _second = TestApp::spawn_on(first.db.share(), |c| {
+        c.jobs.webhooks.allow_private_addresses = true;
+    })
+    .await;
+    let got = receiver.wait_for(2, Duration::from_secs(20)).await;
+    assert_eq!(got[1].id, sent[0].id, "the same delivery, sent again");
+    wait_until(
+        &first.db,
+        "SELECT count(*) FROM webhook_deliveries WHERE status = 'succeeded'",
+        1,
+        Duration::from_secs(10),
+    )
+    .await;
 }

@@ -7,7 +7,7 @@ use conduit::{
 };
 use serde_json::{Value, json};
 
-use crate::helpers::{GraphQLResponse, TestApp, test_config};
+use crate::helpers::{GraphQLResponse, TestApp, redis_url, test_config};
 
 /// A document no other test (or earlier run, through Redis) has sent.
 fn fresh_document() -> String {
@@ -29,18 +29,11 @@ fn with_text(hash: &str, text: &str) -> Value {
 }
 
 async fn get(app: &TestApp, query_string: &str) -> GraphQLResponse {
-    let response = app
+    let request = app
         .client
         .get(app.url(&format!("/graphql?{query_string}")))
-        .header("accept", "application/json")
-        .send()
-        .await
-        .unwrap();
-    GraphQLResponse {
-        status: response.status().as_u16(),
-        headers: response.headers().clone(),
-        body: response.json().await.unwrap(),
-    }
+        .header("accept", "application/json");
+    app.send(request).await.into_graphql()
 }
 
 fn extensions_param(hash: &str) -> String {
@@ -50,10 +43,6 @@ fn extensions_param(hash: &str) -> String {
             .as_bytes(),
     )
     .collect()
-}
-
-fn redis_url() -> String {
-    std::env::var("REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".into())
 }
 
 #[tokio::test]
@@ -221,14 +210,14 @@ async fn trusted_documents_run_and_everything_else_is_refused() {
     assert!(refused.body.get("data").is_none_or(Value::is_null));
 
     let strict = app
-        .client
-        .post(app.url("/graphql"))
-        .header("accept", "application/graphql-response+json")
-        .json(&json!({ "query": other }))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(strict.status(), 400);
+        .send(
+            app.client
+                .post(app.url("/graphql"))
+                .header("accept", "application/graphql-response+json")
+                .json(&json!({ "query": other })),
+        )
+        .await;
+    assert_eq!(strict.status, 400);
 
     let registration = app.post(with_text(&sha256_hex(other), other), None).await;
     assert_eq!(

@@ -64,7 +64,7 @@ async fn follow_and_unfollow_are_idempotent_and_counted() {
 async fn following_yourself_is_refused_and_unknown_users_are_not_found() {
     let app = TestApp::spawn().await;
     let jake = app.signed_in_user("jake").await;
-    let response = app.follow(&jake.token, "jake").await;
+    let response = app.try_follow(&jake.token, "jake").await;
     assert_eq!(
         response.body["data"]["followUser"],
         json!({ "user": null, "errors": [{ "path": "id", "code": "INVALID" }] })

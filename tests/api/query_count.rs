@@ -69,6 +69,105 @@ async fn statements_for(
     (app.statements() - before, response.body)
 }
 
+/// The home page's statements as the documentation states them: every
+/// "home page costs N SQL statements ... (M when anonymous)" and every
+/// "home page's N statements" in the README and `docs/`, by file. The
+/// phrases are the marker: wherever the text moves, the test finds it.
+fn documented_home_page_statements() -> Vec<(String, u64, Option<u64>)> {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    let mut files = vec![root.join("README.md")];
+    let mut folders = vec![root.join("docs")];
+    while let Some(folder) = folders.pop() {
+        let Ok(entries) = std::fs::read_dir(&folder) else {
+            continue;
+        };
+        for entry in entries {
+            let path = entry.unwrap().path();
+            if path.is_dir() {
+                folders.push(path);
+            } else if path.extension().is_some_and(|e| e == "md") {
+                files.push(path);
+            }
+        }
+    }
+    let number_after = |text: &str, at: usize| -> Option<(u64, usize)> {
+        let digits: String = text[at..]
+            .chars()
+            .take_while(char::is_ascii_digit)
+            .collect();
+        Some((digits.parse().ok()?, at + digits.len()))
+    };
+    let mut found = Vec::new();
+    for file in files {
+        let text = std::fs::read_to_string(&file).unwrap();
+        // One line per paragraph's words, whatever the wrapping.
+        let text = text.split_whitespace().collect::<Vec<_>>().join(" ");
+        let name = file.strip_prefix(root).unwrap().display().to_string();
+        for (at, marker) in text.match_indices("home page costs ") {
+            let (signed_in, end) = number_after(&text, at + marker.len())
+                .unwrap_or_else(|| panic!("{name}: no figure after {marker:?}"));
+            assert!(
+                text[end..].starts_with(" SQL statements"),
+                "{name}: {}",
+                &text[at..end + 40]
+            );
+            let sentence = &text[end..end + text[end..].find('.').unwrap_or(text.len() - end)];
+            let anonymous = sentence.find(" when anonymous)").map(|close| {
+                let open = sentence[..close]
+                    .rfind('(')
+                    .expect("an opening parenthesis");
+                sentence[open + 1..close]
+                    .parse()
+                    .unwrap_or_else(|_| panic!("{name}: {sentence}"))
+            });
+            found.push((name.clone(), signed_in, anonymous));
+        }
+        for (at, marker) in text.match_indices("home page's ") {
+            if let Some((figure, end)) = number_after(&text, at + marker.len())
+                && text[end..].starts_with(" statements")
+            {
+                found.push((name.clone(), figure, None));
+            }
+        }
+    }
+    found
+}
+
+/// What the home page costs, signed in and anonymous, for 100 articles.
+async fn home_page_statements(app: &TestApp, token: &str) -> (u64, u64) {
+    let (signed_in, _) = statements_for(app, token, HOME_PAGE, json!({ "first": 100 })).await;
+    let before = app.statements();
+    let anonymous = app.query(HOME_PAGE, json!({ "first": 100 })).await;
+    assert!(anonymous.body["errors"].is_null(), "{:?}", anonymous.body);
+    (signed_in, app.statements() - before)
+}
+
+#[tokio::test]
+async fn the_documented_home_page_costs_are_the_measured_ones() {
+    let app = TestApp::spawn().await;
+    let token = populate(&app).await;
+    let (signed_in, anonymous) = home_page_statements(&app, &token).await;
+    let documented = documented_home_page_statements();
+    assert!(
+        documented
+            .iter()
+            .any(|(_, _, anonymous)| anonymous.is_some()),
+        "no \"home page costs N SQL statements ... (M when anonymous)\" in the README or docs/: {documented:?}"
+    );
+    for (file, documented_signed_in, documented_anonymous) in documented {
+        assert_eq!(
+            documented_signed_in, signed_in,
+            "{file} says the signed-in home page costs {documented_signed_in} statements; it costs {signed_in}"
+        );
+        if let Some(documented_anonymous) = documented_anonymous {
+            assert_eq!(
+                documented_anonymous, anonymous,
+                "{file} says the anonymous home page costs {documented_anonymous} statements; it costs {anonymous}"
+            );
+        }
+    }
+}
+
 #[tokio::test]
 async fn the_home_page_costs_the_same_statements_for_1_20_and_100_articles() {
     let app = TestApp::spawn().await;

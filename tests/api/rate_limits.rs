@@ -4,7 +4,7 @@
 use conduit::config::{Config, RateLimitStoreKind};
 use serde_json::json;
 
-use crate::helpers::{PASSWORD, TestApp};
+use crate::helpers::{PASSWORD, TestApp, redis_url};
 
 const CHEAP: &str = "{ tags }";
 
@@ -25,20 +25,11 @@ async fn spend(
     if let Some(ip) = forwarded_for {
         request = request.header("x-forwarded-for", ip);
     }
-    let response = request.send().await.unwrap();
+    let response = app.send(request).await;
     let remaining = response
-        .headers()
-        .get("x-ratelimit-remaining")
-        .map(|v| v.to_str().unwrap().parse().unwrap());
-    (
-        response.status().as_u16(),
-        remaining,
-        response.json().await.unwrap(),
-    )
-}
-
-fn redis_url() -> String {
-    std::env::var("REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".into())
+        .header("x-ratelimit-remaining")
+        .map(|v| v.parse().unwrap());
+    (response.status, remaining, response.json())
 }
 
 /// Keys of a test's own under the shared Redis.
@@ -164,7 +155,11 @@ async fn signed_in_users_spend_their_own_budget() {
     let jake = app.signed_in_user("jake").await;
     let (_, anonymous_left, _) = spend(&app, None, None).await;
     let mut user_left = None;
-    while user_left != Some(0) {
+    for spent in 0.. {
+        if user_left == Some(0) {
+            break;
+        }
+        assert!(spent < 200, "200 points never ran out: {user_left:?} left");
         let (status, remaining, _) = spend(&app, Some(&jake.token), None).await;
         assert_eq!(status, 200);
         user_left = remaining;
@@ -257,26 +252,58 @@ async fn sign_ups_are_limited_per_address() {
 #[tokio::test]
 async fn metrics_count_operations_errors_and_rejections() {
     let app = TestApp::spawn_with(|c| c.rate_limits.points = 1).await;
-    app.post(
-        json!({ "query": "query HomePage { tags }", "operationName": "HomePage" }),
-        None,
-    )
-    .await;
-    app.post(
-        json!({ "query": "query HomePage { tags }", "operationName": "HomePage" }),
-        None,
-    )
-    .await;
-    let text = app.metrics().await;
-    for expected in [
-        "graphql_requests_total{operation=\"HomePage\",outcome=\"ok\"}",
-        "graphql_request_duration_seconds_bucket{operation=\"HomePage\"",
-        "graphql_errors_total{code=\"RATE_LIMITED\"}",
-        "rate_limit_rejections_total{budget=\"queries\"}",
-        "db_pool_connections",
-        "db_pool_checkouts_timed_out_total",
-    ] {
-        assert!(text.contains(expected), "missing {expected} in:\n{text}");
+    // An operation name no other test uses, so its series are this test's.
+    let operation = "RateLimitMetricsProbe";
+    let document =
+        json!({ "query": format!("query {operation} {{ tags }}"), "operationName": operation });
+    let ok = [("operation", operation), ("outcome", "ok")];
+    let error = [("operation", operation), ("outcome", "error")];
+    let rate_limited = [("code", "RATE_LIMITED")];
+    let rejected = [("budget", "queries")];
+    let before = app.scrape().await;
+
+    assert_eq!(app.post(document.clone(), None).await.status, 200);
+    const REFUSED: usize = 3;
+    for _ in 0..REFUSED {
+        let refused = app.post(document.clone(), None).await;
+        assert_eq!(
+            refused.error_code(),
+            Some("RATE_LIMITED"),
+            "{}",
+            refused.body
+        );
+    }
+
+    let after = app.scrape().await;
+    let delta = |name: &str, labels: &[(&str, &str)]| {
+        after.value(name, labels) - before.value(name, labels)
+    };
+    let text = after.text();
+    assert_eq!(delta("graphql_requests_total", &ok), 1.0, "{text}");
+    assert_eq!(
+        delta("graphql_requests_total", &error),
+        REFUSED as f64,
+        "{text}"
+    );
+    assert_eq!(
+        delta(
+            "graphql_request_duration_seconds_count",
+            &[("operation", operation)]
+        ),
+        (1 + REFUSED) as f64,
+        "{text}"
+    );
+    // Shared by every test of the process: other tests can only add to it.
+    assert!(
+        delta("graphql_errors_total", &rate_limited) >= REFUSED as f64,
+        "{text}"
+    );
+    assert!(
+        delta("rate_limit_rejections_total", &rejected) >= REFUSED as f64,
+        "{text}"
+    );
+    for gauge in ["db_pool_connections", "db_pool_checkouts_timed_out_total"] {
+        assert!(after.has(gauge), "missing {gauge} in:\n{text}");
     }
 }
 
@@ -314,4 +341,66 @@ async fn a_failing_store_refuses_sign_in_and_admits_queries() {
     let (status, remaining, body) = spend(&app, None, None).await;
     assert_eq!((status, remaining), (200, None), "{body}");
     assert_eq!(body["data"]["tags"], json!([]));
+}
+
+/// When a document is charged: one the static limits refuse costs
+/// nothing; one within them is charged before it runs, even if it then
+/// fails validation; each member of a batch is charged on its own.
+#[tokio::test]
+async fn documents_are_charged_once_within_the_limits_and_batch_members_each() {
+    let app = TestApp::spawn_with(|c| c.rate_limits.points = 10_000).await;
+    // What `CHEAP` costs, read from two in a row.
+    let (_, first, _) = spend(&app, None, None).await;
+    let (_, second, _) = spend(&app, None, None).await;
+    let (first, second) = (first.unwrap(), second.unwrap());
+    let cheap = first - second;
+    assert!(cheap >= 1, "{first} then {second}");
+    // What sending `body` costs: the remaining points of the `CHEAP`
+    // before it and of the one after, less the second `CHEAP`.
+    let cost_of = |body: serde_json::Value| {
+        let app = &app;
+        async move {
+            let (_, before, _) = spend(app, None, None).await;
+            let response = app.post(body, None).await;
+            let (_, after, _) = spend(app, None, None).await;
+            (before.unwrap() - after.unwrap() - cheap, response)
+        }
+    };
+
+    // Refused by the limits (31 aliases, 30 allowed): not charged.
+    let fields: String = (0..31).map(|i| format!("a{i}: tags ")).collect();
+    let (cost, response) = cost_of(json!({ "query": format!("{{ {fields} }}") })).await;
+    assert_eq!(
+        response.error_code(),
+        Some("QUERY_TOO_COMPLEX"),
+        "{}",
+        response.body
+    );
+    assert_eq!(cost, 0, "a refused document is not charged");
+
+    // Within the limits but not valid: charged all the same.
+    let (cost, response) = cost_of(json!({ "query": "{ tags nope }" })).await;
+    assert_eq!(
+        response.error_code(),
+        Some("GRAPHQL_VALIDATION_FAILED"),
+        "{}",
+        response.body
+    );
+    assert!(
+        cost >= 1,
+        "an invalid document within the limits is charged: {cost}"
+    );
+
+    // A batch of three: each member charged as if sent alone.
+    let (cost, response) = cost_of(json!([
+        { "query": CHEAP }, { "query": CHEAP }, { "query": CHEAP }
+    ]))
+    .await;
+    assert_eq!(
+        response.body.as_array().map(Vec::len),
+        Some(3),
+        "{}",
+        response.body
+    );
+    assert_eq!(cost, 3 * cheap, "each member charged");
 }

@@ -400,3 +400,86 @@ async fn tokens_from_rotated_keys_verify_until_removed() {
         .unwrap();
     assert_viewer(&rotated.viewer_username(&old_token).await);
 }
+
+/// Tokens that look forged are logged at `warn` (an operator may want to
+/// know someone is trying keys); an expired one, which every client sends
+/// sooner or later, is not. Read from a server process's JSON log.
+#[tokio::test]
+async fn forged_tokens_are_logged_at_warn_and_expired_ones_are_not() {
+    let db = crate::helpers::TestDatabase::create().await;
+    let crate::helpers::ServerProcess {
+        child: _child,
+        url,
+        mut lines,
+    } = crate::helpers::ServerProcess::start(&db, &[]).await;
+    let (sub, sid) = (
+        uuid::Uuid::new_v4().to_string(),
+        uuid::Uuid::new_v4().to_string(),
+    );
+    let viewer = async |token: &str| {
+        let response = reqwest::Client::new()
+            .post(format!("{url}/graphql"))
+            .header("authorization", format!("Token {token}"))
+            .json(&json!({ "query": QUERY }))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 200);
+        let body: Value = response.json().await.unwrap();
+        body["extensions"]["authentication"]["code"].clone()
+    };
+    // The next line logged at WARN.
+    let mut next_warning = async || {
+        tokio::time::timeout(std::time::Duration::from_secs(10), async {
+            while let Some(line) = lines.next_line().await.unwrap() {
+                let entry: Value = serde_json::from_str(&line).unwrap_or_default();
+                if entry["level"] == "WARN" {
+                    return entry;
+                }
+            }
+            panic!("the server stopped logging");
+        })
+        .await
+        .expect("a warning within 10s")
+    };
+
+    let now = Utc::now().timestamp();
+    let mut expired = claims_for(&sub, &sid);
+    expired["iat"] = json!(now - 1200);
+    expired["exp"] = json!(now - 600);
+    let expired = sign(&expired, JWT_SECRET, Some(key_id(JWT_SECRET)));
+    assert_eq!(viewer(&expired).await, "TOKEN_EXPIRED");
+    let another_key = sign(
+        &claims_for(&sub, &sid),
+        "another-secret",
+        Some(key_id(JWT_SECRET)),
+    );
+    assert_eq!(viewer(&another_key).await, "TOKEN_INVALID");
+    // The expired token came first: had it been logged at warn, its line
+    // would be the first warning.
+    let warning = next_warning().await;
+    assert!(
+        warning["fields"]["message"]
+            .as_str()
+            .is_some_and(|m| m.starts_with("access token refused")),
+        "{warning}"
+    );
+
+    // Another algorithm than the one we sign with, with our key.
+    let mut header = Header::new(Algorithm::HS512);
+    header.kid = Some(key_id(JWT_SECRET));
+    let other_algorithm = jsonwebtoken::encode(
+        &header,
+        &claims_for(&sub, &sid),
+        &EncodingKey::from_secret(JWT_SECRET.as_bytes()),
+    )
+    .unwrap();
+    assert_eq!(viewer(&other_algorithm).await, "TOKEN_INVALID");
+    let warning = next_warning().await;
+    assert!(
+        warning["fields"]["message"]
+            .as_str()
+            .is_some_and(|m| m.starts_with("access token refused")),
+        "{warning}"
+    );
+}

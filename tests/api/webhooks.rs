@@ -135,13 +135,47 @@ async fn a_follow_is_delivered_signed_with_a_small_payload() {
     assert_eq!(delivery["responseStatus"], 200);
     assert_eq!(delivery["eventType"], "USER_FOLLOWED");
 
-    // Bob's own endpoint hears nothing of what Bob did himself, and
-    // Alice's endpoint hears nothing it did not ask for.
+    // Nobody is told what they did themselves: Bob's endpoint for
+    // favorites hears nothing of Bob favoriting his own article. Alice's
+    // endpoint hears nothing it did not ask for (a favorite of hers).
+    let bobs = Receiver::start().await;
+    create(&app, &bob.token, &bobs.url, &["ARTICLE_FAVORITED"]).await;
+    let own = app.create_article(&bob.token, "Bob's own", &[]).await;
+    app.favorite(&bob.token, own["id"].as_str().unwrap()).await;
     let article = app.create_article(&alice.token, "Mine", &[]).await;
     app.favorite(&bob.token, article["id"].as_str().unwrap())
         .await;
-    tokio::time::sleep(Duration::from_millis(1500)).await;
-    assert_eq!(receiver.received().len(), 1);
+    // Then what each should hear, sent after: once it has arrived and
+    // every event before it has been fanned out and sent, anything the
+    // earlier ones made would have arrived too.
+    app.favorite(&alice.token, own["id"].as_str().unwrap())
+        .await;
+    let carol = app.signed_in_user("carol").await;
+    app.follow(&carol.token, "alice").await;
+    let heard = bobs.wait_for(1, Duration::from_secs(10)).await;
+    assert_eq!(heard[0].body["data"]["user"]["username"], "alice");
+    receiver.wait_for(2, Duration::from_secs(10)).await;
+    count_reaches(
+        &app,
+        "SELECT count(*) FROM jobs WHERE kind = 'webhooks.fan_out'",
+        0,
+    )
+    .await;
+    count_reaches(
+        &app,
+        "SELECT count(*) FROM webhook_deliveries WHERE status = 'pending'",
+        0,
+    )
+    .await;
+    let bob_heard = bobs.received();
+    assert_eq!(bob_heard.len(), 1, "{bob_heard:?}");
+    let alice_heard: Vec<Value> = receiver.received().into_iter().map(|r| r.body).collect();
+    assert_eq!(alice_heard.len(), 2, "{alice_heard:?}");
+    assert!(
+        alice_heard.iter().all(|b| b["type"] == "user.followed"),
+        "{alice_heard:?}"
+    );
+    assert_eq!(alice_heard[1]["data"]["follower"]["username"], "carol");
 }
 
 /// A sealed secret is bound to its endpoint: whoever can write the database
@@ -308,9 +342,20 @@ async fn a_410_disables_the_endpoint_and_its_owner_sees_why() {
         "{endpoint}"
     );
 
-    // A disabled endpoint gets nothing more.
+    // A disabled endpoint gets nothing more. Another endpoint of hers
+    // hears the next follow: once it has, that event's fan-out has passed
+    // over the disabled one.
+    let marker = Receiver::start().await;
+    create(&app, &alice.token, &marker.url, &["USER_FOLLOWED"]).await;
     app.follow(&carol.token, "alice").await;
-    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let heard = marker.wait_for(1, Duration::from_secs(10)).await;
+    assert_eq!(heard[0].body["data"]["follower"]["username"], "carol");
+    let to_disabled = format!(
+        "SELECT count(*) FROM webhook_deliveries d JOIN webhook_endpoints e ON e.id = d.endpoint_id
+         WHERE e.url = '{}'",
+        receiver.url
+    );
+    assert_eq!(app.db.count(&to_disabled).await, 1);
     assert_eq!(receiver.received().len(), 1);
 }
 
@@ -494,16 +539,63 @@ async fn endpoints_per_user_are_bounded_and_inputs_checked() {
         assert_eq!(payload["secret"], Value::Null);
     }
     assert!(endpoints(&app, &alice.token).await.is_empty());
-
-    for _ in 0..2 {
-        create(
-            &app,
+    // An event type that does not exist is refused before anything runs.
+    let response = app
+        .query_as(
             &alice.token,
-            "http://127.0.0.1:9/",
-            &["USER_FOLLOWED"],
+            CREATE,
+            json!({ "url": "http://127.0.0.1:9/", "types": ["NO_SUCH_EVENT"] }),
         )
         .await;
+    assert_eq!(
+        response.error_code(),
+        Some("GRAPHQL_VALIDATION_FAILED"),
+        "{}",
+        response.body
+    );
+    assert!(endpoints(&app, &alice.token).await.is_empty());
+
+    // The same checks when an endpoint is changed, each input alone.
+    let (id, _) = create(
+        &app,
+        &alice.token,
+        "http://127.0.0.1:9/",
+        &["USER_FOLLOWED"],
+    )
+    .await;
+    let update = "mutation($id: ID!, $url: String, $types: [WebhookEventType!]) {
+        updateWebhookEndpoint(input: { id: $id, url: $url, eventTypes: $types }) {
+            endpoint { url } errors { path code }
+        }
+    }";
+    for (variables, path, code) in [
+        (
+            json!({ "id": id, "url": "ftp://127.0.0.1/" }),
+            "url",
+            "INVALID",
+        ),
+        (json!({ "id": id, "types": [] }), "eventTypes", "BLANK"),
+    ] {
+        let response = app.query_as(&alice.token, update, variables).await;
+        let errors = &response.body["data"]["updateWebhookEndpoint"]["errors"];
+        assert_eq!(
+            *errors,
+            json!([{ "path": path, "code": code }]),
+            "{}",
+            response.body
+        );
     }
+    let unchanged = endpoints(&app, &alice.token).await;
+    assert_eq!(unchanged.len(), 1);
+    assert_eq!(unchanged[0]["url"], "http://127.0.0.1:9/");
+
+    create(
+        &app,
+        &alice.token,
+        "http://127.0.0.1:9/",
+        &["USER_FOLLOWED"],
+    )
+    .await;
     let response = app
         .query_as(
             &alice.token,
@@ -513,7 +605,8 @@ async fn endpoints_per_user_are_bounded_and_inputs_checked() {
         .await;
     let payload = &response.body["data"]["createWebhookEndpoint"];
     assert_eq!(
-        payload["errors"][0]["code"], "LIMIT_REACHED",
+        payload["errors"],
+        json!([{ "path": "url", "code": "LIMIT_REACHED", "message": "an account may have at most 2 webhook endpoints" }]),
         "{}",
         response.body
     );
@@ -629,4 +722,139 @@ async fn addresses_are_checked_again_when_connecting() {
         "{error}"
     );
     assert!(receiver.received().is_empty());
+}
+
+/// A receiver that answers every request with a `307` to `to`; returns its
+/// URL and how many requests it got.
+async fn redirecting_to(to: &str) -> (String, std::sync::Arc<std::sync::atomic::AtomicUsize>) {
+    use std::sync::{Arc, atomic::AtomicUsize, atomic::Ordering};
+    let hits = Arc::new(AtomicUsize::new(0));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}/hooks", listener.local_addr().unwrap());
+    let to = to.to_owned();
+    let counted = hits.clone();
+    let router = axum::Router::new().route(
+        "/hooks",
+        axum::routing::post(move || {
+            counted.fetch_add(1, Ordering::SeqCst);
+            let to = to.clone();
+            async move { axum::response::Redirect::temporary(&to) }
+        }),
+    );
+    tokio::spawn(async move { axum::serve(listener, router).await });
+    (url, hits)
+}
+
+/// A redirect could lead anywhere, addresses the guard refuses included:
+/// it is an answer like any other that is not 2xx, never followed.
+#[tokio::test]
+async fn a_redirect_is_a_failed_attempt_and_is_not_followed() {
+    let app = app_with_schedule("100ms").await;
+    let target = Receiver::start().await;
+    let (url, hits) = redirecting_to(&target.url).await;
+    let alice = app.signed_in_user("alice").await;
+    let bob = app.signed_in_user("bob").await;
+    create(&app, &alice.token, &url, &["USER_FOLLOWED"]).await;
+    app.follow(&bob.token, "alice").await;
+    // Both attempts answered 307; had either been followed, the target
+    // would have had the request before the attempt was recorded.
+    let delivery = delivery_when(&app, &alice.token, |d| d["status"] == "FAILED").await;
+    assert_eq!(delivery["responseStatus"], 307, "{delivery}");
+    assert_eq!(delivery["attempts"], 2, "{delivery}");
+    assert_eq!(hits.load(std::sync::atomic::Ordering::SeqCst), 2);
+    assert!(target.received().is_empty());
+}
+
+#[tokio::test]
+async fn retry_after_is_honoured_for_5xx() {
+    let app = app_with_schedule("100ms").await;
+    let receiver = Receiver::start().await;
+    receiver.answer(&[(503, Some("2"))]);
+    let alice = app.signed_in_user("alice").await;
+    let bob = app.signed_in_user("bob").await;
+    create(&app, &alice.token, &receiver.url, &["USER_FOLLOWED"]).await;
+    app.follow(&bob.token, "alice").await;
+    let got = receiver.wait_for(2, Duration::from_secs(10)).await;
+    let wait = got[1].at - got[0].at;
+    assert!(wait >= Duration::from_millis(1900), "{wait:?}");
+}
+
+/// However long a receiver asks to be left alone, the next attempt comes
+/// within six hours.
+#[tokio::test]
+async fn retry_after_is_capped_at_six_hours() {
+    let app = app_with_schedule("100ms").await;
+    let receiver = Receiver::start().await;
+    // A day.
+    receiver.answer(&[(503, Some("86400"))]);
+    let alice = app.signed_in_user("alice").await;
+    let bob = app.signed_in_user("bob").await;
+    create(&app, &alice.token, &receiver.url, &["USER_FOLLOWED"]).await;
+    app.follow(&bob.token, "alice").await;
+    let delivery = delivery_when(&app, &alice.token, |d| d["attempts"] == 1).await;
+    assert_eq!(delivery["status"], "PENDING", "{delivery}");
+    let next: chrono::DateTime<chrono::Utc> =
+        delivery["nextAttemptAt"].as_str().unwrap().parse().unwrap();
+    let wait = next - chrono::Utc::now();
+    let six_hours = chrono::TimeDelta::hours(6);
+    assert!(
+        wait <= six_hours && wait > six_hours - chrono::TimeDelta::minutes(1),
+        "next attempt in {wait}"
+    );
+}
+
+/// An endpoint holds at most `WEBHOOK_MAX_PENDING` undelivered deliveries;
+/// events past it are not queued for it, and are counted.
+#[tokio::test]
+async fn events_past_the_pending_bound_are_not_queued() {
+    let app = TestApp::spawn_with(|c| {
+        c.jobs.webhooks.allow_private_addresses = true;
+        c.rate_limits.points = 0;
+        // Every attempt fails (nothing listens there), and the next is far.
+        c.jobs.webhooks.retry_schedule = "1h".parse().unwrap();
+        c.jobs.webhooks.max_pending = 2;
+    })
+    .await;
+    let alice = app.signed_in_user("alice").await;
+    create(
+        &app,
+        &alice.token,
+        "http://127.0.0.1:9/hook",
+        &["USER_FOLLOWED"],
+    )
+    .await;
+    let skipped = [("outcome", "skipped")];
+    let before = app
+        .scrape()
+        .await
+        .value("webhook_deliveries_total", &skipped);
+    for name in ["bob", "carol", "dave", "erin"] {
+        let follower = app.signed_in_user(name).await;
+        app.follow(&follower.token, "alice").await;
+        // Each event fanned out before the next (a fan-out is a job of its
+        // own, deleted when done), so each sees the backlog the last left.
+        count_reaches(
+            &app,
+            "SELECT count(*) FROM jobs WHERE kind = 'webhooks.fan_out'",
+            0,
+        )
+        .await;
+    }
+    assert_eq!(
+        app.db
+            .count("SELECT count(*) FROM webhook_deliveries WHERE status = 'pending'")
+            .await,
+        2
+    );
+    assert_eq!(
+        app.db
+            .count("SELECT count(*) FROM webhook_deliveries")
+            .await,
+        2
+    );
+    let after = app
+        .scrape()
+        .await
+        .value("webhook_deliveries_total", &skipped);
+    assert!(after - before >= 2.0, "skipped: {before} then {after}");
 }

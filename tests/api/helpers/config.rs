@@ -6,6 +6,15 @@ use conduit::config::Config;
 
 pub const JWT_SECRET: &str = "test-secret-that-is-long-enough-for-hs256-keys";
 
+/// The Redis the tests share: `REDIS_URL`, or the one on this machine's
+/// default port.
+pub fn redis_url() -> String {
+    std::env::var("REDIS_URL")
+        .ok()
+        .filter(|v| !v.is_empty())
+        .unwrap_or_else(|| "redis://127.0.0.1:6379".into())
+}
+
 /// The tests' configuration on `database_url`, changed by `configure`:
 /// a free port, a fixed JWT secret (tests make tokens of their own), and
 /// sign-up and sign-in budgets no test runs out of by accident (they sign

@@ -1,5 +1,7 @@
-//! Data a test starts from: users, sessions, articles, follows and
-//! favorites, made through the API as a client would.
+//! Data a test starts from: users, sessions, articles, follows,
+//! favorites and comments, made through the API as a client would, each
+//! checked to have taken (a setup that silently failed would let an
+//! assertion about an empty list pass).
 
 use serde_json::{Value, json};
 
@@ -24,13 +26,10 @@ impl TestApp {
                 json!({ "input": { "username": username, "email": email, "password": PASSWORD } }),
             )
             .await;
-        assert_eq!(
-            response.body["data"]["createUser"]["errors"],
-            json!([]),
-            "{:?}",
-            response.body
-        );
-        response.body["data"]["createUser"]["user"].clone()
+        let payload = &response.body["data"]["createUser"];
+        assert_eq!(payload["errors"], json!([]), "{:?}", response.body);
+        assert_eq!(payload["user"]["username"], username, "{:?}", response.body);
+        payload["user"].clone()
     }
 
     pub async fn sign_in(&self, email: &str, password: &str) -> GraphQLResponse {
@@ -53,6 +52,7 @@ impl TestApp {
         self.sign_up(username, &email).await;
         let response = self.sign_in(&email, PASSWORD).await;
         let payload = &response.body["data"]["signInUser"];
+        assert_eq!(payload["errors"], json!([]), "{}", response.body);
         Session {
             token: payload["token"].as_str().expect("token").to_owned(),
             refresh_token: payload["refreshToken"]
@@ -66,6 +66,12 @@ impl TestApp {
     /// access token.
     pub async fn another_session(&self, email: &str) -> String {
         let response = self.sign_in(email, PASSWORD).await;
+        assert_eq!(
+            response.body["data"]["signInUser"]["errors"],
+            json!([]),
+            "{}",
+            response.body
+        );
         response.body["data"]["signInUser"]["token"]
             .as_str()
             .expect("token")
@@ -93,6 +99,7 @@ impl TestApp {
             .await;
         let payload = &response.body["data"]["createArticle"];
         assert_eq!(payload["errors"], json!([]), "{:?}", response.body);
+        assert_eq!(payload["article"]["title"], title, "{:?}", response.body);
         payload["article"].clone()
     }
 
@@ -110,7 +117,23 @@ impl TestApp {
             .to_owned()
     }
 
+    /// Follows `username` as the session's user and checks it took: no
+    /// error, and the user now followed by the viewer.
     pub async fn follow(&self, token: &str, username: &str) -> GraphQLResponse {
+        let response = self.try_follow(token, username).await;
+        let payload = &response.body["data"]["followUser"];
+        assert_eq!(payload["errors"], json!([]), "{}", response.body);
+        assert_eq!(payload["user"]["username"], username, "{}", response.body);
+        assert_eq!(
+            payload["user"]["followedByViewer"], true,
+            "{}",
+            response.body
+        );
+        response
+    }
+
+    /// `followUser`, whatever it answers (for tests of its refusals).
+    pub async fn try_follow(&self, token: &str, username: &str) -> GraphQLResponse {
         let id = self.user_id(username).await;
         self.query_as(
             token,
@@ -120,12 +143,44 @@ impl TestApp {
         .await
     }
 
+    /// Favorites the article as the session's user and checks it took: no
+    /// error, and the article now favorited by the viewer.
     pub async fn favorite(&self, token: &str, article_id: &str) -> GraphQLResponse {
+        let response = self.try_favorite(token, article_id).await;
+        assert!(response.body["errors"].is_null(), "{}", response.body);
+        assert_eq!(
+            response.body["data"]["favoriteArticle"]["article"]["viewerHasFavorited"], true,
+            "{}",
+            response.body
+        );
+        response
+    }
+
+    /// `favoriteArticle`, whatever it answers (for tests of its refusals).
+    pub async fn try_favorite(&self, token: &str, article_id: &str) -> GraphQLResponse {
         self.query_as(
             token,
             "mutation($id: ID!) { favoriteArticle(input: { id: $id }) { article { favoritesCount viewerHasFavorited } } }",
             json!({ "id": article_id }),
         )
         .await
+    }
+
+    /// Comments on the article as the session's user and checks it took;
+    /// returns `{ id body }`.
+    pub async fn comment(&self, token: &str, article_id: &str, body: &str) -> Value {
+        let response = self
+            .query_as(
+                token,
+                "mutation($id: ID!, $body: String!) {
+                    addComment(input: { articleId: $id, body: $body }) { comment { id body } errors { path code } }
+                }",
+                json!({ "id": article_id, "body": body }),
+            )
+            .await;
+        let payload = &response.body["data"]["addComment"];
+        assert_eq!(payload["errors"], json!([]), "{}", response.body);
+        assert_eq!(payload["comment"]["body"], body, "{}", response.body);
+        payload["comment"].clone()
     }
 }

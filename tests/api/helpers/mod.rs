@@ -2,7 +2,8 @@
 //! ([`config`]), the application under test ([`app`]), the clients that
 //! talk to it ([`client`] over HTTP, [`socket`] over a WebSocket), the
 //! data tests start from ([`fixtures`]), shared assertions
-//! ([`assertions`]), a webhook receiver ([`receiver`]), the binary as a
+//! ([`assertions`]), the server's metrics read by value ([`metrics`]),
+//! a webhook receiver ([`receiver`]), the binary as a
 //! process of its own ([`process`]), a relay in front of PostgreSQL that
 //! can hold back a query's answer ([`relay`]), and a Redis server of the
 //! test's own ([`redis`]).
@@ -13,6 +14,7 @@ mod client;
 mod config;
 mod database;
 mod fixtures;
+mod metrics;
 mod process;
 mod receiver;
 mod redis;
