@@ -27,6 +27,7 @@
 //!   Redis, shared by every instance (`redis`, see [`redis`]).
 
 pub mod invalidation;
+pub mod policy;
 mod redis;
 pub mod tags;
 
