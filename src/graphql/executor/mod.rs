@@ -12,8 +12,8 @@
 //!    does this once, when it opens.
 //! 3. **Route**: queries read from a replica that has replayed the viewer's
 //!    last write, else from the primary; a request with a mutation runs on
-//!    the primary, behind a transaction pooler on a view of the pool whose
-//!    commits it awaits ([`Executor::database_for`]).
+//!    the primary, on a view of the pool of its own when its commits must
+//!    be awaited or its writers remembered ([`crate::db::route`]).
 //! 4. **Run** each operation ([`operation`]), by the request's deadline for
 //!    queries: a public query is answered from the response cache when it
 //!    holds the answer, charged what running it would cost; otherwise the
@@ -21,9 +21,10 @@
 //!    and run, and its response offered to the cache, which keeps it when
 //!    its hints let every viewer share it ([`super::cache::policy`]).
 //!    Subscriptions stream instead, with no deadline.
-//! 5. **Settle**: the request's commits are awaited, so no write is
-//!    acknowledged that did not commit; then the writers' next reads are
-//!    sent where their writes can be seen, and after a mutation this
+//! 5. **Settle** (the route, [`crate::db::route::Route::answer`]): the
+//!    request's commits are awaited, so no write is acknowledged that did
+//!    not commit; then the writers' next reads are sent where their writes
+//!    can be seen. After a mutation this
 //!    instance applies the invalidations it has not yet, so its next
 //!    answer shows the write.
 //! 6. **Respond** ([`response`]): every error gets a code (internal ones
@@ -57,6 +58,7 @@ pub use crate::auth::credentials::Credentials;
 use crate::{
     auth::{Viewer, credentials},
     config::Config,
+    db::route::{Route, RouteKind},
     error::{AppError, ClientError},
     rate_limit::Spender,
     services::sessions,
@@ -248,7 +250,6 @@ impl Executor {
                 executor: self,
                 app: &self.app,
                 on_replica: false,
-                writers: None,
                 viewer,
                 address: ClientAddress(address),
                 ticket: &ticket,
@@ -277,9 +278,9 @@ impl Executor {
 
     /// The one path of a request's queries and mutations, whatever the
     /// transport: on the database the request is routed to, within the
-    /// request id's scope and by its deadline, the operations run and the
-    /// request's commits settle before anything is answered; then writes
-    /// are remembered and, after a mutation, the cache catches up.
+    /// request id's scope and by its deadline, the operations run, and the
+    /// route settles before anything is answered; after a mutation, the
+    /// cache catches up.
     async fn answer(
         &self,
         operations: Operations,
@@ -289,63 +290,34 @@ impl Executor {
         ticket: &Arc<RateLimitTicket>,
     ) -> Result<Answer, AppError> {
         let reads_only = operations.as_slice().iter().all(Prepared::is_query);
-        let app = self.database_for(reads_only, viewer).await;
-        // Writes are remembered only where reads may go to a replica.
-        let writers =
-            (!reads_only && self.app.reads.is_enabled()).then(|| Arc::new(Writers::default()));
+        let reader = viewer.map(|v| v.user_id);
+        let route = Route::choose(&self.app.db, &self.app.reads, reads_only, reader).await;
+        let routed = match route.kind() {
+            RouteKind::Primary => None,
+            RouteKind::Replica | RouteKind::Writes => {
+                Some(self.app.with_db(route.database().clone()))
+            }
+        };
         let shared = Operation {
             executor: self,
-            app: app.as_ref().unwrap_or(&self.app),
-            on_replica: reads_only && app.is_some(),
-            writers: writers.clone(),
+            app: routed.as_ref().unwrap_or(&self.app),
+            on_replica: route.kind() == RouteKind::Replica,
             viewer,
             address: ClientAddress(address),
             ticket,
         };
         let deadline = Instant::now() + self.request_timeout;
+        let work = shared.run_all(operations, deadline);
         let answer = crate::telemetry::REQUEST_ID
-            .scope(request_id.into(), async {
-                let answer = shared.run_all(operations, deadline).await?;
-                match &app {
-                    Some(app) => app.db.settle().await.map(|()| answer),
-                    None => Ok(answer),
-                }
-            })
+            .scope(
+                request_id.into(),
+                route.answer(&self.app.reads, reader, work),
+            )
             .await;
-        if let Some(writers) = writers {
-            self.remember_writes(&writers, viewer).await;
-        }
         if !reads_only {
             invalidation::catch_up(&self.app, &self.cache).await;
         }
         answer
-    }
-
-    /// Where a request's operations run, when not on the shared state:
-    /// queries on a replica that fits the viewer; anything else on the
-    /// primary, and behind a transaction pooler on a view of the pool
-    /// whose commits the request awaits before it answers. After a write,
-    /// [`Executor::remember_writes`] sends the writer's next reads where
-    /// the write can be seen.
-    async fn database_for(&self, reads_only: bool, viewer: Option<Viewer>) -> Option<AppState> {
-        if reads_only {
-            let replica = self.app.reads.replica_for(viewer.map(|v| v.user_id)).await;
-            return replica.map(|replica| self.app.with_db(replica));
-        }
-        self.app
-            .db
-            .behind_transaction_pooler()
-            .then(|| self.app.with_db(self.app.db.for_request()))
-    }
-
-    /// After a request with a mutation: its writers' next reads go where
-    /// the write can be seen.
-    async fn remember_writes(&self, writers: &Writers, viewer: Option<Viewer>) {
-        let mut writers = writers.take();
-        writers.extend(viewer.map(|v| v.user_id));
-        if let Err(e) = self.app.reads.wrote(&writers).await {
-            tracing::warn!(error = ?e, "could not read the primary's position after a write");
-        }
     }
 
     /// The caller, per its credentials: none is anonymous, and so are ones
@@ -372,19 +344,4 @@ fn ticket(viewer: Option<Viewer>, address: IpAddr) -> Arc<RateLimitTicket> {
         Some(viewer) => Spender::User(viewer.user_id),
         None => Spender::Address(address),
     })
-}
-
-/// Who a request's mutations wrote as, besides its viewer: an account
-/// that signed in or up, whose next reads carry its new token.
-#[derive(Default)]
-pub struct Writers(std::sync::Mutex<Vec<uuid::Uuid>>);
-
-impl Writers {
-    pub fn note(&self, user: uuid::Uuid) {
-        self.0.lock().expect("writers lock").push(user);
-    }
-
-    fn take(&self) -> Vec<uuid::Uuid> {
-        std::mem::take(&mut self.0.lock().expect("writers lock"))
-    }
 }

@@ -10,7 +10,7 @@ use tokio::time::Instant;
 use tracing::Instrument;
 
 use super::{
-    Executor, Operations, Prepared, Writers,
+    Executor, Operations, Prepared,
     response::{Answer, Answered},
 };
 use crate::{
@@ -33,7 +33,6 @@ pub(super) struct Operation<'a> {
     /// Whether `app` is a replica: what it answers may predate writes whose
     /// invalidations this instance already applied, so it is not kept.
     pub on_replica: bool,
-    pub writers: Option<Arc<Writers>>,
     pub viewer: Option<Viewer>,
     pub address: ClientAddress,
     pub ticket: &'a Arc<RateLimitTicket>,
@@ -233,9 +232,6 @@ impl Operation<'_> {
             .data(Arc::new(loaders));
         if !std::ptr::eq(self.app, &executor.app) {
             request = request.data(self.app.clone());
-        }
-        if let Some(writers) = &self.writers {
-            request = request.data(writers.clone());
         }
         let request = match self.viewer {
             Some(viewer) => request.data(viewer),
