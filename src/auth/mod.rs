@@ -1,5 +1,7 @@
-//! Credentials: password hashing, access tokens (JWT) and refresh tokens.
+//! Credentials: how a client presents them, password hashing, access
+//! tokens (JWT) and refresh tokens.
 
+pub mod credentials;
 pub mod jwt;
 pub mod password;
 pub mod refresh;

@@ -5,6 +5,7 @@ pub mod embedded;
 pub mod models;
 pub mod pool;
 pub mod replicas;
+pub mod route;
 pub mod schema;
 pub mod seed;
 pub mod write_positions;
@@ -60,13 +61,41 @@ pub struct Database {
     pool: bb8::Pool<ConnectionManager>,
     statements: Arc<AtomicU64>,
     reachability: Reachability,
-    /// For a replica: the primary, which answers when no connection to
-    /// the replica can be had.
-    fallback: Option<Arc<replicas::Fallback>>,
-    /// Behind a transaction pooler: what opens each checkout's transaction.
-    begin: Option<Arc<str>>,
-    /// A request's view: the commits of its checkouts so far.
-    commits: Option<Arc<Commits>>,
+    checkouts: Checkouts,
+    mode: Mode,
+}
+
+/// How a checkout's work is opened and ended.
+#[derive(Clone)]
+enum Checkouts {
+    /// Each statement commits on its own.
+    Autocommit,
+    /// Behind a transaction pooler: each checkout is one transaction,
+    /// opened by this (see [`PooledConn`]).
+    Transaction(Arc<str>),
+}
+
+/// Whom a pool serves.
+#[derive(Clone)]
+enum Mode {
+    /// Every request: the pool itself.
+    Shared,
+    /// The requests routed to a replica: when it gives no connection, the
+    /// primary answers.
+    Replica(Arc<replicas::Fallback>),
+    /// One request with writes (see [`route::Route`]): what it wrote and
+    /// for whom.
+    Request(Arc<RequestWrites>),
+}
+
+/// What a request has written so far.
+#[derive(Default)]
+struct RequestWrites {
+    /// The commits of its checkouts, behind a transaction pooler.
+    commits: Commits,
+    /// Whom the writes were made for, besides the request's viewer: an
+    /// account that signed up or in, whose next reads carry its new token.
+    writers: std::sync::Mutex<Vec<uuid::Uuid>>,
 }
 
 /// Counts every statement a pooled connection sends, through diesel's
@@ -152,14 +181,17 @@ impl Database {
             }
             .boxed()
         });
-        let begin = pooler.then(|| {
-            format!(
-                "BEGIN; SET LOCAL statement_timeout = {statement_ms}; \
+        let checkouts = match pooler {
+            false => Checkouts::Autocommit,
+            true => Checkouts::Transaction(
+                format!(
+                    "BEGIN; SET LOCAL statement_timeout = {statement_ms}; \
                  SET LOCAL idle_in_transaction_session_timeout = {}",
-                statement_ms * 2
-            )
-            .into()
-        });
+                    statement_ms * 2
+                )
+                .into(),
+            ),
+        };
         let manager = ConnectionManager::new(
             PgManager::new_with_config(url, config),
             settings.ping_after_idle,
@@ -178,9 +210,8 @@ impl Database {
             pool,
             statements,
             reachability,
-            fallback: None,
-            begin,
-            commits: None,
+            checkouts,
+            mode: Mode::Shared,
         })
     }
 
@@ -190,17 +221,30 @@ impl Database {
     ///
     /// A replica that gives no connection hands over to the primary.
     pub async fn conn(&self) -> AppResult<PooledConn<'_>> {
-        if let Some(commits) = &self.commits {
-            // What this request wrote on an earlier checkout is committed
-            // before it reads again.
-            commits.settle().await?;
-        }
-        match (self.checkout().await, &self.fallback) {
-            (Err(_), Some(fallback)) => {
-                fallback.replica_failed(self.reachability.reachable());
-                fallback.primary.checkout().await
+        match &self.mode {
+            Mode::Shared => self.checkout().await,
+            Mode::Replica(fallback) => match self.checkout().await {
+                Err(_) => {
+                    fallback.replica_failed(self.reachability.reachable());
+                    fallback.primary().checkout().await
+                }
+                conn => conn,
+            },
+            Mode::Request(writes) => {
+                // What this request wrote on an earlier checkout is
+                // committed before it reads again.
+                writes.commits.settle().await?;
+                self.checkout().await
             }
-            (conn, _) => conn,
+        }
+    }
+
+    /// This replica's pool, handing over to the primary when it gives no
+    /// connection.
+    fn handing_over(self, fallback: replicas::Fallback) -> Self {
+        Self {
+            mode: Mode::Replica(Arc::new(fallback)),
+            ..self
         }
     }
 
@@ -218,40 +262,59 @@ impl Database {
             }
             Err(e) => return Err(e.into()),
         };
-        let Some(begin) = &self.begin else {
+        let Checkouts::Transaction(begin) = &self.checkouts else {
             return Ok(PooledConn::new(conn, Unit::Autocommit));
         };
         AnsiTransactionManager::begin_transaction_sql(&mut **conn, begin).await?;
         Ok(PooledConn::new(
             conn,
-            match &self.commits {
-                Some(commits) => Unit::Tracked(commits.clone()),
-                None => Unit::Untracked,
+            match &self.mode {
+                Mode::Request(writes) => Unit::Tracked(writes.clone()),
+                Mode::Shared | Mode::Replica(_) => Unit::Untracked,
             },
         ))
     }
 
     /// Whether the pool sits behind a transaction pooler.
     pub fn behind_transaction_pooler(&self) -> bool {
-        self.begin.is_some()
+        matches!(self.checkouts, Checkouts::Transaction(_))
     }
 
-    /// This pool, for one request: behind a transaction pooler, each
-    /// checkout's commit is awaited before the next checkout and by
-    /// [`Database::settle`]. Otherwise the pool itself.
-    pub fn for_request(&self) -> Self {
+    /// This pool, for one request with writes: behind a transaction
+    /// pooler, each checkout's commit is awaited before the next checkout
+    /// and by [`Database::settle`]; whom it wrote for is kept.
+    fn for_request(&self) -> Self {
         Self {
-            commits: self.begin.is_some().then(Arc::default),
+            mode: Mode::Request(Arc::default()),
             ..self.clone()
         }
     }
 
     /// Waits until everything the request wrote is committed; an error
     /// when a commit failed, so the write must not be acknowledged.
-    pub async fn settle(&self) -> AppResult<()> {
-        match &self.commits {
-            Some(commits) => commits.settle().await,
-            None => Ok(()),
+    async fn settle(&self) -> AppResult<()> {
+        match &self.mode {
+            Mode::Request(writes) => writes.commits.settle().await,
+            Mode::Shared | Mode::Replica(_) => Ok(()),
+        }
+    }
+
+    /// Notes that the request wrote for `user` (who signed up or in), so
+    /// that user's next reads see the write (see [`route`]). Outside a
+    /// request with writes, nothing needs to know.
+    pub fn wrote_for(&self, user: uuid::Uuid) {
+        if let Mode::Request(writes) = &self.mode {
+            writes.writers.lock().expect("writers lock").push(user);
+        }
+    }
+
+    /// Whom the request wrote for so far.
+    fn take_writers(&self) -> Vec<uuid::Uuid> {
+        match &self.mode {
+            Mode::Request(writes) => {
+                std::mem::take(&mut *writes.writers.lock().expect("writers lock"))
+            }
+            Mode::Shared | Mode::Replica(_) => Vec::new(),
         }
     }
 
@@ -296,7 +359,7 @@ enum Unit {
     /// One transaction, committed on give-back, nobody waiting for it.
     Untracked,
     /// One transaction, whose commit the request awaits.
-    Tracked(Arc<Commits>),
+    Tracked(Arc<RequestWrites>),
 }
 
 impl PooledConn<'_> {
@@ -335,8 +398,8 @@ impl Drop for PooledConn<'_> {
             return;
         };
         let commit = runtime.spawn(commit(conn));
-        if let Unit::Tracked(commits) = unit {
-            commits.0.lock().expect("commits lock").push(commit);
+        if let Unit::Tracked(writes) = unit {
+            writes.commits.0.lock().expect("commits lock").push(commit);
         }
     }
 }
@@ -355,7 +418,7 @@ async fn commit(
 
 /// The commits a request's checkouts have started.
 #[derive(Default)]
-pub struct Commits(std::sync::Mutex<Vec<tokio::task::JoinHandle<diesel::QueryResult<()>>>>);
+struct Commits(std::sync::Mutex<Vec<tokio::task::JoinHandle<diesel::QueryResult<()>>>>);
 
 impl Commits {
     async fn settle(&self) -> AppResult<()> {

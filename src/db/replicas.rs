@@ -73,12 +73,16 @@ impl ReplicaStatus {
 
 /// What a replica's pool falls back on (see [`Database::conn`]).
 pub struct Fallback {
-    pub(super) primary: Database,
+    primary: Database,
     name: Arc<str>,
     status: Arc<ReplicaStatus>,
 }
 
 impl Fallback {
+    pub(super) fn primary(&self) -> &Database {
+        &self.primary
+    }
+
     /// No connection to the replica could be had: when it cannot be
     /// reached, it is skipped until the poller sees it answer again;
     /// when it is only busy, this one request reads from the primary.
@@ -120,14 +124,11 @@ impl ReadRouter {
                 .await
                 .with_context(|| format!("DATABASE_REPLICA_URLS: {name}"))?;
             let status = Arc::new(ReplicaStatus::default());
-            let routed = Database {
-                fallback: Some(Arc::new(Fallback {
-                    primary: primary.clone(),
-                    name: name.clone(),
-                    status: status.clone(),
-                })),
-                ..db.clone()
-            };
+            let routed = db.clone().handing_over(Fallback {
+                primary: primary.clone(),
+                name: name.clone(),
+                status: status.clone(),
+            });
             replicas.push(Replica {
                 name,
                 pool: db,

@@ -54,9 +54,6 @@ pub(crate) trait ContextExt {
     /// The viewer of a field behind the [`guards::SignedIn`] guard, which
     /// has already refused anonymous requests: the one check is the guard.
     fn signed_in(&self) -> &Viewer;
-    /// Notes that a mutation wrote as `user` (who signed in or up), so
-    /// that user's next reads see the write.
-    fn wrote_as(&self, user: uuid::Uuid);
 }
 
 impl ContextExt for Context<'_> {
@@ -74,11 +71,5 @@ impl ContextExt for Context<'_> {
 
     fn signed_in(&self) -> &Viewer {
         self.data_unchecked::<Viewer>()
-    }
-
-    fn wrote_as(&self, user: uuid::Uuid) {
-        if let Some(writers) = self.data_opt::<std::sync::Arc<executor::Writers>>() {
-            writers.note(user);
-        }
     }
 }

@@ -120,6 +120,7 @@ pub async fn sign_up(state: &AppState, input: SignUp) -> AppResult<User> {
     )
     .await
     .map_err(|e| AppError::on_constraint(e, taken_constraint))
+    .inspect(|user| state.db.wrote_for(user.id))
 }
 
 /// Checks credentials and starts a session. An unknown email and a wrong

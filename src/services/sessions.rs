@@ -48,6 +48,8 @@ async fn issue(
     now: DateTime<Utc>,
     refresh_expires_at: DateTime<Utc>,
 ) -> AppResult<SessionTokens> {
+    // The account's next reads carry this session's token.
+    state.db.wrote_for(user_id);
     let refresh_token = refresh::generate_token();
     session::insert_refresh_token(
         conn,

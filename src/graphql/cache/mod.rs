@@ -31,6 +31,7 @@
 
 pub mod invalidation;
 mod memory;
+pub mod policy;
 mod redis;
 mod stored;
 pub mod tags;

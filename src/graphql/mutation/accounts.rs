@@ -119,10 +119,7 @@ impl AccountMutations {
         )
         .await;
         let (user, errors) = match refusals(outcome)? {
-            Ok(user) => {
-                ctx.wrote_as(user.id);
-                (Some(User::own(user)), Vec::new())
-            }
+            Ok(user) => (Some(User::own(user)), Vec::new()),
             Err(errors) => (None, errors),
         };
         Ok(Some(CreateUserPayload {
@@ -152,10 +149,7 @@ impl AccountMutations {
         .await;
         Ok(Some(match refusals(outcome)? {
             Ok((_, tokens)) => SignInUserPayload {
-                session: {
-                    ctx.wrote_as(tokens.user_id);
-                    tokens.into()
-                },
+                session: tokens.into(),
                 errors: Vec::new(),
                 client_mutation_id: input.client_mutation_id,
             },

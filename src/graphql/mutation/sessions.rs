@@ -73,10 +73,7 @@ impl SessionMutations {
         let outcome = sessions::refresh(ctx.app(), &input.refresh_token).await;
         Ok(Some(match refusals(outcome)? {
             Ok(tokens) => RefreshSessionPayload {
-                session: {
-                    ctx.wrote_as(tokens.user_id);
-                    tokens.into()
-                },
+                session: tokens.into(),
                 errors: Vec::new(),
                 client_mutation_id: input.client_mutation_id,
             },
