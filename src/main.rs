@@ -1,3 +1,5 @@
+//! The `conduit` binary: parses the command line and runs a subcommand.
+
 use std::process::ExitCode;
 
 use anyhow::Context;

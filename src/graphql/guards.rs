@@ -1,3 +1,5 @@
+//! Field and mutation guards: who may call what.
+
 use async_graphql::{Context, Guard};
 
 use super::ContextExt;

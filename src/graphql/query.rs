@@ -1,3 +1,6 @@
+//! The query root: the viewer, a profile, articles and an article, tags, the
+//! caller's rate limit, and `node`/`nodes`.
+
 use async_graphql::{Context, ID, Object};
 
 use super::{

@@ -1,3 +1,5 @@
+//! Health and metrics endpoints: `/healthz`, `/readyz`, `/metrics`.
+
 use std::time::Duration;
 
 use axum::{Json, extract::State, http::StatusCode, response::IntoResponse};

@@ -1,3 +1,6 @@
+//! The `articles` table: rows, listings without the body, insert forms,
+//! changesets, filters and keyset pages.
+
 use chrono::{DateTime, Utc};
 use diesel::prelude::*;
 use diesel_async::{AsyncPgConnection, RunQueryDsl};

@@ -1,3 +1,5 @@
+//! The `comments` table: rows, the insert form, and their queries.
+
 use chrono::{DateTime, Utc};
 use diesel::prelude::*;
 use diesel_async::{AsyncPgConnection, RunQueryDsl};

@@ -1,3 +1,5 @@
+//! The `favorites` table: who favorited which article.
+
 use diesel::prelude::*;
 use diesel_async::{AsyncPgConnection, RunQueryDsl};
 use uuid::Uuid;

@@ -1,3 +1,5 @@
+//! The `follows` table: who follows whom.
+
 use chrono::{DateTime, Utc};
 use diesel::prelude::*;
 use diesel_async::{AsyncPgConnection, RunQueryDsl};

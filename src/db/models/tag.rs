@@ -1,3 +1,5 @@
+//! The `tags` and `article_tags` tables: an article's tags and the most used.
+
 use diesel::{prelude::*, upsert::excluded};
 use diesel_async::{AsyncPgConnection, RunQueryDsl};
 use uuid::Uuid;

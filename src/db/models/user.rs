@@ -1,3 +1,6 @@
+//! The `users` table: accounts, profile changes, and the unique names a
+//! lost insert race maps to a field.
+
 use chrono::{DateTime, Utc};
 use diesel::prelude::*;
 use diesel_async::{AsyncPgConnection, RunQueryDsl};

@@ -1,3 +1,6 @@
+//! Account mutations: sign up, sign in, update the profile, change the
+//! password.
+
 use async_graphql::{Context, InputObject, MaybeUndefined, Object, SimpleObject};
 
 use crate::{

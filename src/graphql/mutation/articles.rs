@@ -1,3 +1,5 @@
+//! Article mutations: create, update, delete, favorite, unfavorite.
+
 use async_graphql::{Context, ID, InputObject, Object, SimpleObject};
 
 use crate::{

@@ -1,3 +1,5 @@
+//! Comment mutations: add and delete (the author only).
+
 use async_graphql::{Context, ID, InputObject, Object, SimpleObject};
 
 use crate::{

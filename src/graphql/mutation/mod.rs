@@ -1,3 +1,5 @@
+//! The mutation root, merged from one object per area.
+
 mod accounts;
 mod articles;
 mod comments;

@@ -1,3 +1,5 @@
+//! Follow and unfollow.
+
 use async_graphql::{Context, ID, InputObject, Object, SimpleObject};
 
 use crate::{

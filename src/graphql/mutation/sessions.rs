@@ -1,3 +1,5 @@
+//! Session mutations: refresh a session, sign out of one or of all.
+
 use async_graphql::{Context, InputObject, Object, SimpleObject};
 
 use crate::{

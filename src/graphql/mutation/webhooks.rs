@@ -1,3 +1,6 @@
+//! Webhook endpoint mutations: register, change, delete, rotate a secret,
+//! redeliver; only the owner reaches their endpoints.
+
 use async_graphql::{Context, ID, InputObject, Object, SimpleObject};
 
 use crate::{

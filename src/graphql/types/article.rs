@@ -1,3 +1,7 @@
+//! `Article` and the article and comment connections: fields read from the
+//! row, relations through loaders, pages built with what their nodes ask for
+//! fetched in one go.
+
 use async_graphql::{
     Context, ID, Object,
     connection::{Connection, EmptyFields},

@@ -1,3 +1,5 @@
+//! `Comment`: a public comment; its author and its article come through loaders.
+
 use async_graphql::{Context, ID, Object};
 use chrono::{DateTime, Utc};
 

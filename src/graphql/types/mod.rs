@@ -1,3 +1,6 @@
+//! The GraphQL output types, one file per type; each says with its cache hint
+//! whether what it shows is public.
+
 pub mod article;
 pub mod comment;
 pub mod global_id;

@@ -1,3 +1,5 @@
+//! The Relay `Node` interface and the lookup of an object by its global id.
+
 use async_graphql::{Context, ID, Interface};
 
 use super::{article::Article, comment::Comment, global_id, user::User};

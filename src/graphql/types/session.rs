@@ -1,3 +1,5 @@
+//! What a sign-in or a refresh gives a client to keep: tokens and their expiry.
+
 use async_graphql::SimpleObject;
 use chrono::{DateTime, Utc};
 

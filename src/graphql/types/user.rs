@@ -1,3 +1,6 @@
+//! `User` (a public profile) and its connections: followers, articles,
+//! favorites, with the viewer-relative `followedByViewer` through a loader.
+
 use async_graphql::{
     Context, ID, Object, SimpleObject,
     connection::{Connection, ConnectionNameType, EdgeNameType, EmptyFields},

@@ -1,3 +1,6 @@
+//! A mutation's expected refusals as data: `UserError` with a field path and a
+//! code, and how a service's field errors become the payload's `errors`.
+
 use async_graphql::{Enum, SimpleObject};
 
 use crate::error::{AppError, FieldError};

@@ -1,3 +1,6 @@
+//! `Viewer`: the signed-in user's own view (their user, their feed, their
+//! webhook endpoints), private to them and never cached.
+
 use async_graphql::{Context, Object};
 use uuid::Uuid;
 
