@@ -387,7 +387,7 @@ async fn a_redis_outage_refuses_sign_in_retryably_admits_queries_and_recovers() 
     let app = TestApp::spawn_with(|c| {
         c.jobs.workers = 0;
         c.rate_limits.store = RateLimitStoreKind::Redis;
-        c.rate_limits.redis_url = redis.url.clone();
+        c.redis.url = redis.url.clone();
         c.rate_limits.points = 1000;
     })
     .await;
