@@ -2,6 +2,7 @@
 //! migrations, and the embedded server used when no `DATABASE_URL` is set.
 
 pub mod embedded;
+pub mod error;
 pub mod models;
 pub mod pool;
 pub mod replicas;

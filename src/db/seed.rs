@@ -12,7 +12,7 @@ use anyhow::{Context, bail};
 use diesel::{OptionalExtension, sql_types::BigInt};
 use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl, SimpleAsyncConnection};
 
-use crate::{auth::password::PasswordHasher, error::ClientError as _};
+use crate::auth::password::PasswordHasher;
 
 /// Password of every seeded user.
 pub const SEED_PASSWORD: &str = "password123";

@@ -4,6 +4,7 @@
 pub mod cache;
 pub mod connection;
 pub mod document_cache;
+pub mod error;
 pub mod executor;
 pub mod guards;
 pub mod limits;

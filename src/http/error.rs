@@ -13,7 +13,8 @@ use axum::{
 
 use super::request_id::RequestId;
 use crate::{
-    error::{AppError, ClientError, ErrorCode, server_error},
+    error::{AppError, ErrorCode},
+    graphql::error::{ClientError, server_error},
     graphql::executor,
 };
 

@@ -59,7 +59,7 @@ use crate::{
     auth::{Viewer, credentials},
     config::Config,
     db::route::{Route, RouteKind},
-    error::{AppError, ClientError},
+    error::AppError,
     rate_limit::Spender,
     services::sessions,
     state::AppState,

@@ -10,7 +10,8 @@ use async_graphql::{
 };
 
 use crate::{
-    error::{AppError, ClientError, ErrorCode},
+    error::{AppError, ErrorCode},
+    graphql::error::ClientError,
     graphql::{
         limits,
         persisted::{PersistedQueryError, Registration},

@@ -8,7 +8,7 @@ use async_graphql::BatchResponse;
 
 use crate::{
     auth::TokenRejection,
-    error::{AppError, ClientError, ErrorCode},
+    error::{AppError, ErrorCode},
     graphql::cache::Stored,
     rate_limit::Charge,
 };
@@ -127,7 +127,7 @@ const REQUEST_ID_KEY: &str = "requestId";
 /// which finds the logged cause.
 pub fn tag_errors(responses: &mut [async_graphql::Response], request_id: &str) {
     for error in responses.iter_mut().flat_map(|r| r.errors.iter_mut()) {
-        crate::error::fill_error_code(error);
+        crate::graphql::error::fill_error_code(error);
         let extensions = error.extensions.get_or_insert_with(Default::default);
         let internal = matches!(
             extensions.get("code"),

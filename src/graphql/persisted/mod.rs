@@ -28,10 +28,7 @@ use anyhow::Context;
 use async_graphql::Request;
 use sha2::{Digest, Sha256};
 
-use crate::{
-    error::{ClientError, ErrorCode},
-    redis::Backend,
-};
+use crate::{error::ErrorCode, graphql::error::ClientError, redis::Backend};
 
 /// Longest document the automatic cache keeps; longer ones still run, the
 /// client just keeps sending their text.

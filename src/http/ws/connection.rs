@@ -26,7 +26,7 @@ use super::{
 };
 use crate::{
     auth::Viewer,
-    error::{ClientError, server_error},
+    graphql::error::server_error,
     graphql::executor::{self, Executor},
     telemetry::metrics_export,
 };
